@@ -1,0 +1,418 @@
+/* config/parse.c - see parse.h. */
+#include <config.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "error.h"
+#include "parse.h"
+#include "secmem.h"
+
+int
+ic_parse_uint (const char *what, const char *str, uint64_t min, uint64_t max,
+               uint64_t *out)
+{
+  char *end;
+  unsigned long long v;
+
+  if (!str || !*str || isspace ((unsigned char) *str) || *str == '-' ||
+      *str == '+') {
+    ic_error ("%s: expected a number from %" PRIu64 " to %" PRIu64
+              ", got '%s'", what, min, max, str ? str : "");
+    return -EINVAL;
+  }
+  errno = 0;
+  v = strtoull (str, &end, 0);
+  if (errno || *end || v < min || v > max) {
+    ic_error ("%s: expected a number from %" PRIu64 " to %" PRIu64
+              ", got '%s'", what, min, max, str);
+    return -EINVAL;
+  }
+  *out = v;
+  return 0;
+}
+
+int
+ic_parse_size (const char *what, const char *str, uint64_t *out)
+{
+  static const struct { const char *suffix; unsigned int shift; } units[] = {
+    { "", 0 }, { "b", 0 },
+    { "s", 9 },
+    { "k", 10 }, { "kb", 10 }, { "kib", 10 },
+    { "m", 20 }, { "mb", 20 }, { "mib", 20 },
+    { "g", 30 }, { "gb", 30 }, { "gib", 30 },
+    { "t", 40 }, { "tb", 40 }, { "tib", 40 },
+    { "p", 50 }, { "pb", 50 }, { "pib", 50 },
+  };
+  char *end;
+  unsigned long long v;
+  size_t i;
+
+  if (!str || !isdigit ((unsigned char) *str))
+    goto bad;
+  errno = 0;
+  v = strtoull (str, &end, 10);
+  if (errno)
+    goto bad;
+  for (i = 0; i < sizeof units / sizeof units[0]; i++)
+    if (strcasecmp (end, units[i].suffix) == 0) {
+      if (units[i].shift && v > (UINT64_MAX >> units[i].shift)) {
+        ic_error ("%s: size '%s' is too large", what, str);
+        return -EINVAL;
+      }
+      *out = (uint64_t) v << units[i].shift;
+      return 0;
+    }
+bad:
+  ic_error ("%s: expected a size (a number with an optional K, M, G, T, P "
+            "or s suffix), got '%s'", what, str ? str : "");
+  return -EINVAL;
+}
+
+int
+ic_parse_bool (const char *what, const char *str, bool *out)
+{
+  static const char *const yes[] = { "1", "true", "yes", "on" };
+  static const char *const no[] = { "0", "false", "no", "off" };
+  size_t i;
+
+  for (i = 0; i < 4; i++) {
+    if (strcasecmp (str, yes[i]) == 0) {
+      *out = true;
+      return 0;
+    }
+    if (strcasecmp (str, no[i]) == 0) {
+      *out = false;
+      return 0;
+    }
+  }
+  ic_error ("%s: expected true or false, got '%s'", what, str);
+  return -EINVAL;
+}
+
+int
+ic_parse_mode (const char *what, const char *str,
+               enum ic_crypto_mode_num *out)
+{
+  enum ic_crypto_mode_num m = ic_crypto_mode_from_name (str);
+
+  if (m == IC_ENCRYPTION_MODE_INVALID) {
+    ic_error ("%s: unknown mode '%s'; expected one of AES-256-XTS, "
+              "AES-128-CBC-ESSIV, Adiantum, SM4-XTS", what, str);
+    return -EINVAL;
+  }
+  *out = m;
+  return 0;
+}
+
+static int
+data_unit_size (const char *what, const char *str, unsigned int *out)
+{
+  uint64_t v;
+
+  if (ic_parse_size (what, str, &v) < 0 ||
+      v < IC_CRYPTO_MIN_DATA_UNIT_SIZE || v > IC_CRYPTO_MAX_DATA_UNIT_SIZE ||
+      (v & (v - 1))) {
+    ic_error ("%s: expected a data unit size, a power of two from 512 to "
+              "65536, got '%s'", what, str);
+    return -EINVAL;
+  }
+  *out = v;
+  return 0;
+}
+
+int
+ic_parse_data_unit_size (const char *what, const char *str,
+                         unsigned int *out)
+{
+  return data_unit_size (what, str, out);
+}
+
+int
+ic_parse_modes (const char *what, const char *str,
+                unsigned int modes[IC_ENCRYPTION_MODE_MAX])
+{
+  char *copy = strdup (str);
+  char *save1 = NULL;
+  char *item;
+  int r = 0;
+
+  if (!copy)
+    return -ENOMEM;
+  memset (modes, 0, IC_ENCRYPTION_MODE_MAX * sizeof modes[0]);
+  if (strcmp (str, "none") == 0) {
+    /* An engine that takes nothing: every context goes to the fallback. */
+    free (copy);
+    return 0;
+  }
+  for (item = strtok_r (copy, ";", &save1); item && r == 0;
+       item = strtok_r (NULL, ";", &save1)) {
+    char *colon = strchr (item, ':');
+    enum ic_crypto_mode_num m;
+
+    if (colon)
+      *colon = '\0';
+    r = ic_parse_mode (what, item, &m);
+    if (r < 0)
+      break;
+    if (!colon)
+      modes[m] = IC_ALL_DATA_UNIT_SIZES;
+    else {
+      char *save2 = NULL;
+      char *size;
+
+      if (!colon[1]) {
+        ic_error ("%s: %s: expected data unit sizes after ':'", what,
+                  ic_crypto_mode_name (m));
+        r = -EINVAL;
+        break;
+      }
+      for (size = strtok_r (colon + 1, ",", &save2); size && r == 0;
+           size = strtok_r (NULL, ",", &save2)) {
+        unsigned int du;
+
+        r = data_unit_size (what, size, &du);
+        if (r == 0)
+          modes[m] |= du;
+      }
+    }
+  }
+  if (r == 0) {
+    int m;
+
+    for (m = 1; m < IC_ENCRYPTION_MODE_MAX && !modes[m]; m++)
+      ;
+    if (m == IC_ENCRYPTION_MODE_MAX) {
+      ic_error ("%s: expected MODE[:SIZE,...][;MODE...], got '%s'", what,
+                str);
+      r = -EINVAL;
+    }
+  }
+  free (copy);
+  return r;
+}
+
+int
+ic_parse_key_types (const char *what, const char *str, unsigned int *out)
+{
+  char *copy = strdup (str);
+  char *save = NULL;
+  char *item;
+  unsigned int mask = 0;
+  int r = 0;
+
+  if (!copy)
+    return -ENOMEM;
+  for (item = strtok_r (copy, ",", &save); item;
+       item = strtok_r (NULL, ",", &save)) {
+    if (strcmp (item, "raw") == 0)
+      mask |= IC_CRYPTO_KEY_TYPE_RAW;
+    else if (strcmp (item, "hw_wrapped") == 0)
+      mask |= IC_CRYPTO_KEY_TYPE_HW_WRAPPED;
+    else {
+      ic_error ("%s: unknown key type '%s'; expected raw, hw_wrapped or "
+                "both, comma-separated", what, item);
+      r = -EINVAL;
+      break;
+    }
+  }
+  if (r == 0 && mask == 0) {
+    ic_error ("%s: expected raw, hw_wrapped or both", what);
+    r = -EINVAL;
+  }
+  free (copy);
+  if (r == 0)
+    *out = mask;
+  return r;
+}
+
+void
+ic_format_modes (const unsigned int modes[IC_ENCRYPTION_MODE_MAX], char *buf,
+                 size_t size)
+{
+  size_t used = 0;
+  int m;
+
+  buf[0] = '\0';
+  for (m = 1; m < IC_ENCRYPTION_MODE_MAX; m++) {
+    unsigned int mask = modes[m];
+    bool first = true;
+    int bit;
+
+    if (!mask)
+      continue;
+    used += snprintf (buf + used, used < size ? size - used : 0, "%s%s:",
+                      used ? ";" : "", ic_crypto_mode_name (m));
+    for (bit = 0; bit < 32; bit++)
+      if (mask & (1u << bit)) {
+        used += snprintf (buf + used, used < size ? size - used : 0, "%s%u",
+                          first ? "" : ",", 1u << bit);
+        first = false;
+      }
+  }
+}
+
+int
+ic_parse_dun (const char *what, const char *str, uint64_t dun[4])
+{
+  const char *p = str;
+  int i;
+
+  memset (dun, 0, 4 * sizeof dun[0]);
+  if (!*p)
+    goto bad;
+  if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
+    size_t n;
+
+    p += 2;
+    n = strlen (p);
+    if (n == 0 || n > 64)
+      goto bad;
+    /* Hex digits from the least significant end, 16 per limb. */
+    for (i = 0; n > 0; i++) {
+      size_t take = n < 16 ? n : 16;
+      char limb[17];
+      char *end;
+
+      memcpy (limb, p + n - take, take);
+      limb[take] = '\0';
+      errno = 0;
+      dun[i] = strtoull (limb, &end, 16);
+      if (errno || *end || !isxdigit ((unsigned char) limb[0]))
+        goto bad;
+      n -= take;
+    }
+    return 0;
+  }
+  /* Decimal: multiply-and-add across the limbs. */
+  for (; *p; p++) {
+    unsigned __int128 carry;
+
+    if (!isdigit ((unsigned char) *p))
+      goto bad;
+    carry = *p - '0';
+    for (i = 0; i < 4; i++) {
+      unsigned __int128 v = (unsigned __int128) dun[i] * 10 + carry;
+
+      dun[i] = (uint64_t) v;
+      carry = v >> 64;
+    }
+    if (carry) {
+      ic_error ("%s: DUN '%s' does not fit in 256 bits", what, str);
+      return -EINVAL;
+    }
+  }
+  return 0;
+
+bad:
+  ic_error ("%s: expected a DUN (a decimal or 0x-hex number), got '%s'",
+            what, str);
+  return -EINVAL;
+}
+
+/* Read all of @fd into locked memory. */
+static int
+read_fd_secret (const char *what, int fd, char **out, size_t *out_size)
+{
+  size_t cap = 4096;
+  size_t len = 0;
+  char *buf = ic_secure_alloc (cap);
+
+  if (!buf)
+    return -ENOMEM;
+  for (;;) {
+    ssize_t r;
+
+    if (len + 1 == cap) {
+      /* Grow in locked memory; the old copy is wiped. */
+      char *bigger = ic_secure_alloc (cap * 2);
+
+      if (!bigger) {
+        ic_secure_free (buf, cap);
+        return -ENOMEM;
+      }
+      memcpy (bigger, buf, len);
+      ic_secure_free (buf, cap);
+      buf = bigger;
+      cap *= 2;
+      if (cap > (1u << 20)) {
+        ic_error ("%s: secret is too long", what);
+        ic_secure_free (buf, cap);
+        return -E2BIG;
+      }
+    }
+    r = read (fd, buf + len, cap - 1 - len);
+    if (r == -1 && errno == EINTR)
+      continue;
+    if (r == -1) {
+      int err = errno;
+
+      ic_error ("%s: read: %s", what, strerror (err));
+      ic_secure_free (buf, cap);
+      return -err;
+    }
+    if (r == 0)
+      break;
+    len += r;
+  }
+  while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+    buf[--len] = '\0';
+  *out = buf;
+  *out_size = cap;
+  return 0;
+}
+
+int
+ic_read_secret (const char *what, const char *value, char **out,
+                size_t *out_size)
+{
+  int fd;
+  int r;
+
+  if (value[0] == '+') {
+    struct stat st;
+
+    fd = open (value + 1, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+      r = errno;
+      ic_error ("%s: open %s: %s", what, value + 1, strerror (r));
+      return -r;
+    }
+    if (fstat (fd, &st) == 0 && S_ISREG (st.st_mode) &&
+        (st.st_mode & (S_IRWXG | S_IRWXO))) {
+      ic_error ("%s: key file %s is accessible by group or others (mode "
+                "%04o); chmod 600 it", what, value + 1,
+                (unsigned int) (st.st_mode & 07777));
+      close (fd);
+      return -EACCES;
+    }
+    r = read_fd_secret (what, fd, out, out_size);
+    close (fd);
+    return r;
+  }
+  if (strcmp (value, "-") == 0)
+    return read_fd_secret (what, 0, out, out_size);
+  if (value[0] == '-' && isdigit ((unsigned char) value[1])) {
+    uint64_t n;
+
+    r = ic_parse_uint (what, value + 1, 0, INT32_MAX, &n);
+    if (r < 0)
+      return r;
+    return read_fd_secret (what, (int) n, out, out_size);
+  }
+  *out_size = strlen (value) + 1;
+  *out = ic_secure_alloc (*out_size);
+  if (!*out)
+    return -ENOMEM;
+  memcpy (*out, value, *out_size);
+  return 0;
+}

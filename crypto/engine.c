@@ -1,0 +1,438 @@
+/* crypto/engine.c - see engine.h. */
+#include <config.h>
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cipher-pool.h"
+#include "engine.h"
+#include "error.h"
+
+/* One keyslot of the emulated hardware. */
+struct hw_slot {
+  /* The key this slot is really programmed with, or NULL.  Written under
+   * the profile's lock (programming, eviction, reset); read atomically by
+   * requests holding the slot.
+   */
+  const struct ic_crypto_key *key;
+  struct ic_cipher_pool ciphers;
+};
+
+struct ic_engine {
+  struct ic_engine_config cfg;
+  struct ic_crypto_profile profile;
+  struct hw_slot *slots;
+
+  /* The gate (blk_mq_quiesce_queue of a reset): see ic_engine_enter(). */
+  atomic_uint in_flight;
+  atomic_bool quiescing;
+  pthread_mutex_t gate_lock;    /* covers the waits on gate_cond */
+  pthread_cond_t gate_cond;
+  pthread_mutex_t reset_lock;   /* one reset at a time */
+
+  pthread_mutex_t fault_lock;   /* covers faults */
+  struct ic_engine_faults faults;
+
+  /* Counters: atomics. */
+  uint64_t resets;
+  uint64_t hw_evictions;
+  uint64_t requests[IC_ENCRYPTION_MODE_MAX];
+  uint64_t bytes[IC_ENCRYPTION_MODE_MAX];
+  uint64_t key_mismatches;
+};
+
+#define COUNT(field, n) __atomic_fetch_add (&(field), (n), __ATOMIC_RELAXED)
+
+void
+ic_engine_config_default (struct ic_engine_config *cfg, const char *name)
+{
+  int m;
+
+  memset (cfg, 0, sizeof *cfg);
+  snprintf (cfg->name, sizeof cfg->name, "%s", name ? name : "engine");
+  cfg->num_slots = 32;
+  for (m = 1; m < IC_ENCRYPTION_MODE_MAX; m++)
+    cfg->modes_supported[m] = IC_ALL_DATA_UNIT_SIZES;
+  cfg->max_dun_bytes = 8;
+  cfg->key_types = IC_CRYPTO_KEY_TYPE_RAW;
+  cfg->program_us = 0;
+}
+
+static void
+sleep_us (unsigned int us)
+{
+  struct timespec ts = { us / 1000000, (us % 1000000) * 1000L };
+
+  while (nanosleep (&ts, &ts) == -1 && errno == EINTR)
+    ;
+}
+
+/* A cheap per-thread random number in [0, 1). */
+static double
+random_unit (void)
+{
+  static __thread uint64_t state;
+
+  if (state == 0)
+    state = ic_now_ns () ^ (uint64_t) (uintptr_t) &state;
+  state ^= state << 13;
+  state ^= state >> 7;
+  state ^= state << 17;
+  return (state >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* Decide whether this program fails, per the injected faults.
+ *
+ * Return: 0, or the -errno to fail with; *delay_us gets the extra delay.
+ */
+static int
+program_fault (struct ic_engine *e, unsigned int *delay_us)
+{
+  int err = 0;
+
+  pthread_mutex_lock (&e->fault_lock);
+  *delay_us = e->faults.program_delay_us;
+  if (e->faults.program_fail_count > 0) {
+    e->faults.program_fail_count--;
+    err = e->faults.program_errno ? e->faults.program_errno : EIO;
+  }
+  else if (e->faults.program_fail_prob > 0 &&
+           random_unit () < e->faults.program_fail_prob)
+    err = e->faults.program_errno ? e->faults.program_errno : EIO;
+  pthread_mutex_unlock (&e->fault_lock);
+  return -err;
+}
+
+/* ll_ops.keyslot_program.  Context: profile->lock held for writing. */
+static int
+engine_keyslot_program (struct ic_crypto_profile *profile,
+                        const struct ic_crypto_key *key, unsigned int slot)
+{
+  struct ic_engine *e = profile->priv;
+  struct hw_slot *hs = &e->slots[slot];
+  unsigned int delay_us;
+  int err;
+
+  err = program_fault (e, &delay_us);
+  /* The hardware takes its time, fault or not. */
+  if (e->cfg.program_us + delay_us)
+    sleep_us (e->cfg.program_us + delay_us);
+  if (err) {
+    ic_error ("%s: program keyslot %u: injected fault: %s", e->cfg.name,
+              slot, strerror (-err));
+    return err;
+  }
+  if (!ic_crypto_cfg_supported (profile, &key->crypto_cfg)) {
+    /* The block layer only sends what the profile advertises. */
+    ic_error ("%s: program keyslot %u: %s/%u is not supported", e->cfg.name,
+              slot, ic_crypto_mode_name (key->crypto_cfg.crypto_mode),
+              key->crypto_cfg.data_unit_size);
+    return -EOPNOTSUPP;
+  }
+
+  /* A refused key leaves the slot as it was. */
+  err = ic_cipher_pool_program (&hs->ciphers, key->crypto_cfg.crypto_mode,
+                                key->bytes, key->size);
+  if (err)
+    return err;
+  __atomic_store_n (&hs->key, key, __ATOMIC_RELEASE);
+  return 0;
+}
+
+/* ll_ops.keyslot_evict.  Context: profile->lock held for writing. */
+static int
+engine_keyslot_evict (struct ic_crypto_profile *profile,
+                      const struct ic_crypto_key *key, int slot)
+{
+  struct ic_engine *e = profile->priv;
+  struct hw_slot *hs;
+
+  if (slot < 0 || (unsigned int) slot >= e->cfg.num_slots)
+    return -EINVAL;
+  hs = &e->slots[slot];
+  __atomic_store_n (&hs->key, NULL, __ATOMIC_RELEASE);
+  ic_cipher_pool_clear (&hs->ciphers);
+  COUNT (e->hw_evictions, 1);
+  return 0;
+}
+
+struct ic_engine *
+ic_engine_new (const struct ic_engine_config *cfg)
+{
+  struct ic_engine *e;
+  unsigned int i;
+  int m;
+
+  if (cfg->num_slots < 1 || cfg->num_slots > IC_ENGINE_MAX_SLOTS) {
+    ic_error ("%s: keyslots=%u out of range: 1 to %u", cfg->name,
+              cfg->num_slots, IC_ENGINE_MAX_SLOTS);
+    errno = EINVAL;
+    return NULL;
+  }
+  if (cfg->max_dun_bytes < 1 || cfg->max_dun_bytes > IC_CRYPTO_MAX_IV_SIZE) {
+    ic_error ("%s: max-dun-bytes=%u out of range: 1 to %u", cfg->name,
+              cfg->max_dun_bytes, IC_CRYPTO_MAX_IV_SIZE);
+    errno = EINVAL;
+    return NULL;
+  }
+  for (m = 1; m < IC_ENCRYPTION_MODE_MAX; m++)
+    if (cfg->modes_supported[m] & ~IC_ALL_DATA_UNIT_SIZES) {
+      ic_error ("%s: %s: data unit sizes must be 512 to 65536", cfg->name,
+                ic_crypto_mode_name (m));
+      errno = EINVAL;
+      return NULL;
+    }
+
+  e = calloc (1, sizeof *e);
+  if (!e)
+    goto out_nomem;
+  e->cfg = *cfg;
+  if (ic_crypto_profile_init (&e->profile, cfg->num_slots) < 0)
+    goto out_free;
+  e->slots = calloc (cfg->num_slots, sizeof e->slots[0]);
+  if (!e->slots)
+    goto out_destroy_profile;
+  for (i = 0; i < cfg->num_slots; i++)
+    ic_cipher_pool_init (&e->slots[i].ciphers);
+
+  e->profile.ll_ops.keyslot_program = engine_keyslot_program;
+  e->profile.ll_ops.keyslot_evict = engine_keyslot_evict;
+  e->profile.max_dun_bytes_supported = cfg->max_dun_bytes;
+  e->profile.key_types_supported = cfg->key_types;
+  memcpy (e->profile.modes_supported, cfg->modes_supported,
+          sizeof e->profile.modes_supported);
+  e->profile.modes_supported[IC_ENCRYPTION_MODE_INVALID] = 0;
+  e->profile.priv = e;
+  snprintf (e->profile.name, sizeof e->profile.name, "%s", cfg->name);
+
+  pthread_mutex_init (&e->gate_lock, NULL);
+  pthread_cond_init (&e->gate_cond, NULL);
+  pthread_mutex_init (&e->reset_lock, NULL);
+  pthread_mutex_init (&e->fault_lock, NULL);
+  e->faults.program_errno = EIO;
+  return e;
+
+out_destroy_profile:
+  ic_crypto_profile_destroy (&e->profile);
+out_free:
+  free (e);
+out_nomem:
+  ic_error ("%s: out of memory", cfg->name);
+  errno = ENOMEM;
+  return NULL;
+}
+
+void
+ic_engine_free (struct ic_engine *e)
+{
+  unsigned int i;
+
+  if (!e)
+    return;
+  for (i = 0; i < e->cfg.num_slots; i++)
+    ic_cipher_pool_destroy (&e->slots[i].ciphers);
+  free (e->slots);
+  ic_crypto_profile_destroy (&e->profile);
+  pthread_mutex_destroy (&e->gate_lock);
+  pthread_cond_destroy (&e->gate_cond);
+  pthread_mutex_destroy (&e->reset_lock);
+  pthread_mutex_destroy (&e->fault_lock);
+  free (e);
+}
+
+const char *
+ic_engine_name (const struct ic_engine *e)
+{
+  return e->cfg.name;
+}
+
+const struct ic_engine_config *
+ic_engine_config (const struct ic_engine *e)
+{
+  return &e->cfg;
+}
+
+struct ic_crypto_profile *
+ic_engine_profile (struct ic_engine *e)
+{
+  return &e->profile;
+}
+
+/* The gate.  A request counts itself in, then looks for a reset; a reset
+ * raises the flag, then waits for the count to drain.  Both sides use
+ * sequentially consistent atomics, so at least one sees the other.
+ */
+void
+ic_engine_enter (struct ic_engine *e)
+{
+  for (;;) {
+    atomic_fetch_add (&e->in_flight, 1);
+    if (!atomic_load (&e->quiescing))
+      return;
+    ic_engine_exit (e);
+    pthread_mutex_lock (&e->gate_lock);
+    while (atomic_load (&e->quiescing))
+      pthread_cond_wait (&e->gate_cond, &e->gate_lock);
+    pthread_mutex_unlock (&e->gate_lock);
+  }
+}
+
+void
+ic_engine_exit (struct ic_engine *e)
+{
+  if (atomic_fetch_sub (&e->in_flight, 1) == 1 &&
+      atomic_load (&e->quiescing)) {
+    pthread_mutex_lock (&e->gate_lock);
+    pthread_cond_broadcast (&e->gate_cond);
+    pthread_mutex_unlock (&e->gate_lock);
+  }
+}
+
+static void
+lose_keys (struct ic_engine *e)
+{
+  unsigned int i;
+
+  /* Under the profile lock, like every change of hardware state. */
+  pthread_rwlock_wrlock (&e->profile.lock);
+  for (i = 0; i < e->cfg.num_slots; i++) {
+    __atomic_store_n (&e->slots[i].key, NULL, __ATOMIC_RELEASE);
+    ic_cipher_pool_clear (&e->slots[i].ciphers);
+  }
+  pthread_rwlock_unlock (&e->profile.lock);
+}
+
+unsigned int
+ic_engine_reset (struct ic_engine *e)
+{
+  unsigned int failed;
+
+  pthread_mutex_lock (&e->reset_lock);
+  pthread_mutex_lock (&e->gate_lock);
+  atomic_store (&e->quiescing, true);
+  while (atomic_load (&e->in_flight) != 0)
+    pthread_cond_wait (&e->gate_cond, &e->gate_lock);
+  pthread_mutex_unlock (&e->gate_lock);
+
+  /* The controller comes back with empty keyslots ... */
+  lose_keys (e);
+  /* ... and the driver programs them again (ufshcd_crypto_enable). */
+  failed = ic_crypto_reprogram_all_keys (&e->profile);
+  COUNT (e->resets, 1);
+  if (failed)
+    ic_error ("%s: reset: %u keyslot(s) could not be reprogrammed",
+              e->cfg.name, failed);
+
+  pthread_mutex_lock (&e->gate_lock);
+  atomic_store (&e->quiescing, false);
+  pthread_cond_broadcast (&e->gate_cond);
+  pthread_mutex_unlock (&e->gate_lock);
+  pthread_mutex_unlock (&e->reset_lock);
+  return failed;
+}
+
+void
+ic_engine_lose_keys (struct ic_engine *e)
+{
+  lose_keys (e);
+}
+
+void
+ic_engine_set_faults (struct ic_engine *e,
+                      const struct ic_engine_faults *faults)
+{
+  pthread_mutex_lock (&e->fault_lock);
+  e->faults = *faults;
+  if (!e->faults.program_errno)
+    e->faults.program_errno = EIO;
+  pthread_mutex_unlock (&e->fault_lock);
+}
+
+void
+ic_engine_get_faults (struct ic_engine *e, struct ic_engine_faults *faults)
+{
+  pthread_mutex_lock (&e->fault_lock);
+  *faults = e->faults;
+  pthread_mutex_unlock (&e->fault_lock);
+}
+
+static int
+engine_crypt (struct ic_engine *e, struct ic_crypto_keyslot *slot,
+              const struct ic_crypt_ctx *ctx, void *dst, const void *src,
+              size_t len, bool enc)
+{
+  const struct ic_crypto_key *key = ctx->key;
+  unsigned int idx = ic_crypto_keyslot_index (slot);
+  struct hw_slot *hs = &e->slots[idx];
+  struct ic_pooled_cipher *pc;
+  int err;
+
+  if (__atomic_load_n (&hs->key, __ATOMIC_ACQUIRE) != key) {
+    COUNT (e->key_mismatches, 1);
+    ic_error ("%s: keyslot %u does not hold key %s: the request would be "
+              "%s with another key", e->cfg.name, idx,
+              key->name[0] ? key->name : "(unnamed)",
+              enc ? "encrypted" : "decrypted");
+    return -EIO;
+  }
+  if (ic_crypt_dun_exceeds (ctx->dun, e->cfg.max_dun_bytes)) {
+    ic_error ("%s: DUN exceeds the engine's %u bytes", e->cfg.name,
+              e->cfg.max_dun_bytes);
+    return -EIO;
+  }
+
+  pc = ic_cipher_pool_get (&hs->ciphers);
+  if (!pc)
+    return -errno;
+  if (enc)
+    err = ic_cipher_encrypt (ic_pooled_cipher (pc), dst, src, len,
+                             key->crypto_cfg.data_unit_size, ctx->dun);
+  else
+    err = ic_cipher_decrypt_holes (ic_pooled_cipher (pc), dst, len,
+                                   key->crypto_cfg.data_unit_size, ctx->dun);
+  ic_cipher_pool_put (&hs->ciphers, pc);
+  if (err == 0) {
+    COUNT (e->requests[key->crypto_cfg.crypto_mode], 1);
+    COUNT (e->bytes[key->crypto_cfg.crypto_mode], len);
+  }
+  return err;
+}
+
+int
+ic_engine_encrypt (struct ic_engine *e, struct ic_crypto_keyslot *slot,
+                   const struct ic_crypt_ctx *ctx, void *dst, const void *src,
+                   size_t len)
+{
+  return engine_crypt (e, slot, ctx, dst, src, len, true);
+}
+
+int
+ic_engine_decrypt (struct ic_engine *e, struct ic_crypto_keyslot *slot,
+                   const struct ic_crypt_ctx *ctx, void *buf, size_t len)
+{
+  return engine_crypt (e, slot, ctx, buf, buf, len, false);
+}
+
+void
+ic_engine_read_stats (struct ic_engine *e, struct ic_engine_stats *st,
+                      bool reset)
+{
+  int m;
+
+#define READ(dst, src) \
+  (dst) = reset ? __atomic_exchange_n (&(src), 0, __ATOMIC_RELAXED) \
+                : __atomic_load_n (&(src), __ATOMIC_RELAXED)
+  ic_crypto_profile_read_stats (&e->profile, &st->slots, reset);
+  READ (st->resets, e->resets);
+  READ (st->hw_evictions, e->hw_evictions);
+  READ (st->key_mismatches, e->key_mismatches);
+  for (m = 0; m < IC_ENCRYPTION_MODE_MAX; m++) {
+    READ (st->requests[m], e->requests[m]);
+    READ (st->bytes[m], e->bytes[m]);
+  }
+#undef READ
+}

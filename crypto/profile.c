@@ -1,0 +1,638 @@
+/* crypto/profile.c - see profile.h.  Mirrors Linux
+ * block/blk-crypto-profile.c; each function names its upstream twin.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "profile.h"
+#include "secmem.h"
+
+struct ic_crypto_keyslot {
+  atomic_uint slot_refs;
+  struct ic_list_head idle_slot_node;   /* protected by idle_slots_lock */
+  struct ic_hlist_node hash_node;       /* protected by profile->lock */
+  /* Written under profile->lock held for writing; read under it, or
+   * atomically by a holder of a reference.
+   */
+  const struct ic_crypto_key *key;
+  struct ic_crypto_profile *profile;
+};
+
+#define STAT_INC(profile, field) \
+  __atomic_fetch_add (&(profile)->stats.field, 1, __ATOMIC_RELAXED)
+
+/* blk_crypto_hw_enter / _exit: no runtime PM here, only the lock. */
+static void
+hw_enter (struct ic_crypto_profile *profile)
+{
+  pthread_rwlock_wrlock (&profile->lock);
+}
+
+static void
+hw_exit (struct ic_crypto_profile *profile)
+{
+  pthread_rwlock_unlock (&profile->lock);
+}
+
+static unsigned int
+roundup_pow_of_two (unsigned int n)
+{
+  unsigned int p = 1;
+
+  while (p < n)
+    p <<= 1;
+  return p;
+}
+
+/* blk_crypto_profile_init */
+int
+ic_crypto_profile_init (struct ic_crypto_profile *profile,
+                        unsigned int num_slots)
+{
+  unsigned int ht_size;
+  unsigned int i;
+
+  memset (profile, 0, sizeof *profile);
+  pthread_rwlock_init (&profile->lock, NULL);
+  pthread_mutex_init (&profile->idle_slots_lock, NULL);
+  pthread_cond_init (&profile->idle_slots_wait_queue, NULL);
+  ic_list_init (&profile->idle_slots);
+
+  if (num_slots == 0)
+    return 0;
+
+  profile->slots = calloc (num_slots, sizeof profile->slots[0]);
+  if (!profile->slots)
+    goto out_destroy;
+  profile->num_slots = num_slots;
+  for (i = 0; i < num_slots; i++) {
+    profile->slots[i].profile = profile;
+    ic_list_add_tail (&profile->slots[i].idle_slot_node,
+                      &profile->idle_slots);
+  }
+
+  /* A hash of at least 2 buckets, as upstream (hash_ptr needs bits > 0). */
+  ht_size = roundup_pow_of_two (num_slots);
+  if (ht_size < 2)
+    ht_size = 2;
+  profile->log_slot_ht_size = __builtin_ctz (ht_size);
+  profile->slot_hashtable = calloc (ht_size, sizeof (struct ic_hlist_head));
+  if (!profile->slot_hashtable)
+    goto out_destroy;
+  return 0;
+
+out_destroy:
+  ic_crypto_profile_destroy (profile);
+  ic_error ("profile: init: out of memory for %u keyslots", num_slots);
+  return -ENOMEM;
+}
+
+/* blk_crypto_profile_destroy */
+void
+ic_crypto_profile_destroy (struct ic_crypto_profile *profile)
+{
+  if (!profile)
+    return;
+  pthread_rwlock_destroy (&profile->lock);
+  pthread_mutex_destroy (&profile->idle_slots_lock);
+  pthread_cond_destroy (&profile->idle_slots_wait_queue);
+  free (profile->slot_hashtable);
+  if (profile->slots)
+    ic_memzero_explicit (profile->slots,
+                         profile->num_slots * sizeof profile->slots[0]);
+  free (profile->slots);
+  ic_memzero_explicit (profile, sizeof *profile);
+}
+
+/* hash_ptr(): golden-ratio multiplicative hash of the key's address. */
+static struct ic_hlist_head *
+hash_bucket_for_key (struct ic_crypto_profile *profile,
+                     const struct ic_crypto_key *key)
+{
+  uint64_t h = (uint64_t) (uintptr_t) key * 0x61C8864680B583EBull;
+
+  return &profile->slot_hashtable[h >> (64 - profile->log_slot_ht_size)];
+}
+
+/* blk_crypto_remove_slot_from_lru_list */
+static void
+remove_slot_from_lru_list (struct ic_crypto_keyslot *slot)
+{
+  struct ic_crypto_profile *profile = slot->profile;
+
+  pthread_mutex_lock (&profile->idle_slots_lock);
+  ic_list_del (&slot->idle_slot_node);
+  pthread_mutex_unlock (&profile->idle_slots_lock);
+}
+
+/* blk_crypto_find_keyslot.  Context: profile->lock held. */
+static struct ic_crypto_keyslot *
+find_keyslot (struct ic_crypto_profile *profile,
+              const struct ic_crypto_key *key)
+{
+  struct ic_hlist_node *node;
+
+  for (node = hash_bucket_for_key (profile, key)->first; node;
+       node = node->next) {
+    struct ic_crypto_keyslot *slot =
+      ic_container_of (node, struct ic_crypto_keyslot, hash_node);
+
+    if (slot->key == key)
+      return slot;
+  }
+  return NULL;
+}
+
+/* blk_crypto_find_and_grab_keyslot.  Context: profile->lock held. */
+static struct ic_crypto_keyslot *
+find_and_grab_keyslot (struct ic_crypto_profile *profile,
+                       const struct ic_crypto_key *key)
+{
+  struct ic_crypto_keyslot *slot = find_keyslot (profile, key);
+
+  if (!slot)
+    return NULL;
+  /* The first reference takes the slot off the LRU list. */
+  if (atomic_fetch_add (&slot->slot_refs, 1) == 0)
+    remove_slot_from_lru_list (slot);
+  return slot;
+}
+
+unsigned int
+ic_crypto_keyslot_index (const struct ic_crypto_keyslot *slot)
+{
+  return slot - slot->profile->slots;
+}
+
+const struct ic_crypto_key *
+ic_crypto_keyslot_key (const struct ic_crypto_keyslot *slot)
+{
+  return __atomic_load_n (&slot->key, __ATOMIC_ACQUIRE);
+}
+
+/* Wait until the idle list is not empty (the wait_event() of upstream).
+ * Unbounded, as upstream: a slot comes back when a request completes.
+ * The caller counts the wait: a get may wait more than once.
+ */
+static void
+wait_for_idle_slot (struct ic_crypto_profile *profile)
+{
+  pthread_mutex_lock (&profile->idle_slots_lock);
+  profile->idle_waiters++;
+  while (ic_list_empty (&profile->idle_slots))
+    pthread_cond_wait (&profile->idle_slots_wait_queue,
+                       &profile->idle_slots_lock);
+  profile->idle_waiters--;
+  pthread_mutex_unlock (&profile->idle_slots_lock);
+}
+
+/* Record the time a get spent waiting since @wait_start (0: no wait). */
+static void
+count_wait (struct ic_crypto_profile *profile, uint64_t wait_start)
+{
+  if (wait_start)
+    ic_histogram_add (&profile->stats.wait, ic_now_ns () - wait_start);
+}
+
+static void
+wake_up_waiters (struct ic_crypto_profile *profile)
+{
+  pthread_mutex_lock (&profile->idle_slots_lock);
+  if (profile->idle_waiters)
+    pthread_cond_broadcast (&profile->idle_slots_wait_queue);
+  pthread_mutex_unlock (&profile->idle_slots_lock);
+}
+
+/* blk_crypto_get_keyslot */
+int
+ic_crypto_get_keyslot (struct ic_crypto_profile *profile,
+                       const struct ic_crypto_key *key,
+                       struct ic_crypto_keyslot **slotp)
+{
+  struct ic_crypto_keyslot *slot;
+  uint64_t wait_start = 0;
+  int err;
+
+  *slotp = NULL;
+
+  /* A device without keyslots takes the context as it is. */
+  if (profile->num_slots == 0)
+    return 0;
+
+  pthread_rwlock_rdlock (&profile->lock);
+  slot = find_and_grab_keyslot (profile, key);
+  pthread_rwlock_unlock (&profile->lock);
+  if (slot)
+    goto hit;
+
+  for (;;) {
+    hw_enter (profile);
+    /* Someone may have programmed the key meanwhile. */
+    slot = find_and_grab_keyslot (profile, key);
+    if (slot) {
+      hw_exit (profile);
+      count_wait (profile, wait_start);
+      goto hit;
+    }
+    /* The least recently used idle slot: releases append to the tail.
+     * Only holders of profile->lock take slots off the list, so the one we
+     * see stays idle while we hold it for writing.
+     */
+    pthread_mutex_lock (&profile->idle_slots_lock);
+    if (!ic_list_empty (&profile->idle_slots))
+      slot = ic_list_first_entry (&profile->idle_slots,
+                                  struct ic_crypto_keyslot, idle_slot_node);
+    pthread_mutex_unlock (&profile->idle_slots_lock);
+    if (slot)
+      break;
+    hw_exit (profile);
+    /* Another get may take the slot we wake up for: count this get once,
+     * for its whole wait.
+     */
+    if (!wait_start) {
+      STAT_INC (profile, waits);
+      wait_start = ic_now_ns ();
+    }
+    wait_for_idle_slot (profile);
+  }
+  count_wait (profile, wait_start);
+
+  STAT_INC (profile, misses);
+  err = profile->ll_ops.keyslot_program (profile, key,
+                                         ic_crypto_keyslot_index (slot));
+  if (err) {
+    STAT_INC (profile, program_failures);
+    /* Let the others try: the slot is still idle. */
+    wake_up_waiters (profile);
+    hw_exit (profile);
+    return err < 0 ? err : -EIO;
+  }
+  STAT_INC (profile, programs);
+
+  /* Move this slot to the hash list of the new key. */
+  if (slot->key)
+    ic_hlist_del (&slot->hash_node);
+  __atomic_store_n (&slot->key, key, __ATOMIC_RELEASE);
+  ic_hlist_add_head (&slot->hash_node, hash_bucket_for_key (profile, key));
+  atomic_store (&slot->slot_refs, 1);
+  remove_slot_from_lru_list (slot);
+  hw_exit (profile);
+  *slotp = slot;
+  return 0;
+
+hit:
+  STAT_INC (profile, hits);
+  *slotp = slot;
+  return 0;
+}
+
+/* atomic_dec_and_lock(): drop a reference; if it was the last, return true
+ * with @lock held.  The decrement to zero happens under @lock, so that a
+ * concurrent find_and_grab_keyslot() taking the slot off the idle list
+ * always finds it on it.
+ */
+static bool
+dec_and_lock (atomic_uint *refs, pthread_mutex_t *lock)
+{
+  unsigned int old = atomic_load (refs);
+
+  while (old > 1)
+    if (atomic_compare_exchange_weak (refs, &old, old - 1))
+      return false;
+  pthread_mutex_lock (lock);
+  if (atomic_fetch_sub (refs, 1) == 1)
+    return true;
+  pthread_mutex_unlock (lock);
+  return false;
+}
+
+/* blk_crypto_put_keyslot */
+void
+ic_crypto_put_keyslot (struct ic_crypto_keyslot *slot)
+{
+  struct ic_crypto_profile *profile;
+
+  if (!slot)
+    return;
+  profile = slot->profile;
+  if (dec_and_lock (&slot->slot_refs, &profile->idle_slots_lock)) {
+    ic_list_add_tail (&slot->idle_slot_node, &profile->idle_slots);
+    if (profile->idle_waiters)
+      pthread_cond_broadcast (&profile->idle_slots_wait_queue);
+    pthread_mutex_unlock (&profile->idle_slots_lock);
+  }
+}
+
+/* __blk_crypto_evict_key */
+int
+ic_crypto_evict_key (struct ic_crypto_profile *profile,
+                     const struct ic_crypto_key *key)
+{
+  struct ic_crypto_keyslot *slot;
+  int err;
+
+  if (profile->num_slots == 0) {
+    if (profile->ll_ops.keyslot_evict) {
+      hw_enter (profile);
+      err = profile->ll_ops.keyslot_evict (profile, key, -1);
+      hw_exit (profile);
+      return err;
+    }
+    return 0;
+  }
+
+  hw_enter (profile);
+  slot = find_keyslot (profile, key);
+  if (!slot) {
+    /* Not an error: a key not in use by I/O need not be in a keyslot;
+     * there can be more keys than keyslots.
+     */
+    err = 0;
+    goto out;
+  }
+  STAT_INC (profile, evictions);
+  if (atomic_load (&slot->slot_refs) != 0) {
+    /* Upstream WARNs: the caller evicts a key that I/O still uses. */
+    STAT_INC (profile, evict_busy);
+    ic_error ("%s: evict %s: key is still in use by I/O in keyslot %u",
+              profile->name, key->name[0] ? key->name : "key",
+              ic_crypto_keyslot_index (slot));
+    err = -EBUSY;
+    goto out_remove;
+  }
+  err = profile->ll_ops.keyslot_evict
+    ? profile->ll_ops.keyslot_evict (profile, key,
+                                     ic_crypto_keyslot_index (slot))
+    : 0;
+  if (err)
+    ic_debug ("%s: error %d evicting key %s", profile->name, err, key->name);
+out_remove:
+  /* Callers free the key even on error: unlink it regardless. */
+  ic_hlist_del (&slot->hash_node);
+  __atomic_store_n (&slot->key, NULL, __ATOMIC_RELEASE);
+out:
+  hw_exit (profile);
+  return err;
+}
+
+/* blk_crypto_reprogram_all_keys */
+unsigned int
+ic_crypto_reprogram_all_keys (struct ic_crypto_profile *profile)
+{
+  unsigned int failed = 0;
+  unsigned int i;
+
+  if (profile->num_slots == 0)
+    return 0;
+  STAT_INC (profile, reprograms);
+  hw_enter (profile);
+  for (i = 0; i < profile->num_slots; i++) {
+    const struct ic_crypto_key *key = profile->slots[i].key;
+    int err;
+
+    if (!key)
+      continue;
+    err = profile->ll_ops.keyslot_program (profile, key, i);
+    if (err) {
+      /* Upstream WARNs and goes on with the other slots. */
+      failed++;
+      STAT_INC (profile, program_failures);
+      ic_debug ("%s: reprogram keyslot %u: error %d", profile->name, i, err);
+    }
+    else
+      STAT_INC (profile, programs);
+  }
+  hw_exit (profile);
+  return failed;
+}
+
+unsigned int
+ic_crypto_profile_num_slots (const struct ic_crypto_profile *profile)
+{
+  return profile->num_slots;
+}
+
+/* Capabilities of a live profile may grow under running requests
+ * (ic_crypto_update_capabilities); read and write them atomically.
+ */
+#define CAP_LOAD(x) __atomic_load_n (&(x), __ATOMIC_RELAXED)
+#define CAP_STORE(x, v) __atomic_store_n (&(x), (v), __ATOMIC_RELAXED)
+
+/* __blk_crypto_cfg_supported */
+bool
+ic_crypto_cfg_supported (const struct ic_crypto_profile *profile,
+                         const struct ic_crypto_config *cfg)
+{
+  if (!profile)
+    return false;
+  if (!ic_crypto_mode_is_valid (cfg->crypto_mode))
+    return false;
+  if (!(CAP_LOAD (profile->modes_supported[cfg->crypto_mode]) &
+        cfg->data_unit_size))
+    return false;
+  if (CAP_LOAD (profile->max_dun_bytes_supported) < cfg->dun_bytes)
+    return false;
+  if (!(CAP_LOAD (profile->key_types_supported) & cfg->key_type))
+    return false;
+  return true;
+}
+
+/* blk_crypto_intersect_capabilities */
+void
+ic_crypto_intersect_capabilities (struct ic_crypto_profile *parent,
+                                  const struct ic_crypto_profile *child)
+{
+  unsigned int i;
+
+  if (child) {
+    if (CAP_LOAD (child->max_dun_bytes_supported) <
+        parent->max_dun_bytes_supported)
+      parent->max_dun_bytes_supported =
+        CAP_LOAD (child->max_dun_bytes_supported);
+    for (i = 0; i < IC_ENCRYPTION_MODE_MAX; i++)
+      parent->modes_supported[i] &= CAP_LOAD (child->modes_supported[i]);
+    parent->key_types_supported &= CAP_LOAD (child->key_types_supported);
+  }
+  else {
+    parent->max_dun_bytes_supported = 0;
+    memset (parent->modes_supported, 0, sizeof parent->modes_supported);
+    parent->key_types_supported = 0;
+  }
+}
+
+void
+ic_crypto_union_capabilities (struct ic_crypto_profile *parent,
+                              const struct ic_crypto_profile *child)
+{
+  unsigned int i;
+
+  if (!child)
+    return;
+  if (CAP_LOAD (child->max_dun_bytes_supported) >
+      parent->max_dun_bytes_supported)
+    parent->max_dun_bytes_supported =
+      CAP_LOAD (child->max_dun_bytes_supported);
+  for (i = 0; i < IC_ENCRYPTION_MODE_MAX; i++)
+    parent->modes_supported[i] |= CAP_LOAD (child->modes_supported[i]);
+  parent->key_types_supported |= CAP_LOAD (child->key_types_supported);
+}
+
+void
+ic_crypto_set_all_capabilities (struct ic_crypto_profile *profile)
+{
+  unsigned int i;
+
+  /* As dm_table_construct_crypto_profile() starts: everything. */
+  profile->max_dun_bytes_supported = UINT32_MAX;
+  for (i = 0; i < IC_ENCRYPTION_MODE_MAX; i++)
+    profile->modes_supported[i] = UINT32_MAX;
+  profile->key_types_supported = UINT32_MAX;
+}
+
+/* blk_crypto_has_capabilities */
+bool
+ic_crypto_has_capabilities (const struct ic_crypto_profile *target,
+                            const struct ic_crypto_profile *reference)
+{
+  unsigned int i;
+
+  if (!reference)
+    return true;
+  if (!target)
+    return false;
+  for (i = 0; i < IC_ENCRYPTION_MODE_MAX; i++)
+    if (CAP_LOAD (reference->modes_supported[i]) &
+        ~CAP_LOAD (target->modes_supported[i]))
+      return false;
+  if (CAP_LOAD (reference->max_dun_bytes_supported) >
+      CAP_LOAD (target->max_dun_bytes_supported))
+    return false;
+  if (CAP_LOAD (reference->key_types_supported) &
+      ~CAP_LOAD (target->key_types_supported))
+    return false;
+  return true;
+}
+
+/* blk_crypto_update_capabilities */
+void
+ic_crypto_update_capabilities (struct ic_crypto_profile *dst,
+                               const struct ic_crypto_profile *src)
+{
+  unsigned int i;
+
+  for (i = 0; i < IC_ENCRYPTION_MODE_MAX; i++)
+    CAP_STORE (dst->modes_supported[i], CAP_LOAD (src->modes_supported[i]));
+  CAP_STORE (dst->max_dun_bytes_supported,
+             CAP_LOAD (src->max_dun_bytes_supported));
+  CAP_STORE (dst->key_types_supported, CAP_LOAD (src->key_types_supported));
+}
+
+bool
+ic_crypto_profile_is_empty (const struct ic_crypto_profile *profile)
+{
+  unsigned int i;
+
+  for (i = 0; i < IC_ENCRYPTION_MODE_MAX; i++)
+    if (CAP_LOAD (profile->modes_supported[i]))
+      return false;
+  return true;
+}
+
+static bool
+supports_wrapped (const struct ic_crypto_profile *profile)
+{
+  return profile &&
+    (CAP_LOAD (profile->key_types_supported) & IC_CRYPTO_KEY_TYPE_HW_WRAPPED);
+}
+
+/* blk_crypto_derive_sw_secret */
+int
+ic_crypto_derive_sw_secret (struct ic_crypto_profile *profile,
+                            const uint8_t *eph_key, size_t eph_key_size,
+                            uint8_t sw_secret[IC_CRYPTO_SW_SECRET_SIZE])
+{
+  int err;
+
+  if (!supports_wrapped (profile) || !profile->ll_ops.derive_sw_secret)
+    return -EOPNOTSUPP;
+  hw_enter (profile);
+  err = profile->ll_ops.derive_sw_secret (profile, eph_key, eph_key_size,
+                                          sw_secret);
+  hw_exit (profile);
+  return err;
+}
+
+/* blk_crypto_import_key */
+int
+ic_crypto_import_key (struct ic_crypto_profile *profile,
+                      const uint8_t *raw_key, size_t raw_key_size,
+                      uint8_t lt_key[IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE])
+{
+  int ret;
+
+  if (!supports_wrapped (profile) || !profile->ll_ops.import_key)
+    return -EOPNOTSUPP;
+  hw_enter (profile);
+  ret = profile->ll_ops.import_key (profile, raw_key, raw_key_size, lt_key);
+  hw_exit (profile);
+  return ret;
+}
+
+/* blk_crypto_generate_key */
+int
+ic_crypto_generate_key (struct ic_crypto_profile *profile,
+                        uint8_t lt_key[IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE])
+{
+  int ret;
+
+  if (!supports_wrapped (profile) || !profile->ll_ops.generate_key)
+    return -EOPNOTSUPP;
+  hw_enter (profile);
+  ret = profile->ll_ops.generate_key (profile, lt_key);
+  hw_exit (profile);
+  return ret;
+}
+
+/* blk_crypto_prepare_key */
+int
+ic_crypto_prepare_key (struct ic_crypto_profile *profile,
+                       const uint8_t *lt_key, size_t lt_key_size,
+                       uint8_t eph_key[IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE])
+{
+  int ret;
+
+  if (!supports_wrapped (profile) || !profile->ll_ops.prepare_key)
+    return -EOPNOTSUPP;
+  hw_enter (profile);
+  ret = profile->ll_ops.prepare_key (profile, lt_key, lt_key_size, eph_key);
+  hw_exit (profile);
+  return ret;
+}
+
+void
+ic_crypto_profile_read_stats (struct ic_crypto_profile *profile,
+                              struct ic_keyslot_stats *dst, bool reset)
+{
+  struct ic_keyslot_stats *s = &profile->stats;
+
+#define READ(field) \
+  dst->field = reset ? __atomic_exchange_n (&s->field, 0, __ATOMIC_RELAXED) \
+                     : __atomic_load_n (&s->field, __ATOMIC_RELAXED)
+  READ (hits);
+  READ (misses);
+  READ (programs);
+  READ (program_failures);
+  READ (evictions);
+  READ (evict_busy);
+  READ (reprograms);
+  READ (waits);
+#undef READ
+  ic_histogram_read (&s->wait, &dst->wait);
+  if (reset)
+    ic_histogram_reset (&s->wait);
+}

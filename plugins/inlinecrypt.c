@@ -1,0 +1,344 @@
+/* plugins/inlinecrypt.c - the nbdkit plugin: glue only.
+ *
+ * nbdkit hands us NBD requests from many threads at once (PARALLEL); each
+ * is passed to its export (stack/export.h), which gives it crypto contexts
+ * from the export's context map and submits it down the stack.  Nothing
+ * here holds a lock.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-plugin.h>
+
+#include "error.h"
+#include "export.h"
+#include "fallback.h"
+#include "graph.h"
+#include "params.h"
+#include "secmem.h"
+
+#define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
+
+/* The largest request we take; NBD clients split bigger ones. */
+#define MAX_REQUEST (32 * 1024 * 1024)
+
+static struct ic_params *params;
+static struct ic_graph *graph;
+
+static void
+log_error (const char *msg)
+{
+  nbdkit_error ("%s", msg);
+}
+
+static void
+log_debug (const char *msg)
+{
+  nbdkit_debug ("%s", msg);
+}
+
+static void
+inlinecrypt_load (void)
+{
+  ic_error_set_sink (log_error, log_debug);
+}
+
+static void
+inlinecrypt_unload (void)
+{
+  ic_graph_free (graph);
+  graph = NULL;
+  ic_params_free (params);
+  params = NULL;
+  ic_crypto_fallback_destroy ();
+}
+
+static int
+inlinecrypt_config (const char *key, const char *value)
+{
+  int r;
+
+  if (!params) {
+    if (ic_crypto_init () < 0)
+      return -1;
+    params = ic_params_new ();
+    if (!params) {
+      nbdkit_error ("out of memory");
+      return -1;
+    }
+  }
+  if (strcmp (key, "key") == 0) {
+    char *hex = NULL;
+    struct stat st;
+
+    if (value[0] == '+' && stat (value + 1, &st) == 0 &&
+        S_ISREG (st.st_mode) && (st.st_mode & (S_IRWXG | S_IRWXO))) {
+      nbdkit_error ("key=: key file %s is accessible by group or others "
+                    "(mode %04o); chmod 600 it", value + 1,
+                    (unsigned int) (st.st_mode & 07777));
+      return -1;
+    }
+
+    /* +FILE, - and -FD, like every nbdkit secret. */
+    if (nbdkit_read_password (value, &hex) == -1)
+      return -1;
+    r = ic_params_set (params, key, hex);
+    ic_memzero_explicit (hex, strlen (hex));
+    free (hex);
+  }
+  else
+    r = ic_params_set (params, key, value);
+  return r < 0 ? -1 : 0;
+}
+
+static int
+inlinecrypt_config_complete (void)
+{
+  if (!params) {
+    nbdkit_error ("no parameters: try size=1G key=+FILE, "
+                  "see nbdkit inlinecrypt --help");
+    return -1;
+  }
+  if (ic_params_config_file (params)) {
+    nbdkit_error ("config=: configuration files are not supported yet");
+    return -1;
+  }
+  graph = ic_params_build (params);
+  if (!graph)
+    return -1;
+  if (ic_crypto_fallback_set_num_keyslots (graph->fallback_keyslots) < 0)
+    return -1;
+  /* Key bytes are now only in the key objects. */
+  ic_params_free (params);
+  params = NULL;
+  return 0;
+}
+
+static void
+inlinecrypt_dump_plugin (void)
+{
+  int m;
+
+  printf ("inlinecrypt_version=%s\n", PACKAGE_VERSION);
+  printf ("inlinecrypt_modes=");
+  for (m = 1; m < IC_ENCRYPTION_MODE_MAX; m++)
+    printf ("%s%s", m > 1 ? "," : "", ic_crypto_mode_name (m));
+  printf ("\n");
+}
+
+static int
+inlinecrypt_list_exports (int readonly, int is_tls,
+                          struct nbdkit_exports *exports)
+{
+  size_t i;
+
+  for (i = 0; i < graph->nexports; i++)
+    if (nbdkit_add_export (exports, graph->exports[i]->name,
+                           graph->exports[i]->description) == -1)
+      return -1;
+  return 0;
+}
+
+static const char *
+inlinecrypt_default_export (int readonly, int is_tls)
+{
+  return graph->nexports ? graph->exports[0]->name : "";
+}
+
+static void *
+inlinecrypt_open (int readonly)
+{
+  const char *name = nbdkit_export_name ();
+  struct ic_export *exp;
+
+  exp = ic_graph_find_export (graph, name ? name : "");
+  if (!exp) {
+    nbdkit_error ("no export named '%s' (nbdinfo --list shows them)",
+                  name ? name : "");
+    errno = ENOENT;
+    return NULL;
+  }
+  return exp;
+}
+
+static const char *
+inlinecrypt_export_description (void *handle)
+{
+  struct ic_export *exp = handle;
+
+  return exp->description[0] ? exp->description : NULL;
+}
+
+static int64_t
+inlinecrypt_get_size (void *handle)
+{
+  struct ic_export *exp = handle;
+
+  return exp->size;
+}
+
+static int
+inlinecrypt_block_size (void *handle, uint32_t *minimum, uint32_t *preferred,
+                        uint32_t *maximum)
+{
+  struct ic_export *exp = handle;
+  unsigned int du = ic_export_max_data_unit_size (exp);
+
+  *minimum = du ? du : 1;
+  *preferred = du > 4096 ? du : 4096;
+  *maximum = MAX_REQUEST;
+  return 0;
+}
+
+static int
+inlinecrypt_can_write (void *handle)
+{
+  return 1;
+}
+
+static int
+inlinecrypt_can_flush (void *handle)
+{
+  return 1;
+}
+
+static int
+inlinecrypt_can_fua (void *handle)
+{
+  return NBDKIT_FUA_NATIVE;
+}
+
+static int
+inlinecrypt_can_trim (void *handle)
+{
+  return 1;
+}
+
+static int
+inlinecrypt_can_zero (void *handle)
+{
+  return 1;
+}
+
+static int
+inlinecrypt_can_fast_zero (void *handle)
+{
+  return 0;
+}
+
+static int
+inlinecrypt_can_multi_conn (void *handle)
+{
+  struct ic_export *exp = handle;
+
+  return (exp->dev->features & IC_DEV_CAN_MULTI_CONN) != 0;
+}
+
+static int
+inlinecrypt_is_rotational (void *handle)
+{
+  return 0;
+}
+
+/* The one way back to nbdkit: errno for the client, -1. */
+static int
+fail (int r)
+{
+  nbdkit_set_error (-r);
+  return -1;
+}
+
+static int
+inlinecrypt_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
+                   uint32_t flags)
+{
+  int r = ic_export_pread (handle, buf, count, offset);
+
+  return r < 0 ? fail (r) : 0;
+}
+
+static int
+inlinecrypt_pwrite (void *handle, const void *buf, uint32_t count,
+                    uint64_t offset, uint32_t flags)
+{
+  int r = ic_export_pwrite (handle, buf, count, offset,
+                            flags & NBDKIT_FLAG_FUA ? IC_BIO_FUA : 0);
+
+  return r < 0 ? fail (r) : 0;
+}
+
+static int
+inlinecrypt_zero (void *handle, uint32_t count, uint64_t offset,
+                  uint32_t flags)
+{
+  unsigned int f = 0;
+  int r;
+
+  if (flags & NBDKIT_FLAG_FUA)
+    f |= IC_BIO_FUA;
+  if (!(flags & NBDKIT_FLAG_MAY_TRIM))
+    f |= IC_BIO_NOUNMAP;
+  r = ic_export_zero (handle, count, offset, f);
+  return r < 0 ? fail (r) : 0;
+}
+
+static int
+inlinecrypt_trim (void *handle, uint32_t count, uint64_t offset,
+                  uint32_t flags)
+{
+  int r = ic_export_trim (handle, count, offset,
+                          flags & NBDKIT_FLAG_FUA ? IC_BIO_FUA : 0);
+
+  return r < 0 ? fail (r) : 0;
+}
+
+static int
+inlinecrypt_flush (void *handle, uint32_t flags)
+{
+  int r = ic_export_flush (handle);
+
+  return r < 0 ? fail (r) : 0;
+}
+
+static struct nbdkit_plugin plugin = {
+  .name = "inlinecrypt",
+  .longname = "inlinecrypt: Linux inline encryption (blk-crypto) emulated",
+  .version = PACKAGE_VERSION,
+  .description = "Serves exports whose data is stored encrypted exactly as "
+                 "Linux inline-encryption hardware and blk-crypto-fallback "
+                 "write it.",
+  .load = inlinecrypt_load,
+  .unload = inlinecrypt_unload,
+  .config = inlinecrypt_config,
+  .config_complete = inlinecrypt_config_complete,
+  .config_help = ic_params_help,
+  .dump_plugin = inlinecrypt_dump_plugin,
+  .list_exports = inlinecrypt_list_exports,
+  .default_export = inlinecrypt_default_export,
+  .open = inlinecrypt_open,
+  .export_description = inlinecrypt_export_description,
+  .get_size = inlinecrypt_get_size,
+  .block_size = inlinecrypt_block_size,
+  .can_write = inlinecrypt_can_write,
+  .can_flush = inlinecrypt_can_flush,
+  .can_fua = inlinecrypt_can_fua,
+  .can_trim = inlinecrypt_can_trim,
+  .can_zero = inlinecrypt_can_zero,
+  .can_fast_zero = inlinecrypt_can_fast_zero,
+  .can_multi_conn = inlinecrypt_can_multi_conn,
+  .is_rotational = inlinecrypt_is_rotational,
+  .pread = inlinecrypt_pread,
+  .pwrite = inlinecrypt_pwrite,
+  .zero = inlinecrypt_zero,
+  .trim = inlinecrypt_trim,
+  .flush = inlinecrypt_flush,
+  .errno_is_preserved = 0,
+};
+
+NBDKIT_REGISTER_PLUGIN (plugin)

@@ -1,0 +1,177 @@
+/* stack/device.c - see device.h. */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "bounce.h"
+#include "device.h"
+#include "error.h"
+#include "fallback.h"
+
+#define COUNT(field, n) __atomic_fetch_add (&(field), (n), __ATOMIC_RELAXED)
+
+const char *
+ic_bio_op_name (enum ic_bio_op op)
+{
+  switch (op) {
+  case IC_OP_READ: return "read";
+  case IC_OP_WRITE: return "write";
+  case IC_OP_FLUSH: return "flush";
+  case IC_OP_TRIM: return "trim";
+  case IC_OP_WRITE_ZEROES: return "write-zeroes";
+  }
+  return "?";
+}
+
+void
+ic_device_init (struct ic_device *dev, const char *name, uint64_t size,
+                const struct ic_device_ops *ops)
+{
+  memset (dev, 0, sizeof *dev);
+  snprintf (dev->name, sizeof dev->name, "%s", name);
+  dev->size = size;
+  dev->ops = ops;
+  dev->fallback_enabled = true;
+}
+
+bool
+ic_device_supports_natively (const struct ic_device *dev,
+                             const struct ic_crypto_config *cfg)
+{
+  return ic_crypto_cfg_supported (dev->profile, cfg);
+}
+
+/* bio_crypt_check_alignment: every data unit whole. */
+static int
+check_alignment (const struct ic_device *dev, const struct ic_bio *bio)
+{
+  const struct ic_crypto_key *key = bio->crypt_ctx.key;
+  uint64_t mask = key->crypto_cfg.data_unit_size - 1;
+
+  if ((bio->offset | bio->len) & mask) {
+    ic_error ("%s: %s: %" PRIu64 " bytes at %" PRIu64 " are not aligned to "
+              "the %u-byte data units of key %s", dev->name,
+              ic_bio_op_name (bio->op), bio->len, bio->offset,
+              key->crypto_cfg.data_unit_size, key->name);
+    return -EINVAL;
+  }
+  return 0;
+}
+
+/* blk_crypto_fallback_bio_prep for one bio: the devices below see plain
+ * I/O.
+ */
+static int
+fallback_submit (struct ic_device *dev, struct ic_bio *bio)
+{
+  struct ic_bio plain = *bio;
+  void *bounce;
+  int r;
+
+  plain.crypt_ctx.key = NULL;
+  switch (bio->op) {
+  case IC_OP_WRITE:
+    /* Never encrypt the caller's data in place. */
+    bounce = ic_bounce_get (bio->len);
+    if (!bounce) {
+      ic_error ("%s: fallback: out of memory for a %" PRIu64 "-byte bounce "
+                "buffer", dev->name, bio->len);
+      return -ENOMEM;
+    }
+    r = ic_crypto_fallback_encrypt (&bio->crypt_ctx, bounce, bio->buf,
+                                    bio->len);
+    if (r == 0) {
+      plain.buf = bounce;
+      r = dev->ops->submit (dev, &plain);
+    }
+    ic_bounce_put (bounce, bio->len);
+    break;
+  case IC_OP_READ:
+    r = dev->ops->submit (dev, &plain);
+    /* Decrypt only what was read: a failed read is passed up as it is. */
+    if (r == 0)
+      r = ic_crypto_fallback_decrypt (&bio->crypt_ctx, bio->buf, bio->len);
+    break;
+  default:
+    r = dev->ops->submit (dev, &plain);
+    break;
+  }
+  if (r == 0) {
+    COUNT (dev->fallback_requests, 1);
+    COUNT (dev->fallback_bytes, bio->len);
+  }
+  return r;
+}
+
+int
+ic_device_submit (struct ic_device *dev, struct ic_bio *bio)
+{
+  const struct ic_crypto_key *key = bio->crypt_ctx.key;
+  int r;
+
+  if (bio->offset > dev->size || bio->len > dev->size - bio->offset) {
+    ic_error ("%s: %s: %" PRIu64 " bytes at %" PRIu64 " go past the end of "
+              "the device (%" PRIu64 " bytes)", dev->name,
+              ic_bio_op_name (bio->op), bio->len, bio->offset, dev->size);
+    return -EINVAL;
+  }
+  if (!key)
+    return dev->ops->submit (dev, bio);
+  if (bio->op != IC_OP_READ && bio->op != IC_OP_WRITE) {
+    /* FLUSH, TRIM and WRITE_ZEROES carry no context. */
+    bio->crypt_ctx.key = NULL;
+    return dev->ops->submit (dev, bio);
+  }
+  r = check_alignment (dev, bio);
+  if (r < 0)
+    return r;
+  if (ic_device_supports_natively (dev, &key->crypto_cfg))
+    return dev->ops->submit (dev, bio);
+  if (!dev->fallback_enabled) {
+    ic_error ("%s: %s/%u with %u DUN bytes is not supported and the "
+              "fallback is off", dev->name,
+              ic_crypto_mode_name (key->crypto_cfg.crypto_mode),
+              key->crypto_cfg.data_unit_size, key->crypto_cfg.dun_bytes);
+    return -EOPNOTSUPP;
+  }
+  return fallback_submit (dev, bio);
+}
+
+int
+ic_device_evict_key (struct ic_device *dev, const struct ic_crypto_key *key)
+{
+  int r;
+
+  if (ic_device_supports_natively (dev, &key->crypto_cfg))
+    r = ic_crypto_evict_key (dev->profile, key);
+  else
+    r = ic_crypto_fallback_evict_key (key);
+  if (r < 0 && r != -EBUSY)
+    ic_debug ("%s: error %d evicting key %s", dev->name, r, key->name);
+  return r;
+}
+
+void
+ic_device_destroy (struct ic_device *dev)
+{
+  if (dev && dev->ops->destroy)
+    dev->ops->destroy (dev);
+}
+
+void
+ic_device_read_fallback_stats (struct ic_device *dev, uint64_t *requests,
+                               uint64_t *bytes, bool reset)
+{
+  if (reset) {
+    *requests = __atomic_exchange_n (&dev->fallback_requests, 0,
+                                     __ATOMIC_RELAXED);
+    *bytes = __atomic_exchange_n (&dev->fallback_bytes, 0, __ATOMIC_RELAXED);
+  }
+  else {
+    *requests = __atomic_load_n (&dev->fallback_requests, __ATOMIC_RELAXED);
+    *bytes = __atomic_load_n (&dev->fallback_bytes, __ATOMIC_RELAXED);
+  }
+}

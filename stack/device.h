@@ -1,0 +1,100 @@
+/* stack/device.h - a block device of the stack: a leaf (memory, file,
+ * remote NBD) or a stacked device with a table of targets.  Follows the
+ * crypto side of Linux block/blk-crypto.c: blk_crypto_submit_bio() decides
+ * per request between the device's native inline encryption and the
+ * fallback; blk_crypto_evict_key() picks the profile to evict from.
+ *
+ * A device has a size, optional crypto profile (NULL: no inline
+ * encryption; its requests with a context go through the fallback) and a
+ * submit operation.  Thread-safe: submit is called from many threads at
+ * once; devices take no lock across I/O or en/decryption.
+ */
+#ifndef IC_DEVICE_H
+#define IC_DEVICE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bio.h"
+#include "profile.h"
+
+struct ic_device;
+
+/* Feature bits of a device. */
+#define IC_DEV_CAN_FUA        0x1  /* honours IC_BIO_FUA natively */
+#define IC_DEV_CAN_TRIM       0x2  /* TRIM deallocates */
+#define IC_DEV_CAN_ZERO       0x4  /* WRITE_ZEROES without writing data */
+#define IC_DEV_CAN_MULTI_CONN 0x8  /* flushes are visible to all users */
+
+struct ic_device_ops {
+  const char *type;             /* "memory", "file", "nbd", "stacked" */
+  /* Carry out @bio.  A bio with a crypto context reaches this only if the
+   * device's profile supports the context natively.
+   * Return: 0 or -errno.
+   */
+  int (*submit) (struct ic_device *dev, struct ic_bio *bio);
+  /* Free the device.  Optional. */
+  void (*destroy) (struct ic_device *dev);
+};
+
+struct ic_device {
+  /* public: set by the creator. */
+  char name[64];
+  uint64_t size;                /* bytes */
+  unsigned int features;        /* IC_DEV_* */
+  /* The device's crypto profile, or NULL.  Its capabilities may grow
+   * while requests run (stacked devices), never shrink.
+   */
+  struct ic_crypto_profile *profile;
+  const struct ic_device_ops *ops;
+  /* Requests the profile cannot take go through the fallback; if false
+   * they fail with EOPNOTSUPP (no CONFIG_BLK_INLINE_ENCRYPTION_FALLBACK).
+   */
+  bool fallback_enabled;
+
+  /* private: counters, atomics. */
+  uint64_t fallback_requests;
+  uint64_t fallback_bytes;
+};
+
+/* Set the common fields of a new device. */
+void ic_device_init (struct ic_device *dev, const char *name, uint64_t size,
+                     const struct ic_device_ops *ops);
+
+/* Submit @bio to @dev (blk_crypto_submit_bio).  A bio with a context must
+ * be data-unit aligned (else -EINVAL, nothing done); if @dev's profile
+ * supports the context natively the bio goes to the device as it is,
+ * otherwise through the fallback (writes encrypted into a bounce buffer,
+ * reads decrypted in place after a successful read), or -EOPNOTSUPP
+ * without one.  Checks the request lies inside the device (-EINVAL... the
+ * caller's bug, reported).
+ *
+ * Context: may block; holds no lock across I/O.
+ * Return: 0 or -errno.
+ */
+int ic_device_submit (struct ic_device *dev, struct ic_bio *bio);
+
+/* True if @dev can take @cfg natively (blk_crypto_config_supported_natively). */
+bool ic_device_supports_natively (const struct ic_device *dev,
+                                  const struct ic_crypto_config *cfg);
+
+/* Evict @key from @dev (blk_crypto_evict_key): from the device's profile
+ * if it supports the key's config natively, else from the fallback.
+ * Upstream returns void and logs; we return the result so that control
+ * commands can report it: 0, -EBUSY (still in use; unlinked anyway), or a
+ * driver error.
+ *
+ * Context: may block.
+ */
+int ic_device_evict_key (struct ic_device *dev,
+                         const struct ic_crypto_key *key);
+
+/* Free @dev through its ops.  NULL is ignored. */
+void ic_device_destroy (struct ic_device *dev);
+
+/* Read the fallback counters of @dev; with @reset, zero them after. */
+void ic_device_read_fallback_stats (struct ic_device *dev,
+                                    uint64_t *requests, uint64_t *bytes,
+                                    bool reset);
+
+#endif /* IC_DEVICE_H */

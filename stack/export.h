@@ -1,0 +1,143 @@
+/* stack/export.h - an NBD export: a device plus a context map that gives
+ * each range of the export its crypto context, the way fscrypt gives each
+ * file its key and DUNs (Linux fs/crypto/inline_crypt.c,
+ * fscrypt_set_bio_crypt_ctx).
+ *
+ * A map is a sorted list of disjoint ranges, each bound to a key and a DUN
+ * base: the data unit at export offset o in range r has
+ *   DUN = r.dun_base + (o - r.start) / data_unit_size.
+ * Offsets outside every range are plain I/O.  A request crossing ranges is
+ * split into one bio per piece, each with its own context, submitted one
+ * after the other (each takes and releases its keyslot on its own, so no
+ * piece waits for a slot while another holds one).  Inside an encrypted
+ * range a request must be data-unit aligned, else the whole request fails
+ * with EINVAL before anything is done.
+ *
+ * Unwritten, trimmed and zeroed data units read as zeros (the engine and
+ * the fallback leave all-zero ciphertext undecrypted; see
+ * ic_cipher_decrypt_holes()), so WRITE_ZEROES and TRIM only zero the
+ * backing store.
+ *
+ * Threading: requests run in parallel.  The map is an immutable,
+ * reference-counted snapshot; a request holds a reference for its life,
+ * and a new map replaces the old one atomically (map_lock covers the
+ * pointer swap and the taking of references only).
+ */
+#ifndef IC_EXPORT_H
+#define IC_EXPORT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "device.h"
+
+struct ic_ctx_map;
+
+/* One range of a context map. */
+struct ic_ctx_range {
+  uint64_t start;               /* bytes into the export */
+  uint64_t len;                 /* bytes */
+  const struct ic_crypto_key *key; /* NULL: plain I/O */
+  uint64_t dun_base[IC_CRYPTO_DUN_ARRAY_SIZE];
+};
+
+/* Counters, all atomics. */
+struct ic_export_stats {
+  uint64_t reads;
+  uint64_t writes;
+  uint64_t bytes_read;
+  uint64_t bytes_written;
+  uint64_t zeroes;
+  uint64_t trims;
+  uint64_t flushes;
+  uint64_t errors;
+};
+
+struct ic_export {
+  /* public: */
+  char name[64];
+  char description[256];
+  struct ic_device *dev;        /* not owned */
+  uint64_t size;                /* == dev->size */
+
+  /* private: */
+  pthread_mutex_t map_lock;     /* covers map (the pointer) */
+  struct ic_ctx_map *map;       /* protected by map_lock */
+  struct ic_export_stats stats;
+};
+
+/* Create an export of all of @dev with an empty map.
+ *
+ * Return: the export, or NULL with errno = ENOMEM.
+ */
+struct ic_export *ic_export_new (const char *name, struct ic_device *dev);
+
+/* Free an export and its map.  No request may be running.  NULL is
+ * ignored.
+ */
+void ic_export_free (struct ic_export *exp);
+
+/* Check @n ranges for the export: inside it, disjoint, a key's ranges
+ * data-unit aligned, and every DUN of a range within its key's dun_bytes.
+ * The ranges need not be sorted.  @what prefixes messages.
+ *
+ * Return: 0, or -EINVAL with the reason in ic_last_error().
+ */
+int ic_export_check_ranges (const struct ic_export *exp, const char *what,
+                            const struct ic_ctx_range *ranges, size_t n);
+
+/* Replace the whole map with @n ranges (checked as above).
+ *
+ * Context: takes map_lock briefly; requests in flight finish on the old
+ * map.
+ * Return: 0, -EINVAL or -ENOMEM.
+ */
+int ic_export_set_map (struct ic_export *exp,
+                       const struct ic_ctx_range *ranges, size_t n);
+
+/* Map [@start, @start+@len) to @key (NULL: plain) with @dun_base,
+ * replacing whatever the map said for that range; ranges around it are
+ * trimmed or split (their DUNs stay as they were).
+ *
+ * Return: as ic_export_set_map().
+ */
+int ic_export_map_range (struct ic_export *exp, uint64_t start, uint64_t len,
+                         const struct ic_crypto_key *key,
+                         const uint64_t dun_base[IC_CRYPTO_DUN_ARRAY_SIZE]);
+
+/* Copy the current map into a new array (*rangesp, free() it) of *np
+ * ranges.  Return: 0 or -ENOMEM.
+ */
+int ic_export_get_map (struct ic_export *exp, struct ic_ctx_range **rangesp,
+                       size_t *np);
+
+/* True if some range of the map uses @key. */
+bool ic_export_uses_key (struct ic_export *exp,
+                         const struct ic_crypto_key *key);
+
+/* The largest data unit size of any key in the map, or 0 if none: the
+ * export's minimum I/O size.
+ */
+unsigned int ic_export_max_data_unit_size (struct ic_export *exp);
+
+/* Requests.  @flags: IC_BIO_FUA; for zero, IC_BIO_NOUNMAP.
+ *
+ * Context: may block; holds a map reference, never a lock, across I/O.
+ * Return: 0 or -errno (the reason in ic_last_error()).
+ */
+int ic_export_pread (struct ic_export *exp, void *buf, uint64_t len,
+                     uint64_t offset);
+int ic_export_pwrite (struct ic_export *exp, const void *buf, uint64_t len,
+                      uint64_t offset, unsigned int flags);
+int ic_export_zero (struct ic_export *exp, uint64_t len, uint64_t offset,
+                    unsigned int flags);
+int ic_export_trim (struct ic_export *exp, uint64_t len, uint64_t offset,
+                    unsigned int flags);
+int ic_export_flush (struct ic_export *exp);
+
+/* Copy the counters; with @reset, zero them after. */
+void ic_export_read_stats (struct ic_export *exp,
+                           struct ic_export_stats *stats, bool reset);
+
+#endif /* IC_EXPORT_H */

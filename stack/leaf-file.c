@@ -1,0 +1,273 @@
+/* stack/leaf-file.c - a leaf backed by a regular file (or a block device
+ * node).  One pread/pwrite per request, looping only on short transfers.
+ * FLUSH and FUA use fdatasync; TRIM and WRITE_ZEROES punch holes or zero
+ * ranges with fallocate where the file system can, and write zeros where
+ * it cannot.  Stateless apart from the descriptor: thread-safe.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/falloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "leaf.h"
+
+struct file {
+  struct ic_leaf leaf;
+  int fd;
+  char *path;
+  bool can_punch;               /* atomic: cleared on EOPNOTSUPP */
+  bool can_zero_range;          /* atomic: cleared on EOPNOTSUPP */
+};
+
+static int
+file_error (struct ic_leaf *leaf, const char *op, uint64_t len,
+            uint64_t offset, int err)
+{
+  struct file *f = (struct file *) leaf;
+
+  ic_error ("%s: %s %" PRIu64 " bytes at %" PRIu64 " of %s: %s",
+            leaf->dev.name, op, len, offset, f->path, strerror (err));
+  return -err;
+}
+
+static int
+file_pread (struct ic_leaf *leaf, void *buf, uint64_t len, uint64_t offset)
+{
+  struct file *f = (struct file *) leaf;
+  char *p = buf;
+
+  while (len > 0) {
+    ssize_t r = pread (f->fd, p, len, offset);
+
+    if (r == -1) {
+      if (errno == EINTR)
+        continue;
+      return file_error (leaf, "read", len, offset, errno);
+    }
+    if (r == 0) {
+      /* Past the end of a file that shrank under us: zeros. */
+      memset (p, 0, len);
+      return 0;
+    }
+    p += r;
+    offset += r;
+    len -= r;
+  }
+  return 0;
+}
+
+static int
+file_pwrite (struct ic_leaf *leaf, const void *buf, uint64_t len,
+             uint64_t offset, bool fua)
+{
+  struct file *f = (struct file *) leaf;
+  const char *p = buf;
+
+  while (len > 0) {
+    ssize_t r = pwrite (f->fd, p, len, offset);
+
+    if (r == -1) {
+      if (errno == EINTR)
+        continue;
+      return file_error (leaf, "write", len, offset, errno);
+    }
+    p += r;
+    offset += r;
+    len -= r;
+  }
+  if (fua && fdatasync (f->fd) == -1)
+    return file_error (leaf, "sync", 0, 0, errno);
+  return 0;
+}
+
+static int
+file_flush (struct ic_leaf *leaf)
+{
+  struct file *f = (struct file *) leaf;
+
+  if (fdatasync (f->fd) == -1)
+    return file_error (leaf, "flush", 0, 0, errno);
+  return 0;
+}
+
+/* Try fallocate with @mode; false if the file system cannot. */
+static int
+try_fallocate (struct file *f, bool *can, int mode, uint64_t len,
+               uint64_t offset)
+{
+  if (!__atomic_load_n (can, __ATOMIC_RELAXED))
+    return -EOPNOTSUPP;
+  if (fallocate (f->fd, mode, offset, len) == 0)
+    return 0;
+  if (errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL) {
+    __atomic_store_n (can, false, __ATOMIC_RELAXED);
+    return -EOPNOTSUPP;
+  }
+  return -errno;
+}
+
+static int
+write_zeros (struct ic_leaf *leaf, uint64_t len, uint64_t offset)
+{
+  static const char zeros[65536];
+  int r;
+
+  while (len > 0) {
+    uint64_t n = len < sizeof zeros ? len : sizeof zeros;
+
+    r = file_pwrite (leaf, zeros, n, offset, false);
+    if (r < 0)
+      return r;
+    offset += n;
+    len -= n;
+  }
+  return 0;
+}
+
+static int
+file_zero (struct ic_leaf *leaf, uint64_t len, uint64_t offset,
+           bool may_trim, bool fua)
+{
+  struct file *f = (struct file *) leaf;
+  int r = -EOPNOTSUPP;
+
+  if (may_trim)
+    r = try_fallocate (f, &f->can_punch,
+                       FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, len,
+                       offset);
+  if (r == -EOPNOTSUPP)
+    r = try_fallocate (f, &f->can_zero_range,
+                       FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, len,
+                       offset);
+  if (r == -EOPNOTSUPP)
+    r = write_zeros (leaf, len, offset);
+  else if (r < 0)
+    return file_error (leaf, "zero", len, offset, -r);
+  if (r == 0 && fua)
+    r = file_flush (leaf);
+  return r;
+}
+
+static int
+file_trim (struct ic_leaf *leaf, uint64_t len, uint64_t offset, bool fua)
+{
+  struct file *f = (struct file *) leaf;
+  int r;
+
+  r = try_fallocate (f, &f->can_punch,
+                     FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, len, offset);
+  /* TRIM is advisory: a file system that cannot punch keeps the data. */
+  if (r == -EOPNOTSUPP)
+    return 0;
+  if (r < 0)
+    return file_error (leaf, "trim", len, offset, -r);
+  return fua ? file_flush (leaf) : 0;
+}
+
+static void
+file_destroy (struct ic_leaf *leaf)
+{
+  struct file *f = (struct file *) leaf;
+
+  close (f->fd);
+  free (f->path);
+  free (f);
+}
+
+static const struct ic_leaf_ops file_ops = {
+  .type = "file",
+  .pread = file_pread,
+  .pwrite = file_pwrite,
+  .flush = file_flush,
+  .trim = file_trim,
+  .zero = file_zero,
+  .destroy = file_destroy,
+};
+
+struct ic_device *
+ic_leaf_file_new (const char *name, const char *path, uint64_t size,
+                  bool readonly, struct ic_engine *engine)
+{
+  struct file *f;
+  struct stat st;
+  int fd;
+  int err;
+
+  fd = open (path, (readonly ? O_RDONLY : O_RDWR | O_CREAT) | O_CLOEXEC,
+             0600);
+  if (fd == -1) {
+    err = errno;
+    ic_error ("%s: open %s: %s", name, path, strerror (err));
+    errno = err;
+    return NULL;
+  }
+  if (fstat (fd, &st) == -1) {
+    err = errno;
+    ic_error ("%s: stat %s: %s", name, path, strerror (err));
+    goto out_close;
+  }
+  if (S_ISBLK (st.st_mode)) {
+    off_t end = lseek (fd, 0, SEEK_END);
+
+    if (end == -1) {
+      err = errno;
+      ic_error ("%s: size of %s: %s", name, path, strerror (err));
+      goto out_close;
+    }
+    st.st_size = end;
+  }
+  else if (!S_ISREG (st.st_mode)) {
+    err = EINVAL;
+    ic_error ("%s: %s is neither a regular file nor a block device", name,
+              path);
+    goto out_close;
+  }
+  if (size == 0)
+    size = st.st_size;
+  else if ((uint64_t) st.st_size < size) {
+    if (readonly || S_ISBLK (st.st_mode)) {
+      err = EINVAL;
+      ic_error ("%s: %s has %" PRIu64 " bytes, fewer than size=%" PRIu64,
+                name, path, (uint64_t) st.st_size, size);
+      goto out_close;
+    }
+    if (ftruncate (fd, size) == -1) {
+      err = errno;
+      ic_error ("%s: extend %s to %" PRIu64 " bytes: %s", name, path, size,
+                strerror (err));
+      goto out_close;
+    }
+  }
+  if (size == 0) {
+    err = EINVAL;
+    ic_error ("%s: %s is empty: give size= to create or extend it", name,
+              path);
+    goto out_close;
+  }
+
+  f = calloc (1, sizeof *f);
+  if (!f || !(f->path = strdup (path))) {
+    free (f);
+    err = ENOMEM;
+    ic_error ("%s: out of memory", name);
+    goto out_close;
+  }
+  f->fd = fd;
+  f->can_punch = true;
+  f->can_zero_range = true;
+  ic_leaf_init (&f->leaf, name, size, &file_ops, engine,
+                IC_DEV_CAN_TRIM | IC_DEV_CAN_ZERO | IC_DEV_CAN_MULTI_CONN);
+  return &f->leaf.dev;
+
+out_close:
+  close (fd);
+  errno = err;
+  return NULL;
+}

@@ -1,0 +1,94 @@
+/* stack/leaf.h - leaf devices: where requests reach storage.  A leaf has a
+ * backend (memory, file, remote NBD export) and optionally an emulated
+ * inline-encryption engine (crypto/engine.h), whose profile becomes the
+ * leaf's: then requests with a context take a keyslot of the engine for
+ * their whole life (as a blk-mq request does), the engine encrypts writes
+ * into a bounce buffer on the way down and decrypts reads in place on the
+ * way up, and the slot is released before the request completes.  A leaf
+ * without an engine has no profile.
+ *
+ * Faults: a test rig can make the next N reads and/or writes fail with EIO
+ * (ic_leaf_set_io_faults()).
+ *
+ * Thread-safe: backends handle concurrent calls; no lock is held across
+ * I/O or en/decryption.
+ */
+#ifndef IC_LEAF_H
+#define IC_LEAF_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "device.h"
+#include "engine.h"
+
+struct ic_leaf;
+
+/* A backend.  Offsets and lengths are in bytes, inside the device.  Each
+ * returns 0 or -errno (with the reason in ic_error()).
+ */
+struct ic_leaf_ops {
+  const char *type;
+  int (*pread) (struct ic_leaf *leaf, void *buf, uint64_t len,
+                uint64_t offset);
+  int (*pwrite) (struct ic_leaf *leaf, const void *buf, uint64_t len,
+                 uint64_t offset, bool fua);
+  int (*flush) (struct ic_leaf *leaf);
+  /* Deallocate; what reads return afterwards is up to the backend. */
+  int (*trim) (struct ic_leaf *leaf, uint64_t len, uint64_t offset,
+               bool fua);
+  /* Make the range read as zeros; may deallocate if @may_trim. */
+  int (*zero) (struct ic_leaf *leaf, uint64_t len, uint64_t offset,
+               bool may_trim, bool fua);
+  void (*destroy) (struct ic_leaf *leaf);
+};
+
+/* Fault kinds for ic_leaf_set_io_faults(). */
+#define IC_LEAF_FAULT_READ  0x1
+#define IC_LEAF_FAULT_WRITE 0x2
+
+struct ic_leaf {
+  struct ic_device dev;         /* first: a leaf is a device */
+  const struct ic_leaf_ops *ops;
+  struct ic_engine *engine;     /* NULL: no inline encryption */
+  void *priv;                   /* the backend's */
+
+  /* private: */
+  unsigned int fault_kinds;     /* atomic */
+  int64_t fault_count;          /* atomic; < 0: every request */
+  uint64_t io_errors;           /* atomic */
+};
+
+/* Set up @leaf as a device named @name of @size bytes with backend @ops,
+ * and @engine (may be NULL; the leaf does not own it).
+ */
+void ic_leaf_init (struct ic_leaf *leaf, const char *name, uint64_t size,
+                   const struct ic_leaf_ops *ops, struct ic_engine *engine,
+                   unsigned int features);
+
+/* The leaf of a device made by ic_leaf_init(), or NULL. */
+struct ic_leaf *ic_device_to_leaf (struct ic_device *dev);
+
+/* Make the next @count requests of @kinds fail with EIO (@count < 0: all
+ * of them until cleared); @kinds == 0 clears.
+ */
+void ic_leaf_set_io_faults (struct ic_leaf *leaf, unsigned int kinds,
+                            int64_t count);
+
+/* Leaves, by backend.  Each returns the device, or NULL with errno set
+ * and the reason in ic_last_error().
+ */
+
+/* Sparse memory: costs nothing until written; trimmed ranges are freed. */
+struct ic_device *ic_leaf_memory_new (const char *name, uint64_t size,
+                                      struct ic_engine *engine);
+
+/* A file, created if missing.  @size 0: the file's size; else the file is
+ * extended to @size if shorter (never truncated).  FLUSH and FUA use
+ * fdatasync; TRIM punches holes where the file system can.
+ */
+struct ic_device *ic_leaf_file_new (const char *name, const char *path,
+                                    uint64_t size, bool readonly,
+                                    struct ic_engine *engine);
+
+#endif /* IC_LEAF_H */

@@ -1,0 +1,495 @@
+/* tests/test_export.c - exports, their context maps and the leaves below
+ * them (stack/export.h, stack/leaf.h, stack/device.h).
+ *
+ * A memory leaf with an engine, or without one (fallback), is read back
+ * raw to check the ciphertext against ic_cipher with the DUN each range
+ * should give.
+ */
+#include <config.h>
+
+#include <check.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cipher.h"
+#include "error.h"
+#include "export.h"
+#include "fallback.h"
+#include "leaf.h"
+#include "secmem.h"
+
+#define MiB (1024 * 1024)
+
+static uint8_t key_bytes[64];
+static struct ic_crypto_key *k1;      /* AES-256-XTS, 4096 */
+static struct ic_crypto_key *k2;      /* Adiantum, 512 */
+static struct ic_engine *engine;
+static struct ic_device *dev;
+static struct ic_export *vol;
+
+static void
+setup_common (bool with_engine)
+{
+  struct ic_engine_config cfg;
+  size_t i;
+
+  ck_assert_int_eq (ic_crypto_init (), 0);
+  for (i = 0; i < sizeof key_bytes; i++)
+    key_bytes[i] = i * 3 + 1;
+  k1 = ic_crypto_key_new ("k1", key_bytes, 64, IC_CRYPTO_KEY_TYPE_RAW,
+                          IC_ENCRYPTION_MODE_AES_256_XTS, 8, 4096);
+  k2 = ic_crypto_key_new ("k2", key_bytes, 32, IC_CRYPTO_KEY_TYPE_RAW,
+                          IC_ENCRYPTION_MODE_ADIANTUM, 8, 512);
+  ck_assert_ptr_nonnull (k1);
+  ck_assert_ptr_nonnull (k2);
+  engine = NULL;
+  if (with_engine) {
+    ic_engine_config_default (&cfg, "eng");
+    cfg.num_slots = 1;
+    engine = ic_engine_new (&cfg);
+    ck_assert_ptr_nonnull (engine);
+  }
+  dev = ic_leaf_memory_new ("mem", 8 * MiB, engine);
+  ck_assert_ptr_nonnull (dev);
+  vol = ic_export_new ("vol", dev);
+  ck_assert_ptr_nonnull (vol);
+}
+
+static void
+setup_engine (void)
+{
+  setup_common (true);
+}
+
+static void
+setup_fallback (void)
+{
+  setup_common (false);
+}
+
+static void
+teardown (void)
+{
+  ic_export_free (vol);
+  ic_device_destroy (dev);
+  ic_engine_free (engine);
+  ic_crypto_key_free (k1);
+  ic_crypto_key_free (k2);
+}
+
+static uint8_t *
+pattern (size_t len, unsigned int seed)
+{
+  uint8_t *p = malloc (len);
+  size_t i;
+
+  ck_assert_ptr_nonnull (p);
+  for (i = 0; i < len; i++)
+    p[i] = (i * 31 + seed * 7 + (i >> 9)) & 0xff;
+  return p;
+}
+
+/* Raw bytes of the leaf, below every crypto. */
+static void
+raw_read (void *buf, uint64_t len, uint64_t offset)
+{
+  struct ic_bio bio = { .op = IC_OP_READ, .offset = offset, .len = len,
+                        .buf = buf };
+
+  ck_assert_int_eq (ic_device_submit (dev, &bio), 0);
+}
+
+/* What @len plaintext bytes at export offset @offset encrypt to with @key
+ * when the range starts at @start with DUN @base.
+ */
+static uint8_t *
+expected (const struct ic_crypto_key *key, const uint8_t *pt, uint64_t len,
+          uint64_t offset, uint64_t start, uint64_t base)
+{
+  struct ic_cipher *c = ic_cipher_new (key->crypto_cfg.crypto_mode);
+  uint64_t dun[4] = { base };
+  uint8_t *ct = malloc (len);
+
+  ck_assert_ptr_nonnull (c);
+  ck_assert_int_eq (ic_cipher_setkey (c, key->bytes, key->size), 0);
+  ic_crypt_dun_increment (dun, (offset - start) / key->crypto_cfg.data_unit_size);
+  ck_assert_int_eq (ic_cipher_encrypt (c, ct, pt, len,
+                                       key->crypto_cfg.data_unit_size, dun),
+                    0);
+  ic_cipher_free (c);
+  return ct;
+}
+
+/* Two keyed ranges and a plain gap; a write across all three lands as
+ * the right ciphertext in each, with DUNs from each range's base.
+ */
+START_TEST (test_map_split)
+{
+  struct ic_ctx_range ranges[] = {
+    { .start = 0, .len = 1 * MiB, .key = k1, .dun_base = { 100 } },
+    { .start = 2 * MiB, .len = 1 * MiB, .key = k2, .dun_base = { 7 } },
+  };
+  uint8_t *pt = pattern (3 * MiB, 1);
+  uint8_t *back = malloc (3 * MiB);
+  uint8_t *raw = malloc (3 * MiB);
+  uint8_t *ct;
+
+  ck_assert_int_eq (ic_export_set_map (vol, ranges, 2), 0);
+  ck_assert_int_eq (ic_export_pwrite (vol, pt, 3 * MiB, 0, 0), 0);
+  raw_read (raw, 3 * MiB, 0);
+
+  ct = expected (k1, pt, 1 * MiB, 0, 0, 100);
+  ck_assert_mem_eq (raw, ct, 1 * MiB);
+  free (ct);
+  /* The gap is plain. */
+  ck_assert_mem_eq (raw + 1 * MiB, pt + 1 * MiB, 1 * MiB);
+  ct = expected (k2, pt + 2 * MiB, 1 * MiB, 2 * MiB, 2 * MiB, 7);
+  ck_assert_mem_eq (raw + 2 * MiB, ct, 1 * MiB);
+  free (ct);
+
+  /* Reads across the ranges decrypt each piece with its own context. */
+  ck_assert_int_eq (ic_export_pread (vol, back, 3 * MiB, 0), 0);
+  ck_assert_mem_eq (back, pt, 3 * MiB);
+  /* A read starting inside a range uses the DUN of that data unit. */
+  ck_assert_int_eq (ic_export_pread (vol, back, 8192, 1 * MiB - 4096), 0);
+  ck_assert_mem_eq (back, pt + 1 * MiB - 4096, 8192);
+  free (pt);
+  free (back);
+  free (raw);
+}
+END_TEST
+
+/* A request not aligned to the data units of a range it touches fails with
+ * EINVAL and changes nothing, even in its aligned pieces.
+ */
+START_TEST (test_unaligned)
+{
+  struct ic_ctx_range ranges[] = {
+    { .start = 1 * MiB, .len = 1 * MiB, .key = k1 },
+  };
+  uint8_t *pt = pattern (2 * MiB, 2);
+  uint8_t *raw = malloc (2 * MiB);
+  uint8_t *zero = calloc (1, 2 * MiB);
+
+  ck_assert_int_eq (ic_export_set_map (vol, ranges, 1), 0);
+  /* Plain part aligned to nothing, keyed part misaligned by 512. */
+  ck_assert_int_eq (ic_export_pwrite (vol, pt, 1 * MiB + 512, 1, 0), -EINVAL);
+  ck_assert_ptr_nonnull (strstr (ic_last_error (), "not aligned"));
+  raw_read (raw, 2 * MiB, 0);
+  ck_assert_mem_eq (raw, zero, 2 * MiB);
+  ck_assert_int_eq (ic_export_pread (vol, raw, 4096, 1 * MiB + 512), -EINVAL);
+  ck_assert_int_eq (ic_export_zero (vol, 512, 1 * MiB, 0), -EINVAL);
+  /* Plain ranges take any alignment. */
+  ck_assert_int_eq (ic_export_pwrite (vol, pt, 100, 3, 0), 0);
+  free (pt);
+  free (raw);
+  free (zero);
+}
+END_TEST
+
+/* Unwritten, zeroed and trimmed data units read back as zeros; the rest
+ * is untouched.
+ */
+START_TEST (test_holes)
+{
+  struct ic_ctx_range range = { .start = 0, .len = 4 * MiB, .key = k1 };
+  uint8_t *pt = pattern (4 * MiB, 3);
+  uint8_t *back = malloc (4 * MiB);
+  uint8_t *zero = calloc (1, 4 * MiB);
+
+  ck_assert_int_eq (ic_export_set_map (vol, &range, 1), 0);
+  ck_assert_int_eq (ic_export_pread (vol, back, 4 * MiB, 0), 0);
+  ck_assert_mem_eq (back, zero, 4 * MiB);
+  ck_assert_int_eq (ic_export_pwrite (vol, pt, 4 * MiB, 0, 0), 0);
+  ck_assert_int_eq (ic_export_zero (vol, 8192, 4096, IC_BIO_NOUNMAP), 0);
+  ck_assert_int_eq (ic_export_trim (vol, 1 * MiB, 2 * MiB, 0), 0);
+  ck_assert_int_eq (ic_export_pread (vol, back, 4 * MiB, 0), 0);
+  ck_assert_mem_eq (back, pt, 4096);
+  ck_assert_mem_eq (back + 4096, zero, 8192);
+  ck_assert_mem_eq (back + 12288, pt + 12288, 2 * MiB - 12288);
+  ck_assert_mem_eq (back + 2 * MiB, zero, 1 * MiB);
+  ck_assert_mem_eq (back + 3 * MiB, pt + 3 * MiB, 1 * MiB);
+  free (pt);
+  free (back);
+  free (zero);
+}
+END_TEST
+
+/* map_range cuts the ranges around it and keeps their DUNs. */
+START_TEST (test_map_range)
+{
+  struct ic_ctx_range range = { .start = 0, .len = 4 * MiB, .key = k1,
+                                .dun_base = { 1000 } };
+  uint64_t base[4] = { 5 };
+  struct ic_ctx_range *got;
+  uint8_t *pt = pattern (4 * MiB, 4);
+  uint8_t *raw = malloc (4 * MiB);
+  uint8_t *ct;
+  size_t n;
+
+  ck_assert_int_eq (ic_export_set_map (vol, &range, 1), 0);
+  ck_assert_int_eq (ic_export_map_range (vol, 1 * MiB, 1 * MiB, k2, base), 0);
+  ck_assert_int_eq (ic_export_get_map (vol, &got, &n), 0);
+  ck_assert_uint_eq (n, 3);
+  ck_assert_uint_eq (got[0].start, 0);
+  ck_assert_uint_eq (got[0].len, 1 * MiB);
+  ck_assert_uint_eq (got[0].dun_base[0], 1000);
+  ck_assert_ptr_eq (got[1].key, k2);
+  ck_assert_uint_eq (got[1].dun_base[0], 5);
+  ck_assert_uint_eq (got[2].start, 2 * MiB);
+  /* The tail keeps the DUNs it had: 1000 + 2 MiB / 4096. */
+  ck_assert_uint_eq (got[2].dun_base[0], 1000 + 512);
+  free (got);
+
+  ck_assert_int_eq (ic_export_pwrite (vol, pt, 4 * MiB, 0, 0), 0);
+  raw_read (raw, 4 * MiB, 0);
+  ct = expected (k1, pt + 3 * MiB, 1 * MiB, 3 * MiB, 0, 1000);
+  ck_assert_mem_eq (raw + 3 * MiB, ct, 1 * MiB);
+  free (ct);
+  ck_assert (ic_export_uses_key (vol, k2));
+
+  /* "none" unmaps: plain I/O there from then on. */
+  ck_assert_int_eq (ic_export_map_range (vol, 1 * MiB, 1 * MiB, NULL, NULL),
+                    0);
+  ck_assert (!ic_export_uses_key (vol, k2));
+  ck_assert_int_eq (ic_export_pwrite (vol, pt, 1 * MiB, 1 * MiB, 0), 0);
+  raw_read (raw, 1 * MiB, 1 * MiB);
+  ck_assert_mem_eq (raw, pt, 1 * MiB);
+  ck_assert_uint_eq (ic_export_max_data_unit_size (vol), 4096);
+  free (pt);
+  free (raw);
+}
+END_TEST
+
+/* Every refusal of a map, with its message. */
+START_TEST (test_map_errors)
+{
+  struct ic_ctx_range over[] = {
+    { .start = 0, .len = 2 * MiB, .key = k1 },
+    { .start = 1 * MiB, .len = 2 * MiB, .key = k1 },
+  };
+  struct ic_ctx_range r;
+  struct ic_crypto_key *small;
+
+  ck_assert_int_eq (ic_export_set_map (vol, over, 2), -EINVAL);
+  ck_assert_ptr_nonnull (strstr (ic_last_error (), "overlap"));
+
+  r = (struct ic_ctx_range) { .start = 4 * MiB, .len = 8 * MiB, .key = k1 };
+  ck_assert_int_eq (ic_export_set_map (vol, &r, 1), -EINVAL);
+  ck_assert_ptr_nonnull (strstr (ic_last_error (), "past the end"));
+
+  r = (struct ic_ctx_range) { .start = 512, .len = 4096, .key = k1 };
+  ck_assert_int_eq (ic_export_set_map (vol, &r, 1), -EINVAL);
+  ck_assert_ptr_nonnull (strstr (ic_last_error (), "not aligned"));
+
+  r = (struct ic_ctx_range) { .start = 0, .len = 0, .key = k1 };
+  ck_assert_int_eq (ic_export_set_map (vol, &r, 1), -EINVAL);
+  ck_assert_ptr_nonnull (strstr (ic_last_error (), "empty"));
+
+  /* One DUN byte holds 256 data units of 4096 bytes: 1 MiB. */
+  small = ic_crypto_key_new ("small", key_bytes, 64, IC_CRYPTO_KEY_TYPE_RAW,
+                             IC_ENCRYPTION_MODE_AES_256_XTS, 1, 4096);
+  r = (struct ic_ctx_range) { .start = 0, .len = 1 * MiB, .key = small };
+  ck_assert_int_eq (ic_export_set_map (vol, &r, 1), 0);
+  r.len = 1 * MiB + 4096;
+  ck_assert_int_eq (ic_export_set_map (vol, &r, 1), -EINVAL);
+  ck_assert_ptr_nonnull (strstr (ic_last_error (), "raise dun-bytes"));
+  r.len = 4096;
+  r.dun_base[0] = 256;
+  ck_assert_int_eq (ic_export_set_map (vol, &r, 1), -EINVAL);
+  ck_assert_ptr_nonnull (strstr (ic_last_error (), "dun-base"));
+  ic_export_set_map (vol, NULL, 0);
+  ic_crypto_key_free (small);
+
+  /* Past the end of the export. */
+  ck_assert_int_eq (ic_export_pread (vol, key_bytes, 16, 8 * MiB), -EINVAL);
+  ck_assert_ptr_nonnull (strstr (ic_last_error (), "past the end"));
+}
+END_TEST
+
+/* The stats count requests and errors. */
+START_TEST (test_stats)
+{
+  struct ic_export_stats st;
+  uint8_t buf[4096] = { 1 };
+
+  ck_assert_int_eq (ic_export_pwrite (vol, buf, 4096, 0, IC_BIO_FUA), 0);
+  ck_assert_int_eq (ic_export_pread (vol, buf, 4096, 0), 0);
+  ck_assert_int_eq (ic_export_flush (vol), 0);
+  ck_assert_int_eq (ic_export_pread (vol, buf, 4096, 8 * MiB), -EINVAL);
+  ic_export_read_stats (vol, &st, true);
+  ck_assert_uint_eq (st.writes, 1);
+  ck_assert_uint_eq (st.reads, 1);
+  ck_assert_uint_eq (st.bytes_written, 4096);
+  ck_assert_uint_eq (st.flushes, 1);
+  ck_assert_uint_eq (st.errors, 1);
+  ic_export_read_stats (vol, &st, false);
+  ck_assert_uint_eq (st.writes, 0);
+}
+END_TEST
+
+/* Injected leaf faults fail exactly the requests they should. */
+START_TEST (test_leaf_faults)
+{
+  struct ic_leaf *leaf = ic_device_to_leaf (dev);
+  uint8_t buf[4096] = { 0 };
+
+  ck_assert_ptr_nonnull (leaf);
+  ic_leaf_set_io_faults (leaf, IC_LEAF_FAULT_WRITE, 2);
+  ck_assert_int_eq (ic_export_pwrite (vol, buf, 4096, 0, 0), -EIO);
+  ck_assert_ptr_nonnull (strstr (ic_last_error (), "injected I/O error"));
+  ck_assert_int_eq (ic_export_pread (vol, buf, 4096, 0), 0);
+  ck_assert_int_eq (ic_export_pwrite (vol, buf, 4096, 0, 0), -EIO);
+  ck_assert_int_eq (ic_export_pwrite (vol, buf, 4096, 0, 0), 0);
+  ic_leaf_set_io_faults (leaf, IC_LEAF_FAULT_READ, -1);
+  ck_assert_int_eq (ic_export_pread (vol, buf, 4096, 0), -EIO);
+  ck_assert_int_eq (ic_export_pread (vol, buf, 4096, 0), -EIO);
+  ic_leaf_set_io_faults (leaf, 0, 0);
+  ck_assert_int_eq (ic_export_pread (vol, buf, 4096, 0), 0);
+}
+END_TEST
+
+/* A file leaf: created, extended, holes read as zeros, data lands at the
+ * right offsets, and FLUSH works.
+ */
+START_TEST (test_file_leaf)
+{
+  char path[] = "test_export.file.XXXXXX";
+  int fd = mkstemp (path);
+  struct ic_device *f;
+  struct ic_export *fe;
+  struct ic_ctx_range range = { .start = 0, .len = 1 * MiB, .key = k1 };
+  uint8_t *pt = pattern (1 * MiB, 5);
+  uint8_t *back = malloc (1 * MiB);
+  uint8_t *zero = calloc (1, 1 * MiB);
+
+  ck_assert_int_ge (fd, 0);
+  close (fd);
+  f = ic_leaf_file_new ("f", path, 1 * MiB, false, NULL);
+  ck_assert_ptr_nonnull (f);
+  ck_assert_uint_eq (f->size, 1 * MiB);
+  fe = ic_export_new ("fe", f);
+  ck_assert_int_eq (ic_export_set_map (fe, &range, 1), 0);
+  ck_assert_int_eq (ic_export_pread (fe, back, 1 * MiB, 0), 0);
+  ck_assert_mem_eq (back, zero, 1 * MiB);
+  ck_assert_int_eq (ic_export_pwrite (fe, pt, 1 * MiB, 0, IC_BIO_FUA), 0);
+  ck_assert_int_eq (ic_export_flush (fe), 0);
+  ck_assert_int_eq (ic_export_trim (fe, 65536, 65536, 0), 0);
+  ck_assert_int_eq (ic_export_pread (fe, back, 1 * MiB, 0), 0);
+  ck_assert_mem_eq (back, pt, 65536);
+  ck_assert_mem_eq (back + 65536, zero, 65536);
+  ck_assert_mem_eq (back + 131072, pt + 131072, 1 * MiB - 131072);
+  ic_export_free (fe);
+  ic_device_destroy (f);
+
+  /* Reopened without a size: the file's size. */
+  f = ic_leaf_file_new ("f", path, 0, true, NULL);
+  ck_assert_ptr_nonnull (f);
+  ck_assert_uint_eq (f->size, 1 * MiB);
+  ic_device_destroy (f);
+  /* A read-only file shorter than size= is refused. */
+  ck_assert_ptr_null (ic_leaf_file_new ("f", path, 2 * MiB, true, NULL));
+  ck_assert_ptr_nonnull (strstr (ic_last_error (), "fewer than size="));
+  unlink (path);
+  ck_assert_ptr_null (ic_leaf_file_new ("f", "/nonexistent/dir/x", 0, false,
+                                        NULL));
+  ck_assert_int_eq (errno, ENOENT);
+  free (pt);
+  free (back);
+  free (zero);
+}
+END_TEST
+
+/* A memory leaf of 1 TiB costs nothing until written. */
+START_TEST (test_memory_sparse)
+{
+  struct ic_device *big = ic_leaf_memory_new ("big", 1ull << 40, NULL);
+  struct ic_bio bio = { .op = IC_OP_WRITE, .offset = (1ull << 40) - 4096,
+                        .len = 4096 };
+  uint8_t buf[4096];
+
+  ck_assert_ptr_nonnull (big);
+  memset (buf, 0xab, sizeof buf);
+  bio.buf = buf;
+  ck_assert_int_eq (ic_device_submit (big, &bio), 0);
+  memset (buf, 0, sizeof buf);
+  bio.op = IC_OP_READ;
+  ck_assert_int_eq (ic_device_submit (big, &bio), 0);
+  ck_assert_uint_eq (buf[4095], 0xab);
+  bio.offset = 1ull << 40;
+  ck_assert_int_eq (ic_device_submit (big, &bio), -EINVAL);
+  ic_device_destroy (big);
+}
+END_TEST
+
+/* Through the fallback, the ciphertext is the same as through the engine;
+ * without fallback, EOPNOTSUPP.
+ */
+START_TEST (test_fallback_path)
+{
+  struct ic_ctx_range range = { .start = 0, .len = 1 * MiB, .key = k1,
+                                .dun_base = { 3 } };
+  struct ic_fallback_stats st;
+  uint8_t *pt = pattern (1 * MiB, 6);
+  uint8_t *raw = malloc (1 * MiB);
+  uint8_t *ct;
+
+  ck_assert_ptr_null (dev->profile);
+  ck_assert_int_eq (ic_export_set_map (vol, &range, 1), 0);
+  ck_assert_int_eq (ic_export_pwrite (vol, pt, 1 * MiB, 0, 0), 0);
+  raw_read (raw, 1 * MiB, 0);
+  ct = expected (k1, pt, 1 * MiB, 0, 0, 3);
+  ck_assert_mem_eq (raw, ct, 1 * MiB);
+  free (ct);
+  ic_crypto_fallback_read_stats (&st, false);
+  ck_assert_uint_eq (st.encrypt_requests[IC_ENCRYPTION_MODE_AES_256_XTS], 1);
+
+  dev->fallback_enabled = false;
+  ck_assert_int_eq (ic_export_pread (vol, raw, 4096, 0), -EOPNOTSUPP);
+  ck_assert_ptr_nonnull (strstr (ic_last_error (), "fallback is off"));
+  free (pt);
+  free (raw);
+}
+END_TEST
+
+static Suite *
+export_suite (void)
+{
+  Suite *s = suite_create ("export");
+  TCase *tc;
+
+  tc = tcase_create ("engine");
+  tcase_add_checked_fixture (tc, setup_engine, teardown);
+  tcase_add_test (tc, test_map_split);
+  tcase_add_test (tc, test_unaligned);
+  tcase_add_test (tc, test_holes);
+  tcase_add_test (tc, test_map_range);
+  tcase_add_test (tc, test_map_errors);
+  tcase_add_test (tc, test_stats);
+  tcase_add_test (tc, test_leaf_faults);
+  tcase_add_test (tc, test_file_leaf);
+  tcase_add_test (tc, test_memory_sparse);
+  suite_add_tcase (s, tc);
+
+  tc = tcase_create ("fallback");
+  tcase_add_checked_fixture (tc, setup_fallback, teardown);
+  tcase_add_test (tc, test_map_split);
+  tcase_add_test (tc, test_holes);
+  tcase_add_test (tc, test_fallback_path);
+  suite_add_tcase (s, tc);
+  return s;
+}
+
+int
+main (void)
+{
+  SRunner *sr = srunner_create (export_suite ());
+  int failed;
+
+  srunner_run_all (sr, CK_ENV);
+  failed = srunner_ntests_failed (sr);
+  srunner_free (sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
