@@ -195,8 +195,10 @@ ic_export_set_map (struct ic_export *exp, const struct ic_ctx_range *ranges,
     ic_error ("%s: set map: out of memory", exp->name);
     return -ENOMEM;
   }
-  memcpy (map->ranges, ranges, n * sizeof *ranges);
-  qsort (map->ranges, n, sizeof *ranges, cmp_range);
+  if (n) {
+    memcpy (map->ranges, ranges, n * sizeof *ranges);
+    qsort (map->ranges, n, sizeof *ranges, cmp_range);
+  }
   map_install (exp, map);
   return 0;
 }
@@ -272,7 +274,8 @@ ic_export_get_map (struct ic_export *exp, struct ic_ctx_range **rangesp,
   if (!*rangesp)
     r = -ENOMEM;
   else {
-    memcpy (*rangesp, map->ranges, map->n * sizeof **rangesp);
+    if (map->n)
+      memcpy (*rangesp, map->ranges, map->n * sizeof **rangesp);
     *np = map->n;
   }
   map_put (map);
