@@ -55,6 +55,7 @@ struct ic_params {
   bool fallback;
   char *control;
   char *config;
+  const char *first_set;        /* first parameter but config, control */
 };
 
 static const char *const known[] = {
@@ -118,6 +119,18 @@ ic_params_config_file (const struct ic_params *p)
   return p->config;
 }
 
+const char *
+ic_params_control (const struct ic_params *p)
+{
+  return p->control;
+}
+
+const char *
+ic_params_config_conflict (const struct ic_params *p)
+{
+  return p->config ? p->first_set : NULL;
+}
+
 static int
 set_string (char **field, const char *value)
 {
@@ -149,6 +162,14 @@ ic_params_set (struct ic_params *p, const char *key, const char *value)
   int r;
 
   snprintf (what, sizeof what, "%s=", key);
+  if (!p->first_set && ic_params_is_known (key) &&
+      strcmp (key, "config") != 0 && strcmp (key, "control") != 0) {
+    size_t i;
+
+    for (i = 0; known[i]; i++)
+      if (strcmp (key, known[i]) == 0)
+        p->first_set = known[i];
+  }
   if (strcmp (key, "size") == 0)
     return ic_parse_size (what, value, &p->size);
   if (strcmp (key, "file") == 0)

@@ -51,4 +51,12 @@ struct ic_graph *ic_params_build (struct ic_params *params);
 /* The config= file, or NULL. */
 const char *ic_params_config_file (const struct ic_params *params);
 
+/* The control= socket, or NULL. */
+const char *ic_params_control (const struct ic_params *params);
+
+/* With config=, the first other parameter given besides control= (which
+ * may override the file's socket), or NULL: the file says it all.
+ */
+const char *ic_params_config_conflict (const struct ic_params *params);
+
 #endif /* IC_PARAMS_H */

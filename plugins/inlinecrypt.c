@@ -17,6 +17,7 @@
 #include <nbdkit-plugin.h>
 
 #include "error.h"
+#include "conf.h"
 #include "export.h"
 #include "fallback.h"
 #include "graph.h"
@@ -100,16 +101,32 @@ inlinecrypt_config (const char *key, const char *value)
 static int
 inlinecrypt_config_complete (void)
 {
+  const char *conflict;
+
   if (!params) {
-    nbdkit_error ("no parameters: try size=1G key=+FILE, "
+    nbdkit_error ("no parameters: try size=1G key=+FILE, or config=FILE; "
                   "see nbdkit inlinecrypt --help");
     return -1;
   }
   if (ic_params_config_file (params)) {
-    nbdkit_error ("config=: configuration files are not supported yet");
-    return -1;
+    conflict = ic_params_config_conflict (params);
+    if (conflict) {
+      nbdkit_error ("%s=: cannot be combined with config= (the file says "
+                    "it all; only control= may be added)", conflict);
+      return -1;
+    }
+    graph = ic_conf_load (ic_params_config_file (params));
+    if (graph && ic_params_control (params)) {
+      free (graph->control_path);
+      graph->control_path = strdup (ic_params_control (params));
+      if (!graph->control_path) {
+        nbdkit_error ("out of memory");
+        return -1;
+      }
+    }
   }
-  graph = ic_params_build (params);
+  else
+    graph = ic_params_build (params);
   if (!graph)
     return -1;
   if (ic_crypto_fallback_set_num_keyslots (graph->fallback_keyslots) < 0)
@@ -318,6 +335,7 @@ static struct nbdkit_plugin plugin = {
   .config = inlinecrypt_config,
   .config_complete = inlinecrypt_config_complete,
   .config_help = ic_params_help,
+  .magic_config_key = "config",
   .dump_plugin = inlinecrypt_dump_plugin,
   .list_exports = inlinecrypt_list_exports,
   .default_export = inlinecrypt_default_export,

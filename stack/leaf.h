@@ -91,4 +91,17 @@ struct ic_device *ic_leaf_file_new (const char *name, const char *path,
                                     uint64_t size, bool readonly,
                                     struct ic_engine *engine);
 
+/* A remote NBD export, reached with libnbd: the way a stack spans
+ * machines.  @uri is an NBD URI (nbd://host/export,
+ * nbd+unix:///export?socket=PATH).  With @size 0 the leaf has the export's
+ * size, else @size, which must not exceed it.  When the server allows
+ * multi-conn the leaf keeps a pool of connections used in parallel; else
+ * one, used by one request at a time.  A connection that breaks fails the
+ * requests on it with EIO and is reopened by a later request, at most
+ * once per backoff interval (100 ms doubling to 5 s).
+ */
+struct ic_device *ic_leaf_nbd_new (const char *name, const char *uri,
+                                   uint64_t size, bool readonly,
+                                   struct ic_engine *engine);
+
 #endif /* IC_LEAF_H */

@@ -1,0 +1,1003 @@
+/* config/conf.c - see conf.h. */
+#include <config.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "error.h"
+#include "fallback.h"
+#include "leaf.h"
+#include "parse.h"
+#include "secmem.h"
+#include "table.h"
+
+#define MAX_WORDS 64
+#define MAX_CONF_SIZE (16 * 1024 * 1024)
+
+/* One parameter of a line: key=value, or a bare word (value NULL). */
+struct param {
+  char *key;
+  char *value;
+  bool used;
+};
+
+struct line {
+  unsigned int lineno;
+  int nwords;
+  char *words[MAX_WORDS];       /* point into a copy of the line */
+  int nparams;
+  struct param params[MAX_WORDS];
+};
+
+struct parser {
+  const char *path;
+  const char *dir;
+  unsigned int flags;
+  struct ic_graph *g;
+  char at[512];                 /* "path:line" of the current line */
+};
+
+/* An error at the current line. */
+static int
+perr (struct parser *p, int err, const char *fmt, ...)
+  __attribute__ ((format (printf, 3, 4)));
+
+static int
+perr (struct parser *p, int err, const char *fmt, ...)
+{
+  char msg[IC_ERROR_MAX];
+  va_list ap;
+
+  va_start (ap, fmt);
+  vsnprintf (msg, sizeof msg, fmt, ap);
+  va_end (ap);
+  ic_error ("%s: %s", p->at, msg);
+  return -err;
+}
+
+/* Split @text into words: white space separates, "double quotes" group,
+ * # starts a comment.  Modifies @text.
+ */
+static int
+split (struct parser *p, char *text, struct line *l)
+{
+  char *in = text;
+  char *out;
+
+  l->nwords = 0;
+  for (;;) {
+    while (*in && isspace ((unsigned char) *in))
+      in++;
+    if (!*in || *in == '#')
+      return 0;
+    if (l->nwords == MAX_WORDS)
+      return perr (p, EINVAL, "too many words (at most %d)", MAX_WORDS);
+    l->words[l->nwords++] = out = in;
+    while (*in && !isspace ((unsigned char) *in)) {
+      if (*in == '"') {
+        in++;
+        while (*in && *in != '"')
+          *out++ = *in++;
+        if (*in != '"')
+          return perr (p, EINVAL, "unterminated \" quote");
+        in++;
+      }
+      else
+        *out++ = *in++;
+    }
+    if (*in)
+      in++;
+    *out = '\0';
+  }
+}
+
+/* Turn words[@first..] into parameters. */
+static void
+make_params (struct line *l, int first)
+{
+  int i;
+
+  l->nparams = 0;
+  for (i = first; i < l->nwords; i++) {
+    struct param *pa = &l->params[l->nparams++];
+    char *eq = strchr (l->words[i], '=');
+
+    pa->key = l->words[i];
+    pa->value = NULL;
+    pa->used = false;
+    if (eq) {
+      *eq = '\0';
+      pa->value = eq + 1;
+    }
+  }
+}
+
+/* The value of parameter @key (which must have one), or NULL if absent.
+ * A parameter given twice is an error.
+ */
+static int
+get (struct parser *p, struct line *l, const char *what, const char *key,
+     const char **value)
+{
+  int i;
+
+  *value = NULL;
+  for (i = 0; i < l->nparams; i++) {
+    struct param *pa = &l->params[i];
+
+    if (strcmp (pa->key, key) != 0)
+      continue;
+    if (pa->used)
+      return perr (p, EINVAL, "%s: %s= is given twice", what, key);
+    if (!pa->value)
+      return perr (p, EINVAL, "%s: expected %s=VALUE", what, key);
+    pa->used = true;
+    *value = pa->value;
+  }
+  return 0;
+}
+
+/* True if the bare word @word is among the parameters (and take it). */
+static bool
+get_flag (struct line *l, const char *word)
+{
+  int i;
+
+  for (i = 0; i < l->nparams; i++)
+    if (!l->params[i].value && !l->params[i].used &&
+        strcmp (l->params[i].key, word) == 0) {
+      l->params[i].used = true;
+      return true;
+    }
+  return false;
+}
+
+/* Every parameter must have been taken. */
+static int
+check_unused (struct parser *p, struct line *l, const char *what,
+              const char *expected)
+{
+  int i;
+
+  for (i = 0; i < l->nparams; i++)
+    if (!l->params[i].used)
+      return perr (p, EINVAL, "%s: unknown parameter '%s'; expected %s",
+                   what, l->params[i].key, expected);
+  return 0;
+}
+
+/* "path:line: what: param=" for the value parsers. */
+static const char *
+value_what (struct parser *p, const char *what, const char *key, char *buf,
+            size_t size)
+{
+  snprintf (buf, size, "%s: %s: %s=", p->at, what, key);
+  return buf;
+}
+
+static int
+get_uint (struct parser *p, struct line *l, const char *what,
+          const char *key, uint64_t min, uint64_t max, unsigned int *out)
+{
+  const char *v;
+  char w[1024];
+  uint64_t n;
+  int r = get (p, l, what, key, &v);
+
+  if (r < 0 || !v)
+    return r;
+  r = ic_parse_uint (value_what (p, what, key, w, sizeof w), v, min, max, &n);
+  if (r == 0)
+    *out = n;
+  return r;
+}
+
+static int
+get_size (struct parser *p, struct line *l, const char *what,
+          const char *key, uint64_t *out)
+{
+  const char *v;
+  char w[1024];
+  int r = get (p, l, what, key, &v);
+
+  if (r < 0 || !v)
+    return r;
+  return ic_parse_size (value_what (p, what, key, w, sizeof w), v, out);
+}
+
+static int
+get_bool (struct parser *p, struct line *l, const char *what,
+          const char *key, bool *out)
+{
+  const char *v;
+  char w[1024];
+  int r = get (p, l, what, key, &v);
+
+  if (r < 0 || !v)
+    return r;
+  return ic_parse_bool (value_what (p, what, key, w, sizeof w), v, out);
+}
+
+static bool
+valid_name (const char *name)
+{
+  size_t n = strlen (name);
+  size_t i;
+
+  if (n == 0 || n >= 64)
+    return false;
+  for (i = 0; i < n; i++)
+    if (!isalnum ((unsigned char) name[i]) && !strchr ("_.-", name[i]))
+      return false;
+  return true;
+}
+
+static int
+check_name (struct parser *p, struct line *l, const char *kind)
+{
+  if (l->nwords < 2)
+    return perr (p, EINVAL, "%s: expected a name after '%s'", kind, kind);
+  if (!valid_name (l->words[1]))
+    return perr (p, EINVAL, "%s: invalid name '%s': use 1 to 63 letters, "
+                 "digits, '_', '.' or '-'", kind, l->words[1]);
+  return 0;
+}
+
+/* A path relative to the configuration file's directory. */
+static char *
+resolve (struct parser *p, const char *path)
+{
+  char *out;
+
+  if (path[0] == '/' || !p->dir || !*p->dir)
+    return strdup (path);
+  if (asprintf (&out, "%s/%s", p->dir, path) == -1)
+    return NULL;
+  return out;
+}
+
+/* key NAME [mode=] [data-unit-size=] [dun-bytes=] key=+FILE|HEX */
+static int
+parse_key (struct parser *p, struct line *l)
+{
+  enum ic_crypto_mode_num mode = IC_ENCRYPTION_MODE_AES_256_XTS;
+  const char *name = l->words[1];
+  const char *v;
+  char what[128];
+  char w[1024];
+  unsigned int du = 4096;
+  unsigned int dun_bytes = 8;
+  uint8_t *bytes = NULL;
+  struct ic_crypto_key *key;
+  char *secret = NULL;
+  size_t secret_size = 0;
+  int n;
+  int r;
+
+  snprintf (what, sizeof what, "key %s", name);
+  if ((r = get (p, l, what, "mode", &v)) < 0)
+    return r;
+  if (v && (r = ic_parse_mode (value_what (p, what, "mode", w, sizeof w), v,
+                               &mode)) < 0)
+    return r;
+  if ((r = get (p, l, what, "data-unit-size", &v)) < 0)
+    return r;
+  if (v && (r = ic_parse_data_unit_size (value_what (p, what,
+                                                     "data-unit-size", w,
+                                                     sizeof w), v, &du)) < 0)
+    return r;
+  if ((r = get_uint (p, l, what, "dun-bytes", 1, IC_CRYPTO_MAX_IV_SIZE,
+                     &dun_bytes)) < 0)
+    return r;
+  if ((r = get (p, l, what, "type", &v)) < 0)
+    return r;
+  if (v && strcmp (v, "raw") != 0)
+    return perr (p, EINVAL, "%s: type=%s: expected raw (hardware-wrapped "
+                 "keys are not supported yet)", what, v);
+  if ((r = get (p, l, what, "key", &v)) < 0)
+    return r;
+  if ((r = check_unused (p, l, what, "mode=, data-unit-size=, dun-bytes=, "
+                         "type= or key=")) < 0)
+    return r;
+  if (!v)
+    return perr (p, EINVAL, "%s: expected key=+FILE (a file holding the key "
+                 "in hex) or key=HEX", what);
+
+  bytes = ic_secure_alloc (IC_CRYPTO_MAX_RAW_KEY_SIZE);
+  if (!bytes)
+    return perr (p, ENOMEM, "out of locked memory");
+  value_what (p, what, "key", w, sizeof w);
+  if (p->flags & IC_CONF_DRY_RUN) {
+    /* Read no files: a made-up key of the right size, halves distinct. */
+    for (n = 0; n < (int) ic_crypto_modes[mode].keysize; n++)
+      bytes[n] = n + 1;
+  }
+  else {
+    if (v[0] == '+') {
+      char *path = resolve (p, v + 1);
+      char *plus;
+
+      if (!path || asprintf (&plus, "+%s", path) == -1) {
+        free (path);
+        r = perr (p, ENOMEM, "out of memory");
+        goto out_free;
+      }
+      free (path);
+      r = ic_read_secret (w, plus, &secret, &secret_size);
+      free (plus);
+    }
+    else
+      r = ic_read_secret (w, v, &secret, &secret_size);
+    if (r < 0)
+      goto out_free;
+    n = ic_hex_decode (w, secret, bytes, IC_CRYPTO_MAX_RAW_KEY_SIZE);
+    ic_secure_free (secret, secret_size);
+    if (n < 0) {
+      r = n;
+      goto out_free;
+    }
+    if ((unsigned int) n != ic_crypto_modes[mode].keysize) {
+      r = perr (p, EINVAL, "%s: %s needs a key of exactly %u bytes (%u hex "
+                "digits), got %d bytes", what, ic_crypto_mode_name (mode),
+                ic_crypto_modes[mode].keysize,
+                2 * ic_crypto_modes[mode].keysize, n);
+      goto out_free;
+    }
+  }
+  n = ic_crypto_modes[mode].keysize;
+  if ((mode == IC_ENCRYPTION_MODE_AES_256_XTS ||
+       mode == IC_ENCRYPTION_MODE_SM4_XTS) &&
+      memcmp (bytes, bytes + n / 2, n / 2) == 0) {
+    r = perr (p, EINVAL, "%s: the two halves of an %s key must differ", what,
+              ic_crypto_mode_name (mode));
+    goto out_free;
+  }
+  if (dun_bytes > ic_crypto_modes[mode].ivsize) {
+    r = perr (p, EINVAL, "%s: dun-bytes=%u: %s takes 1 to %u DUN bytes",
+              what, dun_bytes, ic_crypto_mode_name (mode),
+              ic_crypto_modes[mode].ivsize);
+    goto out_free;
+  }
+  key = ic_crypto_key_new (name, bytes, n, IC_CRYPTO_KEY_TYPE_RAW, mode,
+                           dun_bytes, du);
+  if (!key) {
+    r = perr (p, errno, "%s: %s", what, ic_last_error ());
+    goto out_free;
+  }
+  r = ic_graph_add_key (p->g, key);
+  if (r < 0)
+    perr (p, -r, "%s", ic_last_error ());
+out_free:
+  ic_secure_free (bytes, IC_CRYPTO_MAX_RAW_KEY_SIZE);
+  return r;
+}
+
+/* engine NAME [keyslots=] [modes=] [max-dun-bytes=] [program-us=] */
+static int
+parse_engine (struct parser *p, struct line *l)
+{
+  struct ic_engine_config cfg;
+  struct ic_engine *engine;
+  const char *v;
+  char what[128];
+  char w[1024];
+  int r;
+
+  snprintf (what, sizeof what, "engine %s", l->words[1]);
+  ic_engine_config_default (&cfg, l->words[1]);
+  if ((r = get_uint (p, l, what, "keyslots", 1, IC_ENGINE_MAX_SLOTS,
+                     &cfg.num_slots)) < 0 ||
+      (r = get_uint (p, l, what, "max-dun-bytes", 1, IC_CRYPTO_MAX_IV_SIZE,
+                     &cfg.max_dun_bytes)) < 0 ||
+      (r = get_uint (p, l, what, "program-us", 0, 10000000,
+                     &cfg.program_us)) < 0)
+    return r;
+  if ((r = get (p, l, what, "modes", &v)) < 0)
+    return r;
+  if (v && (r = ic_parse_modes (value_what (p, what, "modes", w, sizeof w),
+                                v, cfg.modes_supported)) < 0)
+    return r;
+  if ((r = get (p, l, what, "key-types", &v)) < 0)
+    return r;
+  if (v && (r = ic_parse_key_types (value_what (p, what, "key-types", w,
+                                                sizeof w), v,
+                                    &cfg.key_types)) < 0)
+    return r;
+  if (cfg.key_types & IC_CRYPTO_KEY_TYPE_HW_WRAPPED)
+    return perr (p, EINVAL, "%s: key-types=hw_wrapped: hardware-wrapped "
+                 "keys are not supported yet", what);
+  if ((r = check_unused (p, l, what, "keyslots=, modes=, max-dun-bytes=, "
+                         "program-us= or key-types=")) < 0)
+    return r;
+  engine = ic_engine_new (&cfg);
+  if (!engine)
+    return perr (p, errno, "%s", ic_last_error ());
+  r = ic_graph_add_engine (p->g, engine);
+  return r < 0 ? perr (p, -r, "%s", ic_last_error ()) : 0;
+}
+
+/* leaf NAME memory|file=PATH|nbd=URI [size=] [engine=] [readonly=]
+ *      [fallback=]
+ */
+static int
+parse_leaf (struct parser *p, struct line *l)
+{
+  const char *name = l->words[1];
+  const char *file;
+  const char *nbd;
+  const char *engine_name;
+  struct ic_engine *engine = NULL;
+  struct ic_device *dev;
+  bool memory;
+  bool readonly = false;
+  bool fallback = true;
+  uint64_t size = 0;
+  char what[128];
+  int kinds;
+  int r;
+
+  snprintf (what, sizeof what, "leaf %s", name);
+  memory = get_flag (l, "memory");
+  if ((r = get (p, l, what, "file", &file)) < 0 ||
+      (r = get (p, l, what, "nbd", &nbd)) < 0 ||
+      (r = get (p, l, what, "engine", &engine_name)) < 0 ||
+      (r = get_size (p, l, what, "size", &size)) < 0 ||
+      (r = get_bool (p, l, what, "readonly", &readonly)) < 0 ||
+      (r = get_bool (p, l, what, "fallback", &fallback)) < 0)
+    return r;
+  if ((r = check_unused (p, l, what, "memory, file=, nbd=, size=, engine=, "
+                         "readonly= or fallback=")) < 0)
+    return r;
+  kinds = memory + !!file + !!nbd;
+  if (kinds != 1)
+    return perr (p, EINVAL, "%s: expected exactly one of memory, file=PATH "
+                 "or nbd=URI", what);
+  if (memory && size == 0)
+    return perr (p, EINVAL, "%s: a memory leaf needs size=", what);
+  if (engine_name) {
+    engine = ic_graph_find_engine (p->g, engine_name);
+    if (!engine)
+      return perr (p, EINVAL, "%s: engine=%s: no engine of that name is "
+                   "defined above", what, engine_name);
+  }
+
+  if (memory || (p->flags & IC_CONF_DRY_RUN))
+    dev = ic_leaf_memory_new (name, size ? size : 1024 * 1024 * 1024,
+                              engine);
+  else if (file) {
+    char *path = resolve (p, file);
+
+    if (!path)
+      return perr (p, ENOMEM, "out of memory");
+    dev = ic_leaf_file_new (name, path, size, readonly, engine);
+    free (path);
+  }
+  else
+    dev = ic_leaf_nbd_new (name, nbd, size, readonly, engine);
+  if (!dev)
+    return perr (p, errno, "%s", ic_last_error ());
+  dev->fallback_enabled = fallback;
+  r = ic_graph_add_device (p->g, dev);
+  return r < 0 ? perr (p, -r, "%s", ic_last_error ()) : 0;
+}
+
+static struct ic_device *
+lookup_device (void *opaque, const char *name)
+{
+  return ic_graph_find_device (opaque, name);
+}
+
+/* device NAME [options=per_child_fallback] ... end */
+static int
+parse_device (struct parser *p, struct line *l, const char *table,
+              unsigned int first_line)
+{
+  const char *name = l->words[1];
+  const char *opts;
+  unsigned int options = 0;
+  struct ic_device *dev;
+  char what[128];
+  int r;
+
+  snprintf (what, sizeof what, "device %s", name);
+  if ((r = get (p, l, what, "options", &opts)) < 0)
+    return r;
+  if ((r = check_unused (p, l, what, "options=")) < 0)
+    return r;
+  if (opts) {
+    char *copy = strdup (opts);
+    char *save = NULL;
+    char *o;
+
+    if (!copy)
+      return perr (p, ENOMEM, "out of memory");
+    for (o = strtok_r (copy, ",", &save); o; o = strtok_r (NULL, ",", &save))
+      if (strcmp (o, "per_child_fallback") == 0)
+        options |= IC_TABLE_PER_CHILD_FALLBACK;
+      else {
+        r = perr (p, EINVAL, "%s: unknown option '%s'; expected "
+                  "per_child_fallback", what, o);
+        free (copy);
+        return r;
+      }
+    free (copy);
+  }
+  if (ic_graph_find_device (p->g, name))
+    return perr (p, EEXIST, "%s: a device of that name is already defined",
+                 what);
+  dev = ic_stacked_new (name);
+  if (!dev)
+    return perr (p, ENOMEM, "out of memory");
+  r = ic_graph_add_device (p->g, dev);
+  if (r < 0)
+    return perr (p, -r, "%s", ic_last_error ());
+  /* The loader reports errors as "path:line: ...". */
+  r = ic_stacked_load (dev, table, options, p->path, first_line,
+                       lookup_device, p->g);
+  if (r == 0)
+    r = ic_stacked_resume (dev);
+  return r;
+}
+
+/* export NAME device=D [key=K [dun-base=N]] [description=TEXT] */
+static int
+parse_export (struct parser *p, struct line *l, struct ic_export **expp,
+              bool *block)
+{
+  const char *name = l->words[1];
+  const char *devname;
+  const char *keyname;
+  const char *base;
+  const char *desc;
+  struct ic_device *dev;
+  struct ic_export *exp;
+  char what[128];
+  char w[1024];
+  int r;
+
+  snprintf (what, sizeof what, "export %s", name);
+  if ((r = get (p, l, what, "device", &devname)) < 0 ||
+      (r = get (p, l, what, "key", &keyname)) < 0 ||
+      (r = get (p, l, what, "dun-base", &base)) < 0 ||
+      (r = get (p, l, what, "description", &desc)) < 0)
+    return r;
+  if ((r = check_unused (p, l, what, "device=, key=, dun-base= or "
+                         "description=")) < 0)
+    return r;
+  if (!devname)
+    return perr (p, EINVAL, "%s: expected device=NAME", what);
+  dev = ic_graph_find_device (p->g, devname);
+  if (!dev)
+    return perr (p, EINVAL, "%s: device=%s: no leaf or device of that name "
+                 "is defined above", what, devname);
+  if (base && !keyname)
+    return perr (p, EINVAL, "%s: dun-base= needs key=", what);
+  exp = ic_export_new (name, dev);
+  if (!exp)
+    return perr (p, ENOMEM, "out of memory");
+  if (desc)
+    snprintf (exp->description, sizeof exp->description, "%s", desc);
+  else
+    snprintf (exp->description, sizeof exp->description,
+              "inlinecrypt export %s on %s", name, devname);
+  r = ic_graph_add_export (p->g, exp);
+  if (r < 0)
+    return perr (p, -r, "%s", ic_last_error ());
+
+  *block = !keyname;
+  *expp = exp;
+  if (keyname) {
+    struct ic_ctx_range range = { .start = 0, .len = exp->size };
+
+    range.key = ic_graph_find_key (p->g, keyname);
+    if (!range.key)
+      return perr (p, EINVAL, "%s: key=%s: no key of that name is defined "
+                   "above", what, keyname);
+    if (base && (r = ic_parse_dun (value_what (p, what, "dun-base", w,
+                                               sizeof w), base,
+                                   range.dun_base)) < 0)
+      return r;
+    snprintf (w, sizeof w, "%s: %s", p->at, what);
+    r = ic_export_check_ranges (exp, w, &range, 1);
+    if (r == 0)
+      r = ic_export_set_map (exp, &range, 1);
+  }
+  return r;
+}
+
+/* map OFFSET LENGTH key=K [dun-base=N] | none */
+static int
+parse_map (struct parser *p, struct line *l, struct ic_export *exp,
+           struct ic_ctx_range **ranges, size_t *n)
+{
+  struct ic_ctx_range range = { 0 };
+  struct ic_ctx_range *bigger;
+  const char *keyname;
+  const char *base;
+  char what[128];
+  char w[1024];
+  bool none;
+  int r;
+
+  snprintf (what, sizeof what, "export %s: map", exp->name);
+  if (l->nwords < 3)
+    return perr (p, EINVAL, "%s: expected map OFFSET LENGTH key=K "
+                 "[dun-base=N] or map OFFSET LENGTH none", what);
+  make_params (l, 3);
+  if ((r = ic_parse_size (value_what (p, what, "OFFSET", w, sizeof w),
+                          l->words[1], &range.start)) < 0 ||
+      (r = ic_parse_size (value_what (p, what, "LENGTH", w, sizeof w),
+                          l->words[2], &range.len)) < 0)
+    return r;
+  none = get_flag (l, "none");
+  if ((r = get (p, l, what, "key", &keyname)) < 0 ||
+      (r = get (p, l, what, "dun-base", &base)) < 0)
+    return r;
+  if ((r = check_unused (p, l, what, "key=, dun-base= or none")) < 0)
+    return r;
+  if (none == !!keyname)
+    return perr (p, EINVAL, "%s: expected exactly one of key=NAME or none",
+                 what);
+  if (none && base)
+    return perr (p, EINVAL, "%s: dun-base= needs key=", what);
+  if (none)
+    return 0;                   /* unmapped ranges are plain already */
+  range.key = ic_graph_find_key (p->g, keyname);
+  if (!range.key)
+    return perr (p, EINVAL, "%s: key=%s: no key of that name is defined "
+                 "above", what, keyname);
+  if (base && (r = ic_parse_dun (value_what (p, what, "dun-base", w,
+                                             sizeof w), base,
+                                 range.dun_base)) < 0)
+    return r;
+
+  bigger = realloc (*ranges, (*n + 1) * sizeof *bigger);
+  if (!bigger)
+    return perr (p, ENOMEM, "out of memory");
+  *ranges = bigger;
+  bigger[(*n)++] = range;
+  /* Check against the ranges so far, so the message names this line. */
+  snprintf (w, sizeof w, "%s: %s", p->at, what);
+  r = ic_export_check_ranges (exp, w, *ranges, *n);
+  if (r < 0)
+    (*n)--;
+  return r;
+}
+
+/* fallback [keyslots=N] [enabled=BOOL] */
+static int
+parse_fallback (struct parser *p, struct line *l)
+{
+  int r;
+
+  make_params (l, 1);
+  if ((r = get_uint (p, l, "fallback", "keyslots", 1,
+                     IC_FALLBACK_MAX_KEYSLOTS,
+                     &p->g->fallback_keyslots)) < 0 ||
+      (r = get_bool (p, l, "fallback", "enabled",
+                     &p->g->fallback_enabled)) < 0)
+    return r;
+  return check_unused (p, l, "fallback", "keyslots= or enabled=");
+}
+
+/* control socket=PATH [mode=0600] */
+static int
+parse_control (struct parser *p, struct line *l)
+{
+  const char *sock;
+  const char *mode;
+  char *end;
+  unsigned long m;
+  int r;
+
+  make_params (l, 1);
+  if ((r = get (p, l, "control", "socket", &sock)) < 0 ||
+      (r = get (p, l, "control", "mode", &mode)) < 0)
+    return r;
+  if ((r = check_unused (p, l, "control", "socket= or mode=")) < 0)
+    return r;
+  if (!sock)
+    return perr (p, EINVAL, "control: expected socket=PATH");
+  if (mode) {
+    m = strtoul (mode, &end, 8);
+    if (*end || !*mode || m > 0777)
+      return perr (p, EINVAL, "control: mode=%s: expected an octal file "
+                   "mode such as 0600", mode);
+    p->g->control_mode = m;
+  }
+  free (p->g->control_path);
+  p->g->control_path = resolve (p, sock);
+  if (!p->g->control_path)
+    return perr (p, ENOMEM, "out of memory");
+  return 0;
+}
+
+/* True if @line is "end" alone (with white space or a comment). */
+static bool
+is_end (const char *line)
+{
+  while (isspace ((unsigned char) *line))
+    line++;
+  if (strncmp (line, "end", 3) != 0)
+    return false;
+  line += 3;
+  while (isspace ((unsigned char) *line))
+    line++;
+  return *line == '\0' || *line == '#';
+}
+
+/* Append @line and a newline to the table text being collected. */
+static int
+append_line (struct parser *p, char **table, size_t *table_len,
+             const char *line)
+{
+  size_t n = strlen (line);
+  char *bigger = realloc (*table, *table_len + n + 2);
+
+  if (!bigger)
+    return perr (p, ENOMEM, "out of memory");
+  memcpy (bigger + *table_len, line, n);
+  *table_len += n;
+  bigger[(*table_len)++] = '\n';
+  bigger[*table_len] = '\0';
+  *table = bigger;
+  return 0;
+}
+
+static int
+parse_lines (struct parser *p, char *text, size_t len)
+{
+  enum { TOP, DEVICE, EXPORT } state = TOP;
+  struct line *l = calloc (1, sizeof *l);
+  struct line *device_line = calloc (1, sizeof *l);
+  struct ic_export *exp = NULL;
+  struct ic_ctx_range *ranges = NULL;
+  size_t nranges = 0;
+  char *table = NULL;
+  size_t table_len = 0;
+  unsigned int block_start = 0;
+  unsigned int lineno = 0;
+  char *line;
+  char *next;
+  int r = 0;
+
+  if (!l || !device_line) {
+    r = perr (p, ENOMEM, "out of memory");
+    goto out;
+  }
+  for (line = text; r == 0 && line < text + len; line = next) {
+    char *eol = memchr (line, '\n', text + len - line);
+
+    lineno++;
+    if (!eol)
+      eol = text + len;
+    next = eol < text + len ? eol + 1 : eol;
+    snprintf (p->at, sizeof p->at, "%s:%u", p->path, lineno);
+    if (memchr (line, '\0', eol - line)) {
+      r = perr (p, EINVAL, "NUL byte in the line");
+      break;
+    }
+    *eol = '\0';
+
+    if (state == DEVICE) {
+      if (!is_end (line)) {
+        /* A table line, kept for the table loader, which names its own
+         * lines; blank and comment lines keep the numbering.
+         */
+        r = append_line (p, &table, &table_len, line);
+        continue;
+      }
+      snprintf (p->at, sizeof p->at, "%s:%u", p->path, block_start);
+      r = parse_device (p, device_line, table ? table : "", block_start + 1);
+      free (table);
+      table = NULL;
+      table_len = 0;
+      state = TOP;
+      continue;
+    }
+
+    l->lineno = lineno;
+    r = split (p, line, l);
+    if (r < 0 || l->nwords == 0)
+      continue;
+
+    if (state == EXPORT) {
+      if (strcmp (l->words[0], "end") == 0 && l->nwords == 1) {
+        char w[1024];
+
+        snprintf (w, sizeof w, "%s: export %s", p->at, exp->name);
+        r = ic_export_check_ranges (exp, w, ranges, nranges);
+        if (r == 0)
+          r = ic_export_set_map (exp, ranges, nranges);
+        free (ranges);
+        ranges = NULL;
+        nranges = 0;
+        state = TOP;
+      }
+      else if (strcmp (l->words[0], "map") == 0)
+        r = parse_map (p, l, exp, &ranges, &nranges);
+      else
+        r = perr (p, EINVAL, "export %s: expected 'map OFFSET LENGTH ...' "
+                  "or 'end', got '%s'", exp->name, l->words[0]);
+      continue;
+    }
+
+    if (strcmp (l->words[0], "key") == 0 ||
+        strcmp (l->words[0], "engine") == 0 ||
+        strcmp (l->words[0], "leaf") == 0 ||
+        strcmp (l->words[0], "device") == 0 ||
+        strcmp (l->words[0], "export") == 0) {
+      r = check_name (p, l, l->words[0]);
+      if (r < 0)
+        continue;
+      make_params (l, 2);
+    }
+    if (strcmp (l->words[0], "key") == 0)
+      r = parse_key (p, l);
+    else if (strcmp (l->words[0], "engine") == 0)
+      r = parse_engine (p, l);
+    else if (strcmp (l->words[0], "leaf") == 0)
+      r = parse_leaf (p, l);
+    else if (strcmp (l->words[0], "device") == 0) {
+      /* The words point into @text, which outlives the block. */
+      *device_line = *l;
+      block_start = lineno;
+      state = DEVICE;
+    }
+    else if (strcmp (l->words[0], "export") == 0) {
+      bool block = false;
+
+      r = parse_export (p, l, &exp, &block);
+      if (r == 0 && block) {
+        block_start = lineno;
+        state = EXPORT;
+      }
+    }
+    else if (strcmp (l->words[0], "fallback") == 0)
+      r = parse_fallback (p, l);
+    else if (strcmp (l->words[0], "control") == 0)
+      r = parse_control (p, l);
+    else if (strcmp (l->words[0], "end") == 0)
+      r = perr (p, EINVAL, "'end' without a device or export block");
+    else
+      r = perr (p, EINVAL, "unknown keyword '%s'; expected key, engine, "
+                "leaf, device, export, fallback or control", l->words[0]);
+  }
+
+  if (r == 0 && state != TOP) {
+    snprintf (p->at, sizeof p->at, "%s:%u", p->path, block_start);
+    r = perr (p, EINVAL, "%s block has no 'end'",
+              state == DEVICE ? "device" : "export");
+  }
+  if (r == 0 && !p->g->fallback_enabled) {
+    size_t i;
+
+    /* "fallback enabled=false": like a kernel without the fallback. */
+    for (i = 0; i < p->g->ndevices; i++)
+      p->g->devices[i]->fallback_enabled = false;
+  }
+  if (r == 0 && p->g->nexports == 0) {
+    snprintf (p->at, sizeof p->at, "%s:%u", p->path, lineno);
+    r = perr (p, EINVAL, "no export is defined; add e.g. 'export vol0 "
+              "device=NAME key=KEY'");
+  }
+out:
+  free (table);
+  free (ranges);
+  free (l);
+  free (device_line);
+  return r;
+}
+
+struct ic_graph *
+ic_conf_parse (const char *text, size_t len, const char *path,
+               const char *dir, unsigned int flags)
+{
+  struct parser p = { .path = path, .dir = dir, .flags = flags };
+  char *copy;
+  int r;
+
+  p.g = ic_graph_new ();
+  copy = malloc (len + 1);
+  if (!p.g || !copy) {
+    ic_graph_free (p.g);
+    free (copy);
+    ic_error ("%s: out of memory", path);
+    errno = ENOMEM;
+    return NULL;
+  }
+  memcpy (copy, text, len);
+  copy[len] = '\0';
+  p.g->fallback_keyslots = IC_FALLBACK_DEFAULT_KEYSLOTS;
+  r = parse_lines (&p, copy, len);
+  /* The text may hold a key: wipe it. */
+  ic_memzero_explicit (copy, len);
+  free (copy);
+  if (r < 0) {
+    ic_graph_free (p.g);
+    errno = -r;
+    return NULL;
+  }
+  return p.g;
+}
+
+struct ic_graph *
+ic_conf_load (const char *path)
+{
+  struct ic_graph *g;
+  struct stat st;
+  char *text = NULL;
+  char *dir;
+  char *slash;
+  size_t len = 0;
+  int fd;
+  int err;
+
+  fd = open (path, O_RDONLY | O_CLOEXEC);
+  if (fd == -1 || fstat (fd, &st) == -1) {
+    err = errno;
+    ic_error ("%s: %s", path, strerror (err));
+    if (fd >= 0)
+      close (fd);
+    errno = err;
+    return NULL;
+  }
+  if (!S_ISREG (st.st_mode) || st.st_size > MAX_CONF_SIZE) {
+    ic_error ("%s: not a regular file of at most %d bytes", path,
+              MAX_CONF_SIZE);
+    close (fd);
+    errno = EINVAL;
+    return NULL;
+  }
+  text = malloc (st.st_size + 1);
+  if (!text) {
+    close (fd);
+    ic_error ("%s: out of memory", path);
+    errno = ENOMEM;
+    return NULL;
+  }
+  while (len < (size_t) st.st_size) {
+    ssize_t n = read (fd, text + len, st.st_size - len);
+
+    if (n == -1 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      err = n == 0 ? EIO : errno;
+      ic_error ("%s: read: %s", path, strerror (err));
+      close (fd);
+      free (text);
+      errno = err;
+      return NULL;
+    }
+    len += n;
+  }
+  close (fd);
+
+  dir = strdup (path);
+  if (!dir) {
+    free (text);
+    errno = ENOMEM;
+    return NULL;
+  }
+  slash = strrchr (dir, '/');
+  if (slash)
+    *slash = '\0';
+  else
+    strcpy (dir, ".");
+  g = ic_conf_parse (text, len, path, dir, 0);
+  err = errno;
+  ic_memzero_explicit (text, len);
+  free (text);
+  free (dir);
+  errno = err;
+  return g;
+}

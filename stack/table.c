@@ -1,0 +1,853 @@
+/* stack/table.c - stacked devices and their tables; see table.h.  Follows
+ * Linux drivers/md/dm-table.c and dm.c for the inline-encryption parts.
+ */
+#include <config.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "error.h"
+#include "table.h"
+
+#define MAX_ARGS 64
+
+struct ic_table {
+  unsigned int refs;            /* atomic */
+  struct ic_stacked *md;
+  unsigned int options;         /* IC_TABLE_* */
+  uint64_t size;                /* bytes: end of the last target */
+  size_t ntargets;
+  struct ic_target *targets;    /* sorted by begin, contiguous */
+  /* dm_table_construct_crypto_profile's result: capabilities only. */
+  struct ic_crypto_profile caps;
+  bool has_profile;             /* false: NULL profile */
+};
+
+struct ic_stacked {
+  struct ic_device dev;         /* first: a stacked device is a device */
+  /* The live profile object: keyslot-less, created at the first resume of
+   * a table with capabilities, then only grown.  dev.profile points here
+   * once it exists.
+   */
+  struct ic_crypto_profile profile;
+  pthread_mutex_t load_lock;    /* serialises load, resume, clear */
+  pthread_mutex_t table_lock;   /* covers live and inactive */
+  struct ic_table *live;        /* protected by table_lock */
+  struct ic_table *inactive;    /* protected by table_lock */
+};
+
+static const struct ic_device_ops stacked_ops;
+
+static const struct ic_target_type *const target_types[] = {
+  &ic_linear_target,
+  &ic_striped_target,
+  &ic_mirror_target,
+};
+
+void
+ic_target_set_error (struct ic_target *ti, const char *fmt, ...)
+{
+  va_list ap;
+
+  va_start (ap, fmt);
+  vsnprintf (ti->error, sizeof ti->error, fmt, ap);
+  va_end (ap);
+}
+
+const char *
+ic_target_device_name (const struct ic_target *ti)
+{
+  return ti->table->md->dev.name;
+}
+
+bool
+ic_parse_sectors (const char *str, uint64_t *bytes)
+{
+  char *end;
+  unsigned long long v;
+
+  if (!isdigit ((unsigned char) *str))
+    return false;
+  errno = 0;
+  v = strtoull (str, &end, 10);
+  if (errno || *end || v > (UINT64_MAX >> 9))
+    return false;
+  *bytes = (uint64_t) v << 9;
+  return true;
+}
+
+struct ic_device *
+ic_target_get_device (struct ic_target *ti, const char *name,
+                      const char *offset_str, uint64_t len,
+                      ic_device_lookup_fn lookup, void *opaque,
+                      uint64_t *offset)
+{
+  struct ic_device *dev = lookup (opaque, name);
+
+  if (!dev) {
+    ic_target_set_error (ti, "unknown device '%s'", name);
+    return NULL;
+  }
+  if (!ic_parse_sectors (offset_str, offset)) {
+    ic_target_set_error (ti, "offset '%s' on %s is not a number of "
+                         "sectors", offset_str, name);
+    return NULL;
+  }
+  if (*offset > dev->size || len > dev->size - *offset) {
+    ic_target_set_error (ti, "%s has %" PRIu64 " sectors, but the target "
+                         "needs sectors %" PRIu64 " to %" PRIu64, name,
+                         dev->size >> 9, *offset >> 9,
+                         ((*offset + len) >> 9) - 1);
+    return NULL;
+  }
+  return dev;
+}
+
+static struct ic_table *
+table_get (struct ic_table *t)
+{
+  if (t)
+    __atomic_fetch_add (&t->refs, 1, __ATOMIC_RELAXED);
+  return t;
+}
+
+static void
+table_put (struct ic_table *t)
+{
+  size_t i;
+
+  if (!t || __atomic_sub_fetch (&t->refs, 1, __ATOMIC_ACQ_REL) != 0)
+    return;
+  for (i = 0; i < t->ntargets; i++)
+    if (t->targets[i].type && t->targets[i].type->dtr)
+      t->targets[i].type->dtr (&t->targets[i]);
+  ic_crypto_profile_destroy (&t->caps);
+  free (t->targets);
+  free (t);
+}
+
+/* A reference to the live table, or NULL. */
+static struct ic_table *
+get_live (struct ic_stacked *md)
+{
+  struct ic_table *t;
+
+  pthread_mutex_lock (&md->table_lock);
+  t = table_get (md->live);
+  pthread_mutex_unlock (&md->table_lock);
+  return t;
+}
+
+struct ic_stacked *
+ic_device_to_stacked (struct ic_device *dev)
+{
+  return dev && dev->ops == &stacked_ops ? (struct ic_stacked *) dev : NULL;
+}
+
+/* The target containing byte @offset (which is inside the table). */
+static struct ic_target *
+find_target (struct ic_table *t, uint64_t offset)
+{
+  size_t lo = 0;
+  size_t hi = t->ntargets;
+
+  while (hi - lo > 1) {
+    size_t mid = lo + (hi - lo) / 2;
+
+    if (t->targets[mid].begin <= offset)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  return &t->targets[lo];
+}
+
+static int
+stacked_submit (struct ic_device *dev, struct ic_bio *bio)
+{
+  struct ic_stacked *md = (struct ic_stacked *) dev;
+  struct ic_table *t = get_live (md);
+  int r = 0;
+  size_t i;
+
+  if (!t) {
+    ic_error ("%s: %s: the device has no live table", dev->name,
+              ic_bio_op_name (bio->op));
+    return -ENXIO;
+  }
+  if (bio->op == IC_OP_FLUSH) {
+    /* Every target flushes its children. */
+    for (i = 0; i < t->ntargets && r == 0; i++)
+      r = t->targets[i].type->map (&t->targets[i], bio);
+    table_put (t);
+    return r;
+  }
+  /* Split at target boundaries (bio_split keeps the DUN right). */
+  while (r == 0 && bio->len > 0) {
+    struct ic_target *ti = find_target (t, bio->offset);
+    uint64_t left = ti->begin + ti->len - bio->offset;
+    struct ic_bio piece;
+
+    ic_bio_split (bio, bio->len < left ? bio->len : left, &piece);
+    piece.offset -= ti->begin;
+    r = ti->type->map (ti, &piece);
+  }
+  table_put (t);
+  return r;
+}
+
+/* Evicting from a stacked device goes to every child of the live table
+ * (dm_keyslot_evict).  As upstream since 6.4, errors of the children are
+ * logged there and this returns 0.
+ */
+static int
+evict_child (struct ic_target *ti, struct ic_device *child, uint64_t start,
+             uint64_t len, void *data)
+{
+  const struct ic_crypto_key *key = data;
+  int r = ic_device_evict_key (child, key);
+
+  if (r < 0)
+    ic_debug ("%s: error %d evicting key %s from %s",
+              ic_target_device_name (ti), r, key->name, child->name);
+  return 0;
+}
+
+static int
+stacked_keyslot_evict (struct ic_crypto_profile *profile,
+                       const struct ic_crypto_key *key, int slot)
+{
+  struct ic_stacked *md = profile->priv;
+
+  ic_stacked_iterate_devices (&md->dev, evict_child, (void *) key);
+  return 0;
+}
+
+static void
+table_free_all (struct ic_stacked *md)
+{
+  struct ic_table *live;
+  struct ic_table *inactive;
+  size_t i;
+
+  pthread_mutex_lock (&md->table_lock);
+  live = md->live;
+  inactive = md->inactive;
+  md->live = md->inactive = NULL;
+  pthread_mutex_unlock (&md->table_lock);
+  if (live)
+    for (i = 0; i < live->ntargets; i++)
+      if (live->targets[i].type->suspend)
+        live->targets[i].type->suspend (&live->targets[i]);
+  table_put (live);
+  table_put (inactive);
+}
+
+static void
+stacked_destroy (struct ic_device *dev)
+{
+  struct ic_stacked *md = (struct ic_stacked *) dev;
+
+  table_free_all (md);
+  ic_crypto_profile_destroy (&md->profile);
+  pthread_mutex_destroy (&md->load_lock);
+  pthread_mutex_destroy (&md->table_lock);
+  free (md);
+}
+
+static const struct ic_device_ops stacked_ops = {
+  .type = "stacked",
+  .submit = stacked_submit,
+  .destroy = stacked_destroy,
+};
+
+struct ic_device *
+ic_stacked_new (const char *name)
+{
+  struct ic_stacked *md = calloc (1, sizeof *md);
+
+  if (!md || ic_crypto_profile_init (&md->profile, 0) < 0) {
+    free (md);
+    ic_error ("%s: out of memory", name);
+    errno = ENOMEM;
+    return NULL;
+  }
+  ic_device_init (&md->dev, name, 0, &stacked_ops);
+  md->dev.features = IC_DEV_CAN_FUA | IC_DEV_CAN_TRIM | IC_DEV_CAN_ZERO |
+                     IC_DEV_CAN_MULTI_CONN;
+  md->profile.ll_ops.keyslot_evict = stacked_keyslot_evict;
+  md->profile.priv = md;
+  snprintf (md->profile.name, sizeof md->profile.name, "%s", name);
+  pthread_mutex_init (&md->load_lock, NULL);
+  pthread_mutex_init (&md->table_lock, NULL);
+  return &md->dev;
+}
+
+int
+ic_stacked_iterate_devices (struct ic_device *dev, ic_iterate_devices_fn fn,
+                            void *data)
+{
+  struct ic_stacked *md = ic_device_to_stacked (dev);
+  struct ic_table *t;
+  size_t i;
+  int r = 0;
+
+  if (!md)
+    return 0;
+  t = get_live (md);
+  if (!t)
+    return 0;
+  for (i = 0; i < t->ntargets && r == 0; i++)
+    r = t->targets[i].type->iterate_devices (&t->targets[i], fn, data);
+  table_put (t);
+  return r;
+}
+
+struct depends_ctx {
+  struct ic_device *ancestor;
+  bool found;
+};
+
+static bool depends_on_table (struct ic_table *t, struct depends_ctx *ctx);
+
+static int
+depends_child (struct ic_target *ti, struct ic_device *child, uint64_t start,
+               uint64_t len, void *data)
+{
+  struct depends_ctx *ctx = data;
+
+  if (ic_device_depends_on (child, ctx->ancestor)) {
+    ctx->found = true;
+    return 1;
+  }
+  return 0;
+}
+
+static bool
+depends_on_table (struct ic_table *t, struct depends_ctx *ctx)
+{
+  size_t i;
+
+  for (i = 0; t && i < t->ntargets && !ctx->found; i++)
+    t->targets[i].type->iterate_devices (&t->targets[i], depends_child, ctx);
+  return ctx->found;
+}
+
+bool
+ic_device_depends_on (struct ic_device *dev, struct ic_device *ancestor)
+{
+  struct ic_stacked *md = ic_device_to_stacked (dev);
+  struct depends_ctx ctx = { .ancestor = ancestor };
+  struct ic_table *live;
+  struct ic_table *inactive;
+
+  if (dev == ancestor)
+    return true;
+  if (!md)
+    return false;
+  pthread_mutex_lock (&md->table_lock);
+  live = table_get (md->live);
+  inactive = table_get (md->inactive);
+  pthread_mutex_unlock (&md->table_lock);
+  depends_on_table (live, &ctx);
+  depends_on_table (inactive, &ctx);
+  table_put (live);
+  table_put (inactive);
+  return ctx.found;
+}
+
+unsigned int
+ic_stacked_options (struct ic_device *dev)
+{
+  struct ic_stacked *md = ic_device_to_stacked (dev);
+  struct ic_table *t = md ? get_live (md) : NULL;
+  unsigned int options = t ? t->options : 0;
+
+  table_put (t);
+  return options;
+}
+
+/* Split a line into words; returns the count or -1 if too many. */
+static int
+split_words (char *line, char **argv, int max)
+{
+  int argc = 0;
+  char *p = line;
+
+  for (;;) {
+    while (*p && isspace ((unsigned char) *p))
+      p++;
+    if (!*p)
+      return argc;
+    if (argc == max)
+      return -1;
+    argv[argc++] = p;
+    while (*p && !isspace ((unsigned char) *p))
+      p++;
+    if (*p)
+      *p++ = '\0';
+  }
+}
+
+/* Where messages about line @lineno of a table come from. */
+static void
+where (char *buf, size_t size, struct ic_stacked *md, const char *source,
+       unsigned int lineno)
+{
+  if (source)
+    snprintf (buf, size, "%s:%u", source, lineno);
+  else
+    snprintf (buf, size, "%s: table line %u", md->dev.name, lineno);
+}
+
+/* Build one target from a line.  Return: 0, 1 for a blank or comment
+ * line, or -errno (reported).
+ */
+static int
+parse_line (struct ic_table *t, char *line, const char *at,
+            ic_device_lookup_fn lookup, void *opaque)
+{
+  char *argv[MAX_ARGS];
+  struct ic_target *ti;
+  struct ic_target *bigger;
+  uint64_t begin;
+  uint64_t len;
+  size_t i;
+  char *hash = strchr (line, '#');
+  int argc;
+  int r;
+
+  if (hash)
+    *hash = '\0';
+  argc = split_words (line, argv, MAX_ARGS);
+  if (argc == 0)
+    return 1;
+  if (argc < 0) {
+    ic_error ("%s: too many words (at most %d)", at, MAX_ARGS);
+    return -EINVAL;
+  }
+  if (argc < 3) {
+    ic_error ("%s: expected <start> <length> <target> <args...>", at);
+    return -EINVAL;
+  }
+  if (!ic_parse_sectors (argv[0], &begin)) {
+    ic_error ("%s: start '%s' is not a number of sectors", at, argv[0]);
+    return -EINVAL;
+  }
+  if (!ic_parse_sectors (argv[1], &len) || len == 0) {
+    ic_error ("%s: length '%s' is not a positive number of sectors", at,
+              argv[1]);
+    return -EINVAL;
+  }
+  if (begin != t->size) {
+    ic_error ("%s: target starts at sector %" PRIu64 " but the table so far "
+              "ends at sector %" PRIu64 " (targets must follow each other "
+              "from sector 0 without %s)", at, begin >> 9, t->size >> 9,
+              begin > t->size ? "gaps" : "overlaps");
+    return -EINVAL;
+  }
+
+  bigger = realloc (t->targets, (t->ntargets + 1) * sizeof *bigger);
+  if (!bigger)
+    return -ENOMEM;
+  t->targets = bigger;
+  ti = &t->targets[t->ntargets];
+  memset (ti, 0, sizeof *ti);
+  ti->table = t;
+  ti->begin = begin;
+  ti->len = len;
+  for (i = 0; i < sizeof target_types / sizeof target_types[0]; i++)
+    if (strcmp (argv[2], target_types[i]->name) == 0)
+      ti->type = target_types[i];
+  if (!ti->type) {
+    ic_error ("%s: unknown target type '%s'; expected linear, striped or "
+              "mirror", at, argv[2]);
+    return -EINVAL;
+  }
+  r = ti->type->ctr (ti, argc - 3, argv + 3, lookup, opaque);
+  if (r < 0) {
+    ic_error ("%s: %s: %s", at, ti->type->name,
+              ti->error[0] ? ti->error : "invalid arguments");
+    ti->type = NULL;
+    return r;
+  }
+  t->ntargets++;
+  t->size = begin + len;
+  return 0;
+}
+
+/* dm_table_construct_crypto_profile: intersect (or, per-child fallback,
+ * unite) the children's capabilities; a target that does not pass crypto
+ * wipes them all.
+ */
+struct caps_ctx {
+  struct ic_crypto_profile *caps;
+  bool unite;
+};
+
+static int
+caps_child (struct ic_target *ti, struct ic_device *child, uint64_t start,
+            uint64_t len, void *data)
+{
+  struct caps_ctx *ctx = data;
+
+  if (ctx->unite)
+    ic_crypto_union_capabilities (ctx->caps, child->profile);
+  else
+    ic_crypto_intersect_capabilities (ctx->caps, child->profile);
+  return 0;
+}
+
+static void
+construct_crypto_profile (struct ic_table *t)
+{
+  struct caps_ctx ctx = { .caps = &t->caps,
+                          .unite = t->options & IC_TABLE_PER_CHILD_FALLBACK };
+  size_t i;
+
+  if (!ctx.unite)
+    ic_crypto_set_all_capabilities (&t->caps);
+  for (i = 0; i < t->ntargets; i++) {
+    struct ic_target *ti = &t->targets[i];
+
+    if (!(ti->type->features & IC_TARGET_PASSES_CRYPTO)) {
+      ic_crypto_intersect_capabilities (&t->caps, NULL);
+      break;
+    }
+    ti->type->iterate_devices (ti, caps_child, &ctx);
+  }
+  /* An empty intersection is no profile at all. */
+  t->has_profile = !ic_crypto_profile_is_empty (&t->caps);
+}
+
+/* Describe what @new lacks of @live, for the refusal of a narrower
+ * table.
+ */
+static void
+describe_missing (const struct ic_crypto_profile *new_caps,
+                  const struct ic_crypto_profile *live, char *buf,
+                  size_t size)
+{
+  size_t used = 0;
+  int m;
+  int bit;
+
+  buf[0] = '\0';
+  for (m = 1; m < IC_ENCRYPTION_MODE_MAX; m++) {
+    unsigned int lost = live->modes_supported[m] &
+      ~(new_caps ? new_caps->modes_supported[m] : 0);
+
+    for (bit = 0; bit < 32; bit++)
+      if (lost & (1u << bit))
+        used += snprintf (buf + used, used < size ? size - used : 0,
+                          "%s%s/%u", used ? ", " : "",
+                          ic_crypto_mode_name (m), 1u << bit);
+  }
+  if (!new_caps || new_caps->max_dun_bytes_supported <
+      live->max_dun_bytes_supported)
+    used += snprintf (buf + used, used < size ? size - used : 0,
+                      "%s%u DUN bytes (it has %u)", used ? ", " : "",
+                      live->max_dun_bytes_supported,
+                      new_caps ? new_caps->max_dun_bytes_supported : 0);
+  if (live->key_types_supported &
+      ~(new_caps ? new_caps->key_types_supported : 0))
+    snprintf (buf + used, used < size ? size - used : 0, "%s%s keys",
+              used ? ", " : "",
+              (live->key_types_supported & IC_CRYPTO_KEY_TYPE_HW_WRAPPED)
+              ? "hw_wrapped" : "raw");
+}
+
+struct cycle_ctx {
+  struct ic_device *dev;
+  const char *child;
+};
+
+static int
+cycle_child (struct ic_target *ti, struct ic_device *child, uint64_t start,
+             uint64_t len, void *data)
+{
+  struct cycle_ctx *ctx = data;
+
+  if (ic_device_depends_on (child, ctx->dev)) {
+    ctx->child = child->name;
+    return 1;
+  }
+  return 0;
+}
+
+int
+ic_stacked_load (struct ic_device *dev, const char *text,
+                 unsigned int options, const char *source,
+                 unsigned int first_line, ic_device_lookup_fn lookup,
+                 void *opaque)
+{
+  struct ic_stacked *md = ic_device_to_stacked (dev);
+  struct cycle_ctx cycle = { .dev = dev };
+  struct ic_table *t;
+  struct ic_table *live;
+  struct ic_table *old = NULL;
+  char *copy = NULL;
+  char *line;
+  char *next;
+  char at[512];
+  unsigned int lineno = first_line ? first_line : 1;
+  size_t i;
+  int r = 0;
+
+  if (!md) {
+    ic_error ("%s: load table: not a stacked device", dev->name);
+    return -EINVAL;
+  }
+  t = calloc (1, sizeof *t);
+  copy = strdup (text);
+  if (!t || !copy || ic_crypto_profile_init (&t->caps, 0) < 0) {
+    free (t);
+    free (copy);
+    ic_error ("%s: load table: out of memory", dev->name);
+    return -ENOMEM;
+  }
+  t->refs = 1;
+  t->md = md;
+  t->options = options;
+
+  pthread_mutex_lock (&md->load_lock);
+  for (line = copy; line && r >= 0; line = next, lineno++) {
+    next = strchr (line, '\n');
+    if (next)
+      *next++ = '\0';
+    where (at, sizeof at, md, source, lineno);
+    r = parse_line (t, line, at, lookup, opaque);
+    if (r == -ENOMEM)
+      ic_error ("%s: out of memory", at);
+  }
+  if (r < 0)
+    goto out_put;
+  r = 0;
+  if (t->ntargets == 0) {
+    ic_error ("%s: load table: the table has no targets", dev->name);
+    r = -EINVAL;
+    goto out_put;
+  }
+
+  /* No child may be this device or stack on it. */
+  for (i = 0; i < t->ntargets && !cycle.child; i++)
+    t->targets[i].type->iterate_devices (&t->targets[i], cycle_child,
+                                         &cycle);
+  if (cycle.child) {
+    ic_error ("%s: load table: the table uses %s, which is %s or stacks on "
+              "it: that would be a cycle", dev->name, cycle.child, dev->name);
+    r = -ELOOP;
+    goto out_put;
+  }
+
+  live = get_live (md);
+  if (live && live->size != t->size) {
+    ic_error ("%s: load table: the table has %" PRIu64 " sectors but the "
+              "device has %" PRIu64 "; resizing is not supported (NBD "
+              "clients cannot follow it)", dev->name, t->size >> 9,
+              live->size >> 9);
+    table_put (live);
+    r = -EINVAL;
+    goto out_put;
+  }
+  table_put (live);
+
+  construct_crypto_profile (t);
+  /* The superset rule: a new table must not support less than the live
+   * profile advertises, since requests may already rely on it.
+   */
+  if (dev->profile &&
+      !ic_crypto_has_capabilities (t->has_profile ? &t->caps : NULL,
+                                   dev->profile)) {
+    char missing[512];
+
+    describe_missing (t->has_profile ? &t->caps : NULL, dev->profile,
+                      missing, sizeof missing);
+    ic_error ("%s: load table: the new table's inline encryption "
+              "capabilities are narrower than the live table's (it lacks "
+              "%s); a device cannot shrink them while in use, as Linux "
+              "refuses too; the live table is unchanged", dev->name,
+              missing);
+    r = -EINVAL;
+    goto out_put;
+  }
+
+  pthread_mutex_lock (&md->table_lock);
+  old = md->inactive;
+  md->inactive = t;
+  pthread_mutex_unlock (&md->table_lock);
+  t = old;
+out_put:
+  pthread_mutex_unlock (&md->load_lock);
+  table_put (t);
+  free (copy);
+  return r;
+}
+
+int
+ic_stacked_resume (struct ic_device *dev)
+{
+  struct ic_stacked *md = ic_device_to_stacked (dev);
+  struct ic_table *t;
+  struct ic_table *old;
+  size_t i;
+  size_t j;
+
+  if (!md) {
+    ic_error ("%s: resume: not a stacked device", dev->name);
+    return -EINVAL;
+  }
+  pthread_mutex_lock (&md->load_lock);
+  pthread_mutex_lock (&md->table_lock);
+  t = md->inactive;
+  old = md->live;
+  pthread_mutex_unlock (&md->table_lock);
+  if (!t) {
+    pthread_mutex_unlock (&md->load_lock);
+    ic_error ("%s: resume: there is no inactive table to resume (load one "
+              "first)", dev->name);
+    return -EINVAL;
+  }
+
+  /* Targets taking over from the same place in the old table. */
+  for (i = 0; i < t->ntargets; i++) {
+    struct ic_target *ti = &t->targets[i];
+    struct ic_target *prev = NULL;
+
+    for (j = 0; old && j < old->ntargets; j++)
+      if (old->targets[j].begin == ti->begin &&
+          old->targets[j].len == ti->len)
+        prev = &old->targets[j];
+    if (ti->type->resume)
+      ti->type->resume (ti, prev, old == NULL);
+  }
+
+  /* dm_update_crypto_profile: create the profile, or grow it. */
+  if (t->has_profile) {
+    ic_crypto_update_capabilities (&md->profile, &t->caps);
+    __atomic_store_n (&dev->profile, &md->profile, __ATOMIC_RELEASE);
+  }
+  if (!old)
+    dev->size = t->size;
+
+  pthread_mutex_lock (&md->table_lock);
+  md->live = t;
+  md->inactive = NULL;
+  pthread_mutex_unlock (&md->table_lock);
+
+  if (old)
+    for (i = 0; i < old->ntargets; i++)
+      if (old->targets[i].type->suspend)
+        old->targets[i].type->suspend (&old->targets[i]);
+  pthread_mutex_unlock (&md->load_lock);
+  /* Requests still on the old table keep it alive until they finish. */
+  table_put (old);
+  return 0;
+}
+
+int
+ic_stacked_clear (struct ic_device *dev)
+{
+  struct ic_stacked *md = ic_device_to_stacked (dev);
+  struct ic_table *t;
+
+  if (!md) {
+    ic_error ("%s: clear: not a stacked device", dev->name);
+    return -EINVAL;
+  }
+  pthread_mutex_lock (&md->load_lock);
+  pthread_mutex_lock (&md->table_lock);
+  t = md->inactive;
+  md->inactive = NULL;
+  pthread_mutex_unlock (&md->table_lock);
+  pthread_mutex_unlock (&md->load_lock);
+  table_put (t);
+  return 0;
+}
+
+size_t
+ic_stacked_table_text (struct ic_device *dev, bool inactive, char *buf,
+                       size_t size)
+{
+  struct ic_stacked *md = ic_device_to_stacked (dev);
+  struct ic_table *t;
+  size_t used = 0;
+  size_t i;
+
+  if (size)
+    buf[0] = '\0';
+  if (!md)
+    return 0;
+  pthread_mutex_lock (&md->table_lock);
+  t = table_get (inactive ? md->inactive : md->live);
+  pthread_mutex_unlock (&md->table_lock);
+  for (i = 0; t && i < t->ntargets; i++) {
+    struct ic_target *ti = &t->targets[i];
+    char args[1024];
+
+    ti->type->table_args (ti, args, sizeof args);
+    used += snprintf (buf + used, used < size ? size - used : 0,
+                      "%" PRIu64 " %" PRIu64 " %s %s\n", ti->begin >> 9,
+                      ti->len >> 9, ti->type->name, args);
+  }
+  table_put (t);
+  return used;
+}
+
+const char *
+ic_leg_state_name (enum ic_leg_state state)
+{
+  switch (state) {
+  case IC_LEG_ACTIVE: return "active";
+  case IC_LEG_RESYNC: return "resync";
+  case IC_LEG_FAILED: return "failed";
+  }
+  return "?";
+}
+
+size_t
+ic_stacked_mirror_status (struct ic_device *dev, struct ic_leg_status *legs,
+                          size_t max)
+{
+  struct ic_stacked *md = ic_device_to_stacked (dev);
+  struct ic_table *t = md ? get_live (md) : NULL;
+  size_t n = 0;
+  size_t i;
+
+  for (i = 0; t && i < t->ntargets; i++)
+    if (t->targets[i].type->leg_status)
+      n += t->targets[i].type->leg_status (&t->targets[i], legs + n,
+                                           n < max ? max - n : 0);
+  table_put (t);
+  return n;
+}
+
+int
+ic_stacked_wait_resync (struct ic_device *dev, unsigned int timeout_ms)
+{
+  struct ic_leg_status legs[64];
+  struct timespec ts = { 0, 10 * 1000000 };
+  unsigned int waited = 0;
+
+  for (;;) {
+    size_t n = ic_stacked_mirror_status (dev, legs, 64);
+    bool syncing = false;
+    size_t i;
+
+    for (i = 0; i < n && i < 64; i++)
+      syncing |= legs[i].state == IC_LEG_RESYNC;
+    if (!syncing)
+      return 0;
+    if (waited >= timeout_ms)
+      return -ETIMEDOUT;
+    nanosleep (&ts, NULL);
+    waited += 10;
+  }
+}

@@ -1,0 +1,566 @@
+/* stack/target-mirror.c - the mirror target: the same data on every leg.
+ *
+ *   <start> <length> mirror <#legs> <dev> <offset>...
+ *
+ * Writes (and WRITE_ZEROES, TRIM) go to every leg that has not failed and
+ * complete when all did; reads go to one active leg, taken in turn.  A leg
+ * whose I/O fails is marked failed and reported; the mirror goes on with
+ * the others, and a request fails only when no active leg could serve it.
+ * EINVAL, EOPNOTSUPP and ENOMEM say nothing about a leg's health and are
+ * passed up without failing it.
+ *
+ * Beyond upstream: Linux dm-raid1 does not pass inline crypto through
+ * (DM_TARGET_PASSES_CRYPTO), because a hot-added leg would need the same
+ * capabilities.  Here it does: each leg's own engine (or the fallback at
+ * the leg, with per_child_fallback) encrypts its copy, so the ciphertext
+ * on every leg is the same, and a narrower leg added by a table reload is
+ * refused by the superset rule unless per_child_fallback is on.
+ *
+ * Hot-add: when a table goes live, a leg that was active at the same place
+ * in the old table stays active, a leg that is new (or had failed) starts
+ * in resync: it takes writes at once, and a background thread copies the
+ * data (raw ciphertext, no crypto) from an active leg region by region
+ * before it serves reads.  A leg that was resynchronising carries on where
+ * it stopped.  In a device's first table every leg is taken as in sync.
+ *
+ * Threading: legs' states and counters are atomics.  mirror->lock covers
+ * the list of in-flight writes and the region the resync is copying; it is
+ * held only to register, never across I/O.  A write that overlaps the
+ * region being copied waits for that copy (one region, REGION bytes), and
+ * the copy of a region waits for the writes already inside it, so the copy
+ * never puts back older data over a newer write.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "table.h"
+
+#define MAX_LEGS 9              /* as dm-raid1's MAX_NR_MIRRORS */
+#define REGION (1024 * 1024)
+
+struct leg {
+  struct ic_device *dev;
+  uint64_t start;               /* bytes into dev */
+  int state;                    /* enum ic_leg_state; atomic */
+  uint64_t resync_done;         /* bytes; atomic */
+  uint64_t errors;              /* atomic */
+};
+
+/* A write in flight, on its submitter's stack. */
+struct inflight {
+  uint64_t start;
+  uint64_t end;
+  struct inflight *next;
+};
+
+struct mirror {
+  unsigned int n;
+  unsigned int read_next;       /* atomic: round robin */
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  struct inflight *writes;      /* protected by lock */
+  uint64_t busy_start;          /* protected by lock: region being copied */
+  uint64_t busy_end;            /* protected by lock; == start: none */
+  pthread_t resync_thread;
+  bool resync_running;          /* only touched by resume/suspend */
+  bool stop;                    /* atomic */
+  struct leg legs[];
+};
+
+static enum ic_leg_state
+leg_state (struct leg *leg)
+{
+  return __atomic_load_n (&leg->state, __ATOMIC_ACQUIRE);
+}
+
+static void
+set_leg_state (struct leg *leg, enum ic_leg_state state)
+{
+  __atomic_store_n (&leg->state, state, __ATOMIC_RELEASE);
+}
+
+/* Errors that condemn a leg, as opposed to the request. */
+static bool
+is_leg_error (int r)
+{
+  return r < 0 && r != -EINVAL && r != -EOPNOTSUPP && r != -ENOMEM;
+}
+
+static void
+fail_leg (struct ic_target *ti, struct leg *leg, int r, const char *op)
+{
+  int state = leg_state (leg);
+
+  __atomic_fetch_add (&leg->errors, 1, __ATOMIC_RELAXED);
+  if (state != IC_LEG_FAILED &&
+      __atomic_compare_exchange_n (&leg->state, &state, IC_LEG_FAILED, false,
+                                   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+    ic_error ("%s: mirror leg %s failed on %s (%s); the mirror goes on "
+              "with the other legs", ic_target_device_name (ti),
+              leg->dev->name, op, strerror (-r));
+}
+
+static int
+mirror_ctr (struct ic_target *ti, int argc, char **argv,
+            ic_device_lookup_fn lookup, void *opaque)
+{
+  struct mirror *mc;
+  char *end;
+  unsigned long n;
+  unsigned int i;
+  unsigned int j;
+
+  if (argc < 1) {
+    ic_target_set_error (ti, "expected <#legs> <dev> <offset>...");
+    return -EINVAL;
+  }
+  n = strtoul (argv[0], &end, 10);
+  if (*end || n < 1 || n > MAX_LEGS) {
+    ic_target_set_error (ti, "number of legs '%s' must be 1 to %d", argv[0],
+                         MAX_LEGS);
+    return -EINVAL;
+  }
+  if ((unsigned long) argc != 1 + 2 * n) {
+    ic_target_set_error (ti, "%lu legs need %lu <dev> <offset> pairs, got "
+                         "%d arguments after the number of legs", n, n,
+                         argc - 1);
+    return -EINVAL;
+  }
+  mc = calloc (1, sizeof *mc + n * sizeof mc->legs[0]);
+  if (!mc) {
+    ic_target_set_error (ti, "out of memory");
+    return -ENOMEM;
+  }
+  mc->n = n;
+  for (i = 0; i < n; i++) {
+    struct leg *leg = &mc->legs[i];
+
+    leg->dev = ic_target_get_device (ti, argv[1 + 2 * i], argv[2 + 2 * i],
+                                     ti->len, lookup, opaque, &leg->start);
+    if (!leg->dev)
+      goto out_free;
+    for (j = 0; j < i; j++)
+      if (mc->legs[j].dev == leg->dev && mc->legs[j].start == leg->start) {
+        ic_target_set_error (ti, "leg %s %s is given twice", argv[1 + 2 * i],
+                             argv[2 + 2 * i]);
+        goto out_free;
+      }
+    leg->state = IC_LEG_ACTIVE;
+  }
+  pthread_mutex_init (&mc->lock, NULL);
+  pthread_cond_init (&mc->cond, NULL);
+  ti->private = mc;
+  return 0;
+
+out_free:
+  free (mc);
+  return -EINVAL;
+}
+
+static void mirror_suspend (struct ic_target *ti);
+
+static void
+mirror_dtr (struct ic_target *ti)
+{
+  struct mirror *mc = ti->private;
+
+  mirror_suspend (ti);
+  pthread_mutex_destroy (&mc->lock);
+  pthread_cond_destroy (&mc->cond);
+  free (mc);
+}
+
+static struct ic_bio
+leg_bio (const struct ic_bio *bio, const struct leg *leg)
+{
+  struct ic_bio clone = *bio;   /* bio_crypt_clone: same key, same DUN */
+
+  if (bio->op != IC_OP_FLUSH)
+    clone.offset += leg->start;
+  return clone;
+}
+
+static void
+register_write (struct mirror *mc, struct inflight *me)
+{
+  pthread_mutex_lock (&mc->lock);
+  while (me->start < mc->busy_end && mc->busy_start < me->end)
+    pthread_cond_wait (&mc->cond, &mc->lock);
+  me->next = mc->writes;
+  mc->writes = me;
+  pthread_mutex_unlock (&mc->lock);
+}
+
+static void
+unregister_write (struct mirror *mc, struct inflight *me)
+{
+  struct inflight **pp;
+
+  pthread_mutex_lock (&mc->lock);
+  for (pp = &mc->writes; *pp != me; pp = &(*pp)->next)
+    ;
+  *pp = me->next;
+  if (mc->busy_end > mc->busy_start)
+    pthread_cond_broadcast (&mc->cond);
+  pthread_mutex_unlock (&mc->lock);
+}
+
+/* Every leg that has not failed; success if an active leg succeeded. */
+static int
+write_all (struct ic_target *ti, struct mirror *mc, struct ic_bio *bio)
+{
+  unsigned int active_ok = 0;
+  int first_err = 0;
+  unsigned int i;
+
+  for (i = 0; i < mc->n; i++) {
+    struct leg *leg = &mc->legs[i];
+    enum ic_leg_state state = leg_state (leg);
+    struct ic_bio clone;
+    int r;
+
+    if (state == IC_LEG_FAILED)
+      continue;
+    clone = leg_bio (bio, leg);
+    r = ic_device_submit (leg->dev, &clone);
+    if (r < 0 && !is_leg_error (r))
+      return r;
+    if (r < 0) {
+      fail_leg (ti, leg, r, ic_bio_op_name (bio->op));
+      if (!first_err)
+        first_err = r;
+    }
+    else if (state == IC_LEG_ACTIVE)
+      active_ok++;
+  }
+  if (active_ok)
+    return 0;
+  if (!first_err)
+    ic_error ("%s: mirror: %s: no active leg left",
+              ic_target_device_name (ti), ic_bio_op_name (bio->op));
+  return first_err ? first_err : -EIO;
+}
+
+static int
+read_one (struct ic_target *ti, struct mirror *mc, struct ic_bio *bio)
+{
+  unsigned int first = __atomic_fetch_add (&mc->read_next, 1,
+                                           __ATOMIC_RELAXED);
+  int last_err = 0;
+  unsigned int i;
+
+  for (i = 0; i < mc->n; i++) {
+    struct leg *leg = &mc->legs[(first + i) % mc->n];
+    struct ic_bio clone;
+    int r;
+
+    if (leg_state (leg) != IC_LEG_ACTIVE)
+      continue;
+    clone = leg_bio (bio, leg);
+    r = ic_device_submit (leg->dev, &clone);
+    if (r == 0 || !is_leg_error (r))
+      return r;
+    fail_leg (ti, leg, r, "read");
+    last_err = r;
+  }
+  if (!last_err)
+    ic_error ("%s: mirror: read: no active leg left",
+              ic_target_device_name (ti));
+  return last_err ? last_err : -EIO;
+}
+
+static int
+mirror_map (struct ic_target *ti, struct ic_bio *bio)
+{
+  struct mirror *mc = ti->private;
+  struct inflight me;
+  int r;
+
+  switch (bio->op) {
+  case IC_OP_READ:
+    return read_one (ti, mc, bio);
+  case IC_OP_FLUSH:
+    return write_all (ti, mc, bio);
+  default:
+    me.start = bio->offset;
+    me.end = bio->offset + bio->len;
+    register_write (mc, &me);
+    r = write_all (ti, mc, bio);
+    unregister_write (mc, &me);
+    return r;
+  }
+}
+
+/* Copy [pos, pos+len) raw from an active leg to @dst.
+ *
+ * Return: 0, or -errno (a failed leg is marked).
+ */
+static int
+copy_region (struct ic_target *ti, struct mirror *mc, struct leg *dst,
+             uint64_t pos, uint64_t len, void *buf)
+{
+  struct ic_bio bio = { .op = IC_OP_READ, .offset = pos, .len = len,
+                        .buf = buf };
+  struct ic_bio clone;
+  int r;
+
+  r = read_one (ti, mc, &bio);
+  if (r < 0)
+    return r;
+  bio.op = IC_OP_WRITE;
+  clone = leg_bio (&bio, dst);
+  r = ic_device_submit (dst->dev, &clone);
+  if (r < 0)
+    fail_leg (ti, dst, r, "resync write");
+  return r;
+}
+
+static bool
+overlaps_writes (struct mirror *mc)
+{
+  struct inflight *w;
+
+  for (w = mc->writes; w; w = w->next)
+    if (w->start < mc->busy_end && mc->busy_start < w->end)
+      return true;
+  return false;
+}
+
+static void *
+resync_thread (void *arg)
+{
+  struct ic_target *ti = arg;
+  struct mirror *mc = ti->private;
+  void *buf = malloc (REGION);
+  unsigned int i;
+
+  if (!buf) {
+    ic_error ("%s: mirror resync: out of memory", ic_target_device_name (ti));
+    return NULL;
+  }
+  for (i = 0; i < mc->n && !__atomic_load_n (&mc->stop, __ATOMIC_ACQUIRE);
+       i++) {
+    struct leg *leg = &mc->legs[i];
+    uint64_t pos = __atomic_load_n (&leg->resync_done, __ATOMIC_RELAXED);
+    int r = 0;
+
+    if (leg_state (leg) != IC_LEG_RESYNC)
+      continue;
+    ic_debug ("%s: mirror: resynchronising leg %s from %" PRIu64,
+              ic_target_device_name (ti), leg->dev->name, pos);
+    while (r == 0 && pos < ti->len &&
+           !__atomic_load_n (&mc->stop, __ATOMIC_ACQUIRE)) {
+      uint64_t n = ti->len - pos < REGION ? ti->len - pos : REGION;
+
+      pthread_mutex_lock (&mc->lock);
+      mc->busy_start = pos;
+      mc->busy_end = pos + n;
+      while (overlaps_writes (mc))
+        pthread_cond_wait (&mc->cond, &mc->lock);
+      pthread_mutex_unlock (&mc->lock);
+
+      r = copy_region (ti, mc, leg, pos, n, buf);
+
+      pthread_mutex_lock (&mc->lock);
+      mc->busy_start = mc->busy_end = 0;
+      pthread_cond_broadcast (&mc->cond);
+      pthread_mutex_unlock (&mc->lock);
+      if (r == 0) {
+        pos += n;
+        __atomic_store_n (&leg->resync_done, pos, __ATOMIC_RELAXED);
+      }
+    }
+    if (r == 0 && pos == ti->len) {
+      int state = IC_LEG_RESYNC;
+
+      __atomic_compare_exchange_n (&leg->state, &state, IC_LEG_ACTIVE, false,
+                                   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+      ic_debug ("%s: mirror: leg %s is in sync", ic_target_device_name (ti),
+                leg->dev->name);
+    }
+    else if (r < 0)
+      ic_error ("%s: mirror: resync of leg %s stopped at %" PRIu64 " bytes "
+                "(%s)", ic_target_device_name (ti), leg->dev->name, pos,
+                strerror (-r));
+  }
+  free (buf);
+  return NULL;
+}
+
+static const struct leg *
+find_leg (const struct mirror *mc, const struct ic_device *dev,
+          uint64_t start)
+{
+  unsigned int i;
+
+  for (i = 0; mc && i < mc->n; i++)
+    if (mc->legs[i].dev == dev && mc->legs[i].start == start)
+      return &mc->legs[i];
+  return NULL;
+}
+
+struct linear_child {
+  struct ic_device *dev;
+  uint64_t start;
+};
+
+static int
+get_linear_child (struct ic_target *ti, struct ic_device *dev,
+                  uint64_t start, uint64_t len, void *data)
+{
+  struct linear_child *lc = data;
+
+  lc->dev = dev;
+  lc->start = start;
+  return 1;
+}
+
+/* Take over the legs' states from the target this one replaces:
+ * - the device's first table: every leg is taken as in sync;
+ * - a mirror before: a leg keeps its state (active, or resync with its
+ *   progress); a leg that had failed, or is new, resynchronises from 0;
+ * - a linear target before: the leg on its device is in sync, the others
+ *   resynchronise;
+ * - anything else before: nothing is known; every leg is taken as in sync.
+ */
+static void
+mirror_resume (struct ic_target *ti, struct ic_target *old, bool first_table)
+{
+  struct mirror *mc = ti->private;
+  const struct mirror *old_mc = NULL;
+  struct linear_child lin = { NULL };
+  bool syncing = false;
+  unsigned int i;
+  int err;
+
+  if (old && old->type == &ic_mirror_target)
+    old_mc = old->private;
+  else if (old && old->type == &ic_linear_target)
+    old->type->iterate_devices (old, get_linear_child, &lin);
+
+  for (i = 0; i < mc->n; i++) {
+    struct leg *leg = &mc->legs[i];
+    const struct leg *prev = find_leg (old_mc, leg->dev, leg->start);
+    enum ic_leg_state state = IC_LEG_ACTIVE;
+
+    leg->resync_done = 0;
+    if (old_mc && prev) {
+      state = leg_state ((struct leg *) prev);
+      if (state == IC_LEG_FAILED)
+        state = IC_LEG_RESYNC;
+      else if (state == IC_LEG_RESYNC)
+        leg->resync_done = __atomic_load_n (&prev->resync_done,
+                                            __ATOMIC_RELAXED);
+      leg->errors = __atomic_load_n (&prev->errors, __ATOMIC_RELAXED);
+    }
+    else if (old_mc || lin.dev)
+      state = leg->dev == lin.dev && leg->start == lin.start
+        ? IC_LEG_ACTIVE : IC_LEG_RESYNC;
+    set_leg_state (leg, state);
+    syncing |= state == IC_LEG_RESYNC;
+  }
+  if (first_table)
+    for (i = 0; i < mc->n; i++)
+      set_leg_state (&mc->legs[i], IC_LEG_ACTIVE);
+
+  /* Something must be in sync to copy from. */
+  for (i = 0; i < mc->n && leg_state (&mc->legs[i]) != IC_LEG_ACTIVE; i++)
+    ;
+  if (i == mc->n) {
+    set_leg_state (&mc->legs[0], IC_LEG_ACTIVE);
+    ic_error ("%s: mirror: no leg was in sync; taking %s as the source",
+              ic_target_device_name (ti), mc->legs[0].dev->name);
+  }
+  syncing = false;
+  for (i = 0; i < mc->n; i++)
+    syncing |= leg_state (&mc->legs[i]) == IC_LEG_RESYNC;
+  if (syncing) {
+    __atomic_store_n (&mc->stop, false, __ATOMIC_RELEASE);
+    err = pthread_create (&mc->resync_thread, NULL, resync_thread, ti);
+    if (err)
+      ic_error ("%s: mirror: cannot start the resync: %s",
+                ic_target_device_name (ti), strerror (err));
+    else
+      mc->resync_running = true;
+  }
+}
+
+static void
+mirror_suspend (struct ic_target *ti)
+{
+  struct mirror *mc = ti->private;
+
+  if (!mc->resync_running)
+    return;
+  __atomic_store_n (&mc->stop, true, __ATOMIC_RELEASE);
+  pthread_join (mc->resync_thread, NULL);
+  mc->resync_running = false;
+}
+
+static int
+mirror_iterate_devices (struct ic_target *ti, ic_iterate_devices_fn fn,
+                        void *data)
+{
+  struct mirror *mc = ti->private;
+  unsigned int i;
+  int r = 0;
+
+  for (i = 0; i < mc->n && r == 0; i++)
+    r = fn (ti, mc->legs[i].dev, mc->legs[i].start, ti->len, data);
+  return r;
+}
+
+static void
+mirror_table_args (struct ic_target *ti, char *buf, size_t size)
+{
+  struct mirror *mc = ti->private;
+  size_t used;
+  unsigned int i;
+
+  used = snprintf (buf, size, "%u", mc->n);
+  for (i = 0; i < mc->n; i++)
+    used += snprintf (buf + used, used < size ? size - used : 0,
+                      " %s %" PRIu64, mc->legs[i].dev->name,
+                      mc->legs[i].start >> 9);
+}
+
+static size_t
+mirror_leg_status (struct ic_target *ti, struct ic_leg_status *legs,
+                   size_t max)
+{
+  struct mirror *mc = ti->private;
+  unsigned int i;
+
+  for (i = 0; i < mc->n && i < max; i++) {
+    struct leg *leg = &mc->legs[i];
+    enum ic_leg_state state = leg_state (leg);
+
+    snprintf (legs[i].device, sizeof legs[i].device, "%s", leg->dev->name);
+    legs[i].offset = leg->start;
+    legs[i].state = state;
+    legs[i].resync_done = state == IC_LEG_ACTIVE ? ti->len :
+      __atomic_load_n (&leg->resync_done, __ATOMIC_RELAXED);
+    legs[i].errors = __atomic_load_n (&leg->errors, __ATOMIC_RELAXED);
+  }
+  return mc->n;
+}
+
+const struct ic_target_type ic_mirror_target = {
+  .name = "mirror",
+  .features = IC_TARGET_PASSES_CRYPTO,
+  .ctr = mirror_ctr,
+  .dtr = mirror_dtr,
+  .map = mirror_map,
+  .iterate_devices = mirror_iterate_devices,
+  .table_args = mirror_table_args,
+  .resume = mirror_resume,
+  .suspend = mirror_suspend,
+  .leg_status = mirror_leg_status,
+};

@@ -1,0 +1,175 @@
+/* stack/target-striped.c - the striped target: chunks dealt round-robin
+ * over several children.  Follows Linux drivers/md/dm-stripe.c, which
+ * passes inline crypto through since 6.15 ("dm: Enable inline crypto
+ * passthrough for striped target"): each chunk-sized piece keeps the DUN
+ * of its data, advanced by the data units before it.
+ *
+ *   <start> <length> striped <#stripes> <chunk_sectors> <dev> <offset>...
+ *
+ * As dm-stripe: the length must divide by the number of stripes and each
+ * stripe's share by the chunk size.  A request with a crypto context whose
+ * data units straddle a chunk boundary fails with EINVAL at the child
+ * (the chunk size should be a multiple of the data unit size).
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "table.h"
+
+#define MAX_STRIPES 64
+
+struct stripe {
+  struct ic_device *dev;
+  uint64_t start;               /* bytes into dev */
+};
+
+struct striped {
+  unsigned int n;
+  uint64_t chunk;               /* bytes */
+  struct stripe stripes[];
+};
+
+static int
+striped_ctr (struct ic_target *ti, int argc, char **argv,
+             ic_device_lookup_fn lookup, void *opaque)
+{
+  struct striped *sc;
+  uint64_t chunk;
+  uint64_t share;
+  char *end;
+  unsigned long n;
+  unsigned int i;
+
+  if (argc < 2) {
+    ic_target_set_error (ti, "expected <#stripes> <chunk_sectors> "
+                         "<dev> <offset>...");
+    return -EINVAL;
+  }
+  n = strtoul (argv[0], &end, 10);
+  if (*end || n < 1 || n > MAX_STRIPES) {
+    ic_target_set_error (ti, "number of stripes '%s' must be 1 to %d",
+                         argv[0], MAX_STRIPES);
+    return -EINVAL;
+  }
+  if (!ic_parse_sectors (argv[1], &chunk) || chunk == 0) {
+    ic_target_set_error (ti, "chunk size '%s' is not a positive number of "
+                         "sectors", argv[1]);
+    return -EINVAL;
+  }
+  if ((unsigned long) argc != 2 + 2 * n) {
+    ic_target_set_error (ti, "%lu stripes need %lu <dev> <offset> pairs, "
+                         "got %d arguments after the chunk size", n, n,
+                         argc - 2);
+    return -EINVAL;
+  }
+  if (ti->len % n) {
+    ic_target_set_error (ti, "target length (%" PRIu64 " sectors) not "
+                         "divisible by the number of stripes (%lu)",
+                         ti->len >> 9, n);
+    return -EINVAL;
+  }
+  share = ti->len / n;
+  if (share % chunk) {
+    ic_target_set_error (ti, "each stripe's share (%" PRIu64 " sectors) not "
+                         "divisible by the chunk size (%" PRIu64 ")",
+                         share >> 9, chunk >> 9);
+    return -EINVAL;
+  }
+  sc = calloc (1, sizeof *sc + n * sizeof sc->stripes[0]);
+  if (!sc) {
+    ic_target_set_error (ti, "out of memory");
+    return -ENOMEM;
+  }
+  sc->n = n;
+  sc->chunk = chunk;
+  for (i = 0; i < n; i++) {
+    sc->stripes[i].dev = ic_target_get_device (ti, argv[2 + 2 * i],
+                                               argv[3 + 2 * i], share,
+                                               lookup, opaque,
+                                               &sc->stripes[i].start);
+    if (!sc->stripes[i].dev) {
+      free (sc);
+      return -EINVAL;
+    }
+  }
+  ti->private = sc;
+  return 0;
+}
+
+static void
+striped_dtr (struct ic_target *ti)
+{
+  free (ti->private);
+}
+
+static int
+striped_map (struct ic_target *ti, struct ic_bio *bio)
+{
+  struct striped *sc = ti->private;
+  unsigned int i;
+  int r = 0;
+
+  if (bio->op == IC_OP_FLUSH) {
+    for (i = 0; i < sc->n && r == 0; i++) {
+      struct ic_bio clone = *bio;
+
+      r = ic_device_submit (sc->stripes[i].dev, &clone);
+    }
+    return r;
+  }
+  /* One piece per chunk, each split off with its DUN advanced. */
+  while (r == 0 && bio->len > 0) {
+    uint64_t chunk_no = bio->offset / sc->chunk;
+    uint64_t in_chunk = bio->offset % sc->chunk;
+    uint64_t n = sc->chunk - in_chunk;
+    struct stripe *st = &sc->stripes[chunk_no % sc->n];
+    struct ic_bio piece;
+
+    ic_bio_split (bio, bio->len < n ? bio->len : n, &piece);
+    piece.offset = st->start + (chunk_no / sc->n) * sc->chunk + in_chunk;
+    r = ic_device_submit (st->dev, &piece);
+  }
+  return r;
+}
+
+static int
+striped_iterate_devices (struct ic_target *ti, ic_iterate_devices_fn fn,
+                         void *data)
+{
+  struct striped *sc = ti->private;
+  unsigned int i;
+  int r = 0;
+
+  for (i = 0; i < sc->n && r == 0; i++)
+    r = fn (ti, sc->stripes[i].dev, sc->stripes[i].start, ti->len / sc->n,
+            data);
+  return r;
+}
+
+static void
+striped_table_args (struct ic_target *ti, char *buf, size_t size)
+{
+  struct striped *sc = ti->private;
+  size_t used;
+  unsigned int i;
+
+  used = snprintf (buf, size, "%u %" PRIu64, sc->n, sc->chunk >> 9);
+  for (i = 0; i < sc->n; i++)
+    used += snprintf (buf + used, used < size ? size - used : 0,
+                      " %s %" PRIu64, sc->stripes[i].dev->name,
+                      sc->stripes[i].start >> 9);
+}
+
+const struct ic_target_type ic_striped_target = {
+  .name = "striped",
+  .features = IC_TARGET_PASSES_CRYPTO,
+  .ctr = striped_ctr,
+  .dtr = striped_dtr,
+  .map = striped_map,
+  .iterate_devices = striped_iterate_devices,
+  .table_args = striped_table_args,
+};
