@@ -136,7 +136,10 @@ get (struct parser *p, struct line *l, const char *what, const char *key,
 
     if (strcmp (pa->key, key) != 0)
       continue;
-    if (pa->used)
+    /* An earlier match has set *value: each parameter is taken once, so
+     * pa->used alone would never see the second one.
+     */
+    if (pa->used || *value)
       return perr (p, EINVAL, "%s: %s= is given twice", what, key);
     if (!pa->value)
       return perr (p, EINVAL, "%s: expected %s=VALUE", what, key);
@@ -146,19 +149,26 @@ get (struct parser *p, struct line *l, const char *what, const char *key,
   return 0;
 }
 
-/* True if the bare word @word is among the parameters (and take it). */
-static bool
-get_flag (struct line *l, const char *word)
+/* Set *@found if the bare word @word is among the parameters (and take
+ * it).  Given twice is an error, as for get(), rather than leaving the
+ * second one to be called an unknown parameter.
+ */
+static int
+get_flag (struct parser *p, struct line *l, const char *what,
+          const char *word, bool *found)
 {
   int i;
 
+  *found = false;
   for (i = 0; i < l->nparams; i++)
     if (!l->params[i].value && !l->params[i].used &&
         strcmp (l->params[i].key, word) == 0) {
+      if (*found)
+        return perr (p, EINVAL, "%s: %s is given twice", what, word);
       l->params[i].used = true;
-      return true;
+      *found = true;
     }
-  return false;
+  return 0;
 }
 
 /* Every parameter must have been taken. */
@@ -446,8 +456,8 @@ parse_leaf (struct parser *p, struct line *l)
   int r;
 
   snprintf (what, sizeof what, "leaf %s", name);
-  memory = get_flag (l, "memory");
-  if ((r = get (p, l, what, "file", &file)) < 0 ||
+  if ((r = get_flag (p, l, what, "memory", &memory)) < 0 ||
+      (r = get (p, l, what, "file", &file)) < 0 ||
       (r = get (p, l, what, "nbd", &nbd)) < 0 ||
       (r = get (p, l, what, "engine", &engine_name)) < 0 ||
       (r = get_size (p, l, what, "size", &size)) < 0 ||
@@ -488,6 +498,18 @@ parse_leaf (struct parser *p, struct line *l)
   dev->fallback_enabled = fallback;
   r = ic_graph_add_device (p->g, dev);
   return r < 0 ? perr (p, -r, "%s", ic_last_error ()) : 0;
+}
+
+/* True if @msg starts with "path:N" (a device may be named like the
+ * file, so the digit matters).
+ */
+static bool
+names_line (struct parser *p, const char *msg)
+{
+  size_t n = strlen (p->path);
+
+  return strncmp (msg, p->path, n) == 0 && msg[n] == ':' &&
+    isdigit ((unsigned char) msg[n + 1]);
 }
 
 static struct ic_device *
@@ -540,11 +562,16 @@ parse_device (struct parser *p, struct line *l, const char *table,
   r = ic_graph_add_device (p->g, dev);
   if (r < 0)
     return perr (p, -r, "%s", ic_last_error ());
-  /* The loader reports errors as "path:line: ...". */
+  /* The loader reports errors about a table line as "path:line: ...";
+   * those about the whole table ("the table has no targets") name only
+   * the device, so they get the device line.
+   */
   r = ic_stacked_load (dev, table, options, p->path, first_line,
                        lookup_device, p->g);
   if (r == 0)
     r = ic_stacked_resume (dev);
+  if (r < 0 && !names_line (p, ic_last_error ()))
+    perr (p, -r, "%s", ic_last_error ());
   return r;
 }
 
@@ -638,8 +665,8 @@ parse_map (struct parser *p, struct line *l, struct ic_export *exp,
       (r = ic_parse_size (value_what (p, what, "LENGTH", w, sizeof w),
                           l->words[2], &range.len)) < 0)
     return r;
-  none = get_flag (l, "none");
-  if ((r = get (p, l, what, "key", &keyname)) < 0 ||
+  if ((r = get_flag (p, l, what, "none", &none)) < 0 ||
+      (r = get (p, l, what, "key", &keyname)) < 0 ||
       (r = get (p, l, what, "dun-base", &base)) < 0)
     return r;
   if ((r = check_unused (p, l, what, "key=, dun-base= or none")) < 0)
@@ -649,16 +676,20 @@ parse_map (struct parser *p, struct line *l, struct ic_export *exp,
                  what);
   if (none && base)
     return perr (p, EINVAL, "%s: dun-base= needs key=", what);
-  if (none)
-    return 0;                   /* unmapped ranges are plain already */
-  range.key = ic_graph_find_key (p->g, keyname);
-  if (!range.key)
-    return perr (p, EINVAL, "%s: key=%s: no key of that name is defined "
-                 "above", what, keyname);
-  if (base && (r = ic_parse_dun (value_what (p, what, "dun-base", w,
-                                             sizeof w), base,
-                                 range.dun_base)) < 0)
-    return r;
+  /* A none range is kept too, with no key, so that it is checked like the
+   * others (inside the export, overlapping no other line); 'end' leaves
+   * it out of the map, where unmapped ranges are plain already.
+   */
+  if (!none) {
+    range.key = ic_graph_find_key (p->g, keyname);
+    if (!range.key)
+      return perr (p, EINVAL, "%s: key=%s: no key of that name is defined "
+                   "above", what, keyname);
+    if (base && (r = ic_parse_dun (value_what (p, what, "dun-base", w,
+                                               sizeof w), base,
+                                   range.dun_base)) < 0)
+      return r;
+  }
 
   bigger = realloc (*ranges, (*n + 1) * sizeof *bigger);
   if (!bigger)
@@ -813,11 +844,17 @@ parse_lines (struct parser *p, char *text, size_t len)
     if (state == EXPORT) {
       if (strcmp (l->words[0], "end") == 0 && l->nwords == 1) {
         char w[1024];
+        size_t i;
+        size_t nkeyed = 0;
 
         snprintf (w, sizeof w, "%s: export %s", p->at, exp->name);
         r = ic_export_check_ranges (exp, w, ranges, nranges);
+        /* The none lines were kept for the checks only. */
+        for (i = 0; i < nranges; i++)
+          if (ranges[i].key)
+            ranges[nkeyed++] = ranges[i];
         if (r == 0)
-          r = ic_export_set_map (exp, ranges, nranges);
+          r = ic_export_set_map (exp, ranges, nkeyed);
         free (ranges);
         ranges = NULL;
         nranges = 0;

@@ -125,6 +125,23 @@ ic_graph_add_export (struct ic_graph *g, struct ic_export *exp)
   return r;
 }
 
+int
+ic_graph_remove_key (struct ic_graph *g, struct ic_crypto_key *key)
+{
+  size_t i;
+  int r = -ENOENT;
+
+  pthread_mutex_lock (&g->lock);
+  for (i = 0; i < g->nkeys; i++)
+    if (g->keys[i] == key) {
+      g->keys[i] = g->keys[--g->nkeys];
+      r = 0;
+      break;
+    }
+  pthread_mutex_unlock (&g->lock);
+  return r;
+}
+
 struct ic_crypto_key *
 ic_graph_find_key (struct ic_graph *g, const char *name)
 {

@@ -5,9 +5,9 @@
  * file both produce one; the plugin serves it and the control server
  * changes it at run time.
  *
- * Threading: built single-threaded.  At run time the arrays only grow
- * (keys added by the control server) under graph->lock; objects are never
- * freed before the graph is.
+ * Threading: built single-threaded.  At run time the control server adds
+ * and removes keys under graph->lock; other objects are never freed
+ * before the graph is.
  */
 #ifndef IC_GRAPH_H
 #define IC_GRAPH_H
@@ -55,6 +55,12 @@ int ic_graph_add_key (struct ic_graph *graph, struct ic_crypto_key *key);
 int ic_graph_add_engine (struct ic_graph *graph, struct ic_engine *engine);
 int ic_graph_add_device (struct ic_graph *graph, struct ic_device *dev);
 int ic_graph_add_export (struct ic_graph *graph, struct ic_export *exp);
+
+/* Take @key out of the graph (the caller frees it).
+ *
+ * Return: 0, or -ENOENT.
+ */
+int ic_graph_remove_key (struct ic_graph *graph, struct ic_crypto_key *key);
 
 /* Look up by name; NULL if absent. */
 struct ic_crypto_key *ic_graph_find_key (struct ic_graph *graph,

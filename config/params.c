@@ -215,12 +215,33 @@ ic_params_set (struct ic_params *p, const char *key, const char *value)
   return -EINVAL;
 }
 
+/* The DUN of the last data unit of an export of @size bytes must fit in
+ * dun-bytes= too (and not wrap past 2^256).
+ */
+static int
+check_last_dun (struct ic_params *p, uint64_t size)
+{
+  uint64_t last[IC_CRYPTO_DUN_ARRAY_SIZE];
+
+  if (size == 0)
+    return 0;
+  memcpy (last, p->dun_base, sizeof last);
+  ic_crypt_dun_increment (last, size / p->data_unit_size - 1);
+  if (ic_crypt_dun_exceeds (last, p->dun_bytes) ||
+      ic_crypt_dun_cmp (last, p->dun_base) < 0) {
+    ic_error ("dun-bytes=%u: too small for this export: its last data "
+              "unit has DUN dun-base + %" PRIu64 "; raise dun-bytes",
+              p->dun_bytes, size / p->data_unit_size - 1);
+    return -EINVAL;
+  }
+  return 0;
+}
+
 /* Checks that need several parameters, each message naming one. */
 static int
 check (struct ic_params *p)
 {
   const struct ic_crypto_mode *mode = &ic_crypto_modes[p->mode];
-  uint64_t last[IC_CRYPTO_DUN_ARRAY_SIZE];
 
   if (p->size == 0 && !p->file) {
     ic_error ("size=: give size= for a memory export or file= for a file "
@@ -263,18 +284,10 @@ check (struct ic_params *p)
     ic_error ("dun-base=: does not fit in dun-bytes=%u", p->dun_bytes);
     return -EINVAL;
   }
-  if (p->size) {
-    memcpy (last, p->dun_base, sizeof last);
-    ic_crypt_dun_increment (last, p->size / p->data_unit_size - 1);
-    if (ic_crypt_dun_exceeds (last, p->dun_bytes) ||
-        ic_crypt_dun_cmp (last, p->dun_base) < 0) {
-      ic_error ("dun-bytes=%u: too small for this export: its last data "
-                "unit has DUN dun-base + %" PRIu64 "; raise dun-bytes",
-                p->dun_bytes, p->size / p->data_unit_size - 1);
-      return -EINVAL;
-    }
-  }
-  return 0;
+  /* Without size= a file= export's size is known once the file is open:
+   * ic_params_build() checks again then.
+   */
+  return check_last_dun (p, p->size);
 }
 
 struct ic_graph *
@@ -319,8 +332,16 @@ ic_params_build (struct ic_params *p)
     leaf = ic_leaf_file_new ("disk", p->file, p->size, p->readonly, engine);
   else
     leaf = ic_leaf_memory_new ("disk", p->size, engine);
-  if (!leaf)
+  if (!leaf) {
+    char msg[IC_ERROR_MAX];
+
+    /* The leaf's message names the leaf ("disk"); name the parameter. */
+    r = errno;
+    snprintf (msg, sizeof msg, "%s", ic_last_error ());
+    ic_error ("%s: %s", p->file ? "file=" : "size=", msg);
+    errno = r;
     goto out_free;
+  }
   leaf->fallback_enabled = p->fallback;
   if (ic_graph_add_device (g, leaf) < 0)
     goto out_free;
@@ -328,6 +349,11 @@ ic_params_build (struct ic_params *p)
     ic_error ("file=%s: its size %" PRIu64 " is not a multiple of "
               "data-unit-size=%u", p->file, leaf->size, p->data_unit_size);
     errno = EINVAL;
+    goto out_free;
+  }
+  r = check_last_dun (p, leaf->size);
+  if (r < 0) {
+    errno = -r;
     goto out_free;
   }
 

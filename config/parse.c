@@ -17,6 +17,8 @@
 #include "parse.h"
 #include "secmem.h"
 
+#define HEX_DIGITS "0123456789abcdefABCDEF"
+
 int
 ic_parse_uint (const char *what, const char *str, uint64_t min, uint64_t max,
                uint64_t *out)
@@ -25,20 +27,29 @@ ic_parse_uint (const char *what, const char *str, uint64_t min, uint64_t max,
   unsigned long long v;
 
   if (!str || !*str || isspace ((unsigned char) *str) || *str == '-' ||
-      *str == '+') {
-    ic_error ("%s: expected a number from %" PRIu64 " to %" PRIu64
-              ", got '%s'", what, min, max, str ? str : "");
-    return -EINVAL;
-  }
+      *str == '+')
+    goto bad;
+  /* Base 10 unless 0x: base 0 would read "010" as octal 8 and refuse
+   * "08", which nobody writing keyslots=010 means.  After 0x only hex
+   * digits (strtoull would take a sign or a second "0x").
+   */
   errno = 0;
-  v = strtoull (str, &end, 0);
-  if (errno || *end || v < min || v > max) {
-    ic_error ("%s: expected a number from %" PRIu64 " to %" PRIu64
-              ", got '%s'", what, min, max, str);
-    return -EINVAL;
+  if (str[0] == '0' && (str[1] == 'x' || str[1] == 'X')) {
+    if (!str[2] || strspn (str + 2, HEX_DIGITS) != strlen (str + 2))
+      goto bad;
+    v = strtoull (str + 2, &end, 16);
   }
+  else
+    v = strtoull (str, &end, 10);
+  if (errno || *end || v < min || v > max)
+    goto bad;
   *out = v;
   return 0;
+
+bad:
+  ic_error ("%s: expected a number from %" PRIu64 " to %" PRIu64
+            ", got '%s'", what, min, max, str ? str : "");
+  return -EINVAL;
 }
 
 int
@@ -242,7 +253,8 @@ ic_format_modes (const unsigned int modes[IC_ENCRYPTION_MODE_MAX], char *buf,
   size_t used = 0;
   int m;
 
-  buf[0] = '\0';
+  if (size)                     /* as snprintf, @size 0 writes nothing */
+    buf[0] = '\0';
   for (m = 1; m < IC_ENCRYPTION_MODE_MAX; m++) {
     unsigned int mask = modes[m];
     bool first = true;
@@ -275,20 +287,17 @@ ic_parse_dun (const char *what, const char *str, uint64_t dun[4])
 
     p += 2;
     n = strlen (p);
-    if (n == 0 || n > 64)
+    /* Only hex digits: strtoull would also take the "0x" of "0x0x12". */
+    if (n == 0 || n > 64 || strspn (p, HEX_DIGITS) != n)
       goto bad;
     /* Hex digits from the least significant end, 16 per limb. */
     for (i = 0; n > 0; i++) {
       size_t take = n < 16 ? n : 16;
       char limb[17];
-      char *end;
 
       memcpy (limb, p + n - take, take);
       limb[take] = '\0';
-      errno = 0;
-      dun[i] = strtoull (limb, &end, 16);
-      if (errno || *end || !isxdigit ((unsigned char) limb[0]))
-        goto bad;
+      dun[i] = strtoull (limb, NULL, 16);
       n -= take;
     }
     return 0;

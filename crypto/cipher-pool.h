@@ -47,7 +47,8 @@ void ic_cipher_pool_destroy (struct ic_cipher_pool *pool);
  * ready on return.
  *
  * Context: the slot is idle (no cipher out); may block (allocates).
- * Return: 0, or -errno (bad key, out of memory) with the pool cleared.
+ * Return: 0, or -errno (bad key, out of memory); then the pool keeps its
+ * old key, as hardware that refuses a key keeps its slot.
  */
 int ic_cipher_pool_program (struct ic_cipher_pool *pool,
                             enum ic_crypto_mode_num mode,

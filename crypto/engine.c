@@ -366,9 +366,11 @@ engine_crypt (struct ic_engine *e, struct ic_crypto_keyslot *slot,
               size_t len, bool enc)
 {
   const struct ic_crypto_key *key = ctx->key;
+  unsigned int du = key->crypto_cfg.data_unit_size;
   unsigned int idx = ic_crypto_keyslot_index (slot);
   struct hw_slot *hs = &e->slots[idx];
   struct ic_pooled_cipher *pc;
+  uint64_t last_dun[IC_CRYPTO_DUN_ARRAY_SIZE];
   int err;
 
   if (__atomic_load_n (&hs->key, __ATOMIC_ACQUIRE) != key) {
@@ -379,7 +381,11 @@ engine_crypt (struct ic_engine *e, struct ic_crypto_keyslot *slot,
               enc ? "encrypted" : "decrypted");
     return -EIO;
   }
-  if (ic_crypt_dun_exceeds (ctx->dun, e->cfg.max_dun_bytes)) {
+  /* Every data unit's DUN must fit, the last one's included. */
+  memcpy (last_dun, ctx->dun, sizeof last_dun);
+  ic_crypt_dun_increment (last_dun, len >= du ? len / du - 1 : 0);
+  if (ic_crypt_dun_exceeds (ctx->dun, e->cfg.max_dun_bytes) ||
+      ic_crypt_dun_exceeds (last_dun, e->cfg.max_dun_bytes)) {
     ic_error ("%s: DUN exceeds the engine's %u bytes", e->cfg.name,
               e->cfg.max_dun_bytes);
     return -EIO;

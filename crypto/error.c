@@ -75,32 +75,44 @@ ic_debug (const char *fmt, ...)
   errno = saved_errno;
 }
 
+/* The errnos that inlinecrypt returns or passes through. */
+static const struct { int err; const char *name; } names[] = {
+  { 0, "OK" },
+  { EPERM, "EPERM" }, { ENOENT, "ENOENT" }, { EIO, "EIO" },
+  { E2BIG, "E2BIG" }, { EBADF, "EBADF" }, { EAGAIN, "EAGAIN" },
+  { ENOMEM, "ENOMEM" }, { EACCES, "EACCES" }, { EFAULT, "EFAULT" },
+  { EBUSY, "EBUSY" }, { EEXIST, "EEXIST" }, { ENODEV, "ENODEV" },
+  { EINVAL, "EINVAL" }, { ENOSPC, "ENOSPC" }, { EROFS, "EROFS" },
+  { ERANGE, "ERANGE" }, { EDEADLK, "EDEADLK" }, { ENOSYS, "ENOSYS" },
+  { ENODATA, "ENODATA" }, { ETIME, "ETIME" }, { ENOPKG, "ENOPKG" },
+  { EPROTO, "EPROTO" }, { EBADMSG, "EBADMSG" }, { EOVERFLOW, "EOVERFLOW" },
+  { EILSEQ, "EILSEQ" }, { EMSGSIZE, "EMSGSIZE" },
+  { EOPNOTSUPP, "EOPNOTSUPP" }, { ESHUTDOWN, "ESHUTDOWN" },
+  { ETIMEDOUT, "ETIMEDOUT" }, { ECONNREFUSED, "ECONNREFUSED" },
+  { ECONNRESET, "ECONNRESET" }, { ENOTCONN, "ENOTCONN" },
+  { ELOOP, "ELOOP" }, { ENAMETOOLONG, "ENAMETOOLONG" },
+  { ENOKEY, "ENOKEY" }, { EKEYREJECTED, "EKEYREJECTED" },
+  { ECANCELED, "ECANCELED" }, { ENXIO, "ENXIO" }, { ESRCH, "ESRCH" },
+};
+
 const char *
 ic_errno_name (int err)
 {
-  /* The errnos that inlinecrypt returns or passes through. */
-  static const struct { int err; const char *name; } names[] = {
-    { 0, "OK" },
-    { EPERM, "EPERM" }, { ENOENT, "ENOENT" }, { EIO, "EIO" },
-    { E2BIG, "E2BIG" }, { EBADF, "EBADF" }, { EAGAIN, "EAGAIN" },
-    { ENOMEM, "ENOMEM" }, { EACCES, "EACCES" }, { EFAULT, "EFAULT" },
-    { EBUSY, "EBUSY" }, { EEXIST, "EEXIST" }, { ENODEV, "ENODEV" },
-    { EINVAL, "EINVAL" }, { ENOSPC, "ENOSPC" }, { EROFS, "EROFS" },
-    { ERANGE, "ERANGE" }, { EDEADLK, "EDEADLK" }, { ENOSYS, "ENOSYS" },
-    { ENODATA, "ENODATA" }, { ETIME, "ETIME" }, { ENOPKG, "ENOPKG" },
-    { EPROTO, "EPROTO" }, { EBADMSG, "EBADMSG" }, { EOVERFLOW, "EOVERFLOW" },
-    { EILSEQ, "EILSEQ" }, { EMSGSIZE, "EMSGSIZE" },
-    { EOPNOTSUPP, "EOPNOTSUPP" }, { ESHUTDOWN, "ESHUTDOWN" },
-    { ETIMEDOUT, "ETIMEDOUT" }, { ECONNREFUSED, "ECONNREFUSED" },
-    { ECONNRESET, "ECONNRESET" }, { ENOTCONN, "ENOTCONN" },
-    { ELOOP, "ELOOP" }, { ENAMETOOLONG, "ENAMETOOLONG" },
-    { ENOKEY, "ENOKEY" }, { EKEYREJECTED, "EKEYREJECTED" },
-    { ECANCELED, "ECANCELED" }, { ENXIO, "ENXIO" }, { ESRCH, "ESRCH" },
-  };
   size_t i;
 
   for (i = 0; i < sizeof names / sizeof names[0]; i++)
     if (names[i].err == err)
       return names[i].name;
   return "E?";
+}
+
+int
+ic_errno_from_name (const char *name)
+{
+  size_t i;
+
+  for (i = 1; i < sizeof names / sizeof names[0]; i++)
+    if (strcmp (names[i].name, name) == 0)
+      return names[i].err;
+  return 0;
 }

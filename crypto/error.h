@@ -52,4 +52,7 @@ bool ic_error_capture (bool capture);
 /* The symbolic name of an errno value ("EBUSY"), or "E?" if unknown. */
 const char *ic_errno_name (int err);
 
+/* The errno value of a symbolic name ("EIO"), or 0 if unknown. */
+int ic_errno_from_name (const char *name);
+
 #endif /* IC_ERROR_H */

@@ -37,6 +37,11 @@ struct ic_crypto_key {
   unsigned int size;            /* bytes used in bytes[] */
   /* Beyond upstream: a name for messages ("k1"); never secret. */
   char name[IC_CRYPTO_KEY_NAME_MAX];
+  /* Beyond upstream: how many context-map snapshots refer to the key
+   * (stack/export.c), so that a key is only freed once no request can
+   * still be using it.  Atomic.
+   */
+  unsigned int map_refs;
   uint8_t bytes[IC_CRYPTO_MAX_ANY_KEY_SIZE];
 };
 

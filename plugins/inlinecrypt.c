@@ -18,6 +18,7 @@
 
 #include "error.h"
 #include "conf.h"
+#include "control.h"
 #include "export.h"
 #include "fallback.h"
 #include "graph.h"
@@ -31,6 +32,7 @@
 
 static struct ic_params *params;
 static struct ic_graph *graph;
+static struct ic_control *control;
 
 static void
 log_error (const char *msg)
@@ -50,9 +52,42 @@ inlinecrypt_load (void)
   ic_error_set_sink (log_error, log_debug);
 }
 
+/* The control socket is bound before nbdkit forks, so that a bad path
+ * stops the start; its thread starts after the fork.
+ */
+static int
+inlinecrypt_get_ready (void)
+{
+  if (graph->control_path) {
+    control = ic_control_listen (graph, graph->control_path,
+                                 graph->control_mode);
+    if (!control)
+      return -1;
+  }
+  return 0;
+}
+
+static int
+inlinecrypt_after_fork (void)
+{
+  if (control && ic_control_start (control) < 0)
+    return -1;
+  return 0;
+}
+
+/* Every connection is gone: stop taking commands, remove the socket. */
+static void
+inlinecrypt_cleanup (void)
+{
+  ic_control_stop (control);
+  control = NULL;
+}
+
 static void
 inlinecrypt_unload (void)
 {
+  ic_control_stop (control);
+  control = NULL;
   ic_graph_free (graph);
   graph = NULL;
   ic_params_free (params);
@@ -334,6 +369,9 @@ static struct nbdkit_plugin plugin = {
   .unload = inlinecrypt_unload,
   .config = inlinecrypt_config,
   .config_complete = inlinecrypt_config_complete,
+  .get_ready = inlinecrypt_get_ready,
+  .after_fork = inlinecrypt_after_fork,
+  .cleanup = inlinecrypt_cleanup,
   .config_help = ic_params_help,
   .magic_config_key = "config",
   .dump_plugin = inlinecrypt_dump_plugin,

@@ -42,11 +42,25 @@ map_get (struct ic_export *exp)
   return map;
 }
 
+/* The snapshot's references on its keys (see ic_crypto_key.map_refs). */
+static void
+map_ref_keys (struct ic_ctx_map *map, int delta)
+{
+  size_t i;
+
+  for (i = 0; i < map->n; i++)
+    if (map->ranges[i].key)
+      __atomic_add_fetch (&((struct ic_crypto_key *) map->ranges[i].key)
+                          ->map_refs, delta, __ATOMIC_ACQ_REL);
+}
+
 static void
 map_put (struct ic_ctx_map *map)
 {
-  if (map && __atomic_sub_fetch (&map->refs, 1, __ATOMIC_ACQ_REL) == 0)
+  if (map && __atomic_sub_fetch (&map->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+    map_ref_keys (map, -1);
     free (map);
+  }
 }
 
 struct ic_export *
@@ -199,6 +213,7 @@ ic_export_set_map (struct ic_export *exp, const struct ic_ctx_range *ranges,
     memcpy (map->ranges, ranges, n * sizeof *ranges);
     qsort (map->ranges, n, sizeof *ranges, cmp_range);
   }
+  map_ref_keys (map, 1);
   map_install (exp, map);
   return 0;
 }

@@ -21,7 +21,9 @@
  * Threading: requests run in parallel.  The map is an immutable,
  * reference-counted snapshot; a request holds a reference for its life,
  * and a new map replaces the old one atomically (map_lock covers the
- * pointer swap and the taking of references only).
+ * pointer swap and the taking of references only).  Each snapshot counts
+ * itself in the map_refs of its keys until it is freed, so a key whose
+ * map_refs is 0 is used by no map and no request.
  */
 #ifndef IC_EXPORT_H
 #define IC_EXPORT_H

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
+#include <time.h>
 
 #include "bounce.h"
 #include "error.h"
@@ -47,6 +48,14 @@ static int
 backend_io (struct ic_leaf *leaf, const struct ic_bio *bio, void *data)
 {
   bool fua = bio->flags & IC_BIO_FUA;
+  unsigned int delay = __atomic_load_n (&leaf->io_delay_us, __ATOMIC_RELAXED);
+
+  if (delay && bio->op != IC_OP_FLUSH) {
+    struct timespec ts = { delay / 1000000, (delay % 1000000) * 1000L };
+
+    while (nanosleep (&ts, &ts) == -1 && errno == EINTR)
+      ;
+  }
 
   switch (bio->op) {
   case IC_OP_READ:
@@ -165,6 +174,12 @@ struct ic_leaf *
 ic_device_to_leaf (struct ic_device *dev)
 {
   return dev && dev->ops == &leaf_device_ops ? (struct ic_leaf *) dev : NULL;
+}
+
+void
+ic_leaf_set_io_delay (struct ic_leaf *leaf, unsigned int us)
+{
+  __atomic_store_n (&leaf->io_delay_us, us, __ATOMIC_RELAXED);
 }
 
 void

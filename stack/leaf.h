@@ -8,7 +8,7 @@
  * without an engine has no profile.
  *
  * Faults: a test rig can make the next N reads and/or writes fail with EIO
- * (ic_leaf_set_io_faults()).
+ * (ic_leaf_set_io_faults()) or every request slow (ic_leaf_set_io_delay()).
  *
  * Thread-safe: backends handle concurrent calls; no lock is held across
  * I/O or en/decryption.
@@ -56,6 +56,7 @@ struct ic_leaf {
   /* private: */
   unsigned int fault_kinds;     /* atomic */
   int64_t fault_count;          /* atomic; < 0: every request */
+  unsigned int io_delay_us;     /* atomic */
   uint64_t io_errors;           /* atomic */
 };
 
@@ -74,6 +75,12 @@ struct ic_leaf *ic_device_to_leaf (struct ic_device *dev);
  */
 void ic_leaf_set_io_faults (struct ic_leaf *leaf, unsigned int kinds,
                             int64_t count);
+
+/* Make every read, write, trim and zero of the leaf take @us microseconds
+ * longer (0: no delay): slow storage, so that a test can catch requests in
+ * flight.  The delay is a sleep; no lock is held.
+ */
+void ic_leaf_set_io_delay (struct ic_leaf *leaf, unsigned int us);
 
 /* Leaves, by backend.  Each returns the device, or NULL with errno set
  * and the reason in ic_last_error().

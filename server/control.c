@@ -1,0 +1,550 @@
+/* server/control.c - see control.h.
+ *
+ * Threading: the loop thread owns every client and watcher.  Workers touch
+ * only the request they were given and the done queue (done_lock), then
+ * wake the loop with ev_async_send.  Listed in the order they are taken:
+ * done_lock, then nothing else.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "control.h"
+#include "error.h"
+#include "protocol.h"
+#include "secmem.h"
+
+struct client {
+  struct ic_control *ctl;
+  int fd;
+  ev_io rio;
+  ev_io wio;
+  char *in;                     /* bytes read, no full line yet */
+  size_t in_len;
+  bool discarding;              /* skipping the rest of a too-long line */
+  char *out;                    /* replies not yet written */
+  size_t out_len;
+  size_t out_off;
+  bool waiting;                 /* a slow command is running for it */
+  bool closed;                  /* gone; freed when no worker refers to it */
+  unsigned int refs;            /* the loop's + a worker's */
+  struct client *next;          /* ctl->clients */
+};
+
+/* A reply from a worker, queued for the loop. */
+struct done {
+  struct client *client;
+  char *reply;
+  struct done *next;
+};
+
+struct ic_control {
+  struct ic_graph *graph;
+  char *path;
+  int listen_fd;
+  struct ev_loop *loop;
+  ev_io accept_io;
+  ev_async wake;                /* done replies or stop */
+  pthread_t thread;
+  bool running;
+  struct client *clients;       /* loop thread only */
+
+  pthread_mutex_t done_lock;    /* covers done, stopping, workers */
+  pthread_cond_t done_cond;
+  struct done *done;
+  bool stopping;
+  unsigned int workers;
+};
+
+static void client_close (struct client *c);
+
+static void
+client_unref (struct client *c)
+{
+  if (--c->refs == 0) {
+    if (c->in)
+      ic_memzero_explicit (c->in, c->in_len);
+    free (c->in);
+    free (c->out);
+    free (c);
+  }
+}
+
+/* Queue @text and a newline for @c. */
+static void
+client_send (struct client *c, const char *text)
+{
+  size_t n = strlen (text);
+  char *bigger;
+
+  if (c->closed)
+    return;
+  bigger = realloc (c->out, c->out_len + n + 1);
+  if (!bigger) {
+    client_close (c);
+    return;
+  }
+  memcpy (bigger + c->out_len, text, n);
+  bigger[c->out_len + n] = '\n';
+  c->out = bigger;
+  c->out_len += n + 1;
+  ev_io_start (c->ctl->loop, &c->wio);
+}
+
+static void
+client_send_json (struct client *c, struct json_object *reply)
+{
+  client_send (c, json_object_to_json_string_ext (reply,
+                                                  JSON_C_TO_STRING_PLAIN));
+  json_object_put (reply);
+}
+
+static void
+client_close (struct client *c)
+{
+  struct client **pp;
+
+  if (c->closed)
+    return;
+  c->closed = true;
+  ev_io_stop (c->ctl->loop, &c->rio);
+  ev_io_stop (c->ctl->loop, &c->wio);
+  close (c->fd);
+  for (pp = &c->ctl->clients; *pp; pp = &(*pp)->next)
+    if (*pp == c) {
+      *pp = c->next;
+      break;
+    }
+  client_unref (c);
+}
+
+struct work {
+  struct ic_control *ctl;
+  struct client *client;
+  struct json_object *req;
+};
+
+static void *
+worker (void *arg)
+{
+  struct work *w = arg;
+  struct ic_control *ctl = w->ctl;
+  struct json_object *reply = ic_protocol_execute (ctl->graph, w->req);
+  struct done *d = calloc (1, sizeof *d);
+
+  json_object_put (w->req);
+  if (d) {
+    d->client = w->client;
+    d->reply = strdup (json_object_to_json_string_ext
+                       (reply, JSON_C_TO_STRING_PLAIN));
+  }
+  json_object_put (reply);
+  free (w);
+  pthread_mutex_lock (&ctl->done_lock);
+  if (d) {
+    d->next = ctl->done;
+    ctl->done = d;
+  }
+  /* Wake the loop before counting ourselves out: once workers is 0, stop
+   * may destroy the loop.
+   */
+  ev_async_send (ctl->loop, &ctl->wake);
+  ctl->workers--;
+  pthread_cond_broadcast (&ctl->done_cond);
+  pthread_mutex_unlock (&ctl->done_lock);
+  return NULL;
+}
+
+/* Run a slow request on a worker; the client reads nothing more until the
+ * reply is back, so replies stay in order.
+ */
+static void
+start_worker (struct client *c, struct json_object *req)
+{
+  struct ic_control *ctl = c->ctl;
+  struct work *w = calloc (1, sizeof *w);
+  pthread_attr_t attr;
+  pthread_t tid;
+  int err = ENOMEM;
+
+  if (w) {
+    w->ctl = ctl;
+    w->client = c;
+    w->req = req;
+    pthread_mutex_lock (&ctl->done_lock);
+    ctl->workers++;
+    pthread_mutex_unlock (&ctl->done_lock);
+    c->refs++;
+    pthread_attr_init (&attr);
+    pthread_attr_setdetachstate (&attr, PTHREAD_CREATE_DETACHED);
+    err = pthread_create (&tid, &attr, worker, w);
+    pthread_attr_destroy (&attr);
+    if (err == 0) {
+      c->waiting = true;
+      ev_io_stop (ctl->loop, &c->rio);
+      return;
+    }
+    c->refs--;
+    pthread_mutex_lock (&ctl->done_lock);
+    ctl->workers--;
+    pthread_mutex_unlock (&ctl->done_lock);
+    free (w);
+  }
+  json_object_put (req);
+  client_send_json (c, ic_protocol_error (err, "cannot start a worker "
+                                          "thread"));
+}
+
+/* Handle one complete line. */
+static void
+handle_line (struct client *c, const char *line, size_t len)
+{
+  struct json_object *reply;
+  struct json_object *req;
+
+  if (len == 0)
+    return;
+  req = ic_protocol_parse (line, len, &reply);
+  if (!req) {
+    client_send_json (c, reply);
+    return;
+  }
+  if (ic_protocol_is_slow (req)) {
+    start_worker (c, req);
+    return;
+  }
+  reply = ic_protocol_execute (c->ctl->graph, req);
+  json_object_put (req);
+  client_send_json (c, reply);
+}
+
+/* Handle the complete lines in the input buffer, in order, stopping when a
+ * slow command starts.
+ */
+static void
+process_input (struct client *c)
+{
+  size_t start = 0;
+  char *nl;
+
+  while (!c->closed && !c->waiting &&
+         (nl = memchr (c->in + start, '\n', c->in_len - start))) {
+    size_t len = nl - (c->in + start);
+
+    if (c->discarding)
+      c->discarding = false;
+    else
+      handle_line (c, c->in + start, len);
+    /* The line may have held a key. */
+    ic_memzero_explicit (c->in + start, len + 1);
+    start += len + 1;
+  }
+  if (c->closed)
+    return;
+  memmove (c->in, c->in + start, c->in_len - start);
+  c->in_len -= start;
+  if (c->in_len > IC_PROTOCOL_MAX_LINE) {
+    /* Refuse it now and skip to its end. */
+    if (!c->discarding) {
+      struct json_object *r =
+        ic_protocol_error (EMSGSIZE, "request too long: more than 65536 "
+                           "bytes without a newline");
+
+      client_send_json (c, r);
+    }
+    ic_memzero_explicit (c->in, c->in_len);
+    c->in_len = 0;
+    c->discarding = true;
+  }
+}
+
+static void
+read_cb (struct ev_loop *loop, ev_io *w, int revents)
+{
+  struct client *c = w->data;
+  ssize_t n;
+
+  if (!c->in) {
+    c->in = malloc (IC_PROTOCOL_MAX_LINE + 4096);
+    if (!c->in) {
+      client_close (c);
+      return;
+    }
+  }
+  n = read (c->fd, c->in + c->in_len, IC_PROTOCOL_MAX_LINE + 4096 - c->in_len);
+  if (n == -1 && (errno == EAGAIN || errno == EINTR))
+    return;
+  if (n <= 0) {
+    client_close (c);
+    return;
+  }
+  c->in_len += n;
+  process_input (c);
+}
+
+static void
+write_cb (struct ev_loop *loop, ev_io *w, int revents)
+{
+  struct client *c = w->data;
+  ssize_t n;
+
+  while (c->out_off < c->out_len) {
+    n = write (c->fd, c->out + c->out_off, c->out_len - c->out_off);
+    if (n == -1 && errno == EINTR)
+      continue;
+    if (n == -1 && errno == EAGAIN)
+      return;
+    if (n <= 0) {
+      client_close (c);
+      return;
+    }
+    c->out_off += n;
+  }
+  c->out_off = c->out_len = 0;
+  ev_io_stop (loop, w);
+}
+
+/* Only our own user and root may talk to us. */
+static bool
+peer_allowed (int fd)
+{
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+
+  if (getsockopt (fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1)
+    return false;
+  return cred.uid == 0 || cred.uid == geteuid ();
+}
+
+static void
+accept_cb (struct ev_loop *loop, ev_io *w, int revents)
+{
+  struct ic_control *ctl = w->data;
+  struct client *c;
+  int fd;
+
+  fd = accept4 (ctl->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (fd == -1)
+    return;
+  if (!peer_allowed (fd)) {
+    static const char msg[] =
+      "{\"ok\":false,\"error\":\"permission denied: only the server's user "
+      "and root may use the control socket\",\"errno\":\"EACCES\"}\n";
+    ssize_t ignored = write (fd, msg, sizeof msg - 1);
+
+    (void) ignored;
+    close (fd);
+    ic_debug ("control: refused a client of another user");
+    return;
+  }
+  c = calloc (1, sizeof *c);
+  if (!c) {
+    close (fd);
+    return;
+  }
+  c->ctl = ctl;
+  c->fd = fd;
+  c->refs = 1;
+  ev_io_init (&c->rio, read_cb, fd, EV_READ);
+  ev_io_init (&c->wio, write_cb, fd, EV_WRITE);
+  c->rio.data = c->wio.data = c;
+  c->next = ctl->clients;
+  ctl->clients = c;
+  ev_io_start (loop, &c->rio);
+}
+
+static void
+wake_cb (struct ev_loop *loop, ev_async *w, int revents)
+{
+  struct ic_control *ctl = w->data;
+  struct done *d;
+  bool stopping;
+
+  pthread_mutex_lock (&ctl->done_lock);
+  d = ctl->done;
+  ctl->done = NULL;
+  stopping = ctl->stopping;
+  pthread_mutex_unlock (&ctl->done_lock);
+  while (d) {
+    struct done *next = d->next;
+    struct client *c = d->client;
+
+    if (!c->closed) {
+      c->waiting = false;
+      if (d->reply)
+        client_send (c, d->reply);
+      else
+        client_send_json (c, ic_protocol_error (ENOMEM, "out of memory"));
+      if (!c->closed) {
+        ev_io_start (loop, &c->rio);
+        /* Lines that arrived meanwhile. */
+        process_input (c);
+      }
+    }
+    client_unref (c);
+    free (d->reply);
+    free (d);
+    d = next;
+  }
+  if (stopping)
+    ev_break (loop, EVBREAK_ALL);
+}
+
+static void *
+loop_thread (void *arg)
+{
+  struct ic_control *ctl = arg;
+
+  /* Errors of the commands go to their replies, not to the log. */
+  ic_error_capture (true);
+  ev_run (ctl->loop, 0);
+  return NULL;
+}
+
+/* Is somebody answering on @path? */
+static bool
+socket_alive (const struct sockaddr_un *addr)
+{
+  int fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  bool alive;
+
+  if (fd == -1)
+    return false;
+  alive = connect (fd, (const struct sockaddr *) addr, sizeof *addr) == 0;
+  close (fd);
+  return alive;
+}
+
+struct ic_control *
+ic_control_listen (struct ic_graph *graph, const char *path, mode_t mode)
+{
+  struct sockaddr_un addr = { .sun_family = AF_UNIX };
+  struct ic_control *ctl;
+  mode_t old_umask;
+  int err;
+
+  if (strlen (path) >= sizeof addr.sun_path) {
+    ic_error ("control: socket path %s is too long (at most %zu bytes)",
+              path, sizeof addr.sun_path - 1);
+    errno = ENAMETOOLONG;
+    return NULL;
+  }
+  strcpy (addr.sun_path, path);
+  ctl = calloc (1, sizeof *ctl);
+  if (!ctl || !(ctl->path = strdup (path))) {
+    free (ctl);
+    ic_error ("control: out of memory");
+    errno = ENOMEM;
+    return NULL;
+  }
+  ctl->graph = graph;
+  pthread_mutex_init (&ctl->done_lock, NULL);
+  pthread_cond_init (&ctl->done_cond, NULL);
+
+  if (socket_alive (&addr)) {
+    ic_error ("control: %s is in use by another server", path);
+    err = EADDRINUSE;
+    goto out_free;
+  }
+  unlink (path);                /* a stale socket from a crash */
+  ctl->listen_fd = socket (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK |
+                           SOCK_CLOEXEC, 0);
+  if (ctl->listen_fd == -1) {
+    err = errno;
+    ic_error ("control: socket: %s", strerror (err));
+    goto out_free;
+  }
+  /* Never a moment with a wider mode than asked for. */
+  old_umask = umask (~mode & 0777);
+  if (bind (ctl->listen_fd, (struct sockaddr *) &addr, sizeof addr) == -1) {
+    err = errno;
+    umask (old_umask);
+    ic_error ("control: bind %s: %s", path, strerror (err));
+    goto out_close;
+  }
+  umask (old_umask);
+  if (chmod (path, mode) == -1 || listen (ctl->listen_fd, 64) == -1) {
+    err = errno;
+    ic_error ("control: %s: %s", path, strerror (err));
+    unlink (path);
+    goto out_close;
+  }
+  ctl->loop = ev_loop_new (EVFLAG_AUTO);
+  if (!ctl->loop) {
+    err = ENOMEM;
+    ic_error ("control: cannot create the event loop");
+    unlink (path);
+    goto out_close;
+  }
+  ev_io_init (&ctl->accept_io, accept_cb, ctl->listen_fd, EV_READ);
+  ctl->accept_io.data = ctl;
+  ev_io_start (ctl->loop, &ctl->accept_io);
+  ev_async_init (&ctl->wake, wake_cb);
+  ctl->wake.data = ctl;
+  ev_async_start (ctl->loop, &ctl->wake);
+  return ctl;
+
+out_close:
+  close (ctl->listen_fd);
+out_free:
+  free (ctl->path);
+  free (ctl);
+  errno = err;
+  return NULL;
+}
+
+int
+ic_control_start (struct ic_control *ctl)
+{
+  int err = pthread_create (&ctl->thread, NULL, loop_thread, ctl);
+
+  if (err) {
+    ic_error ("control: cannot start the control thread: %s",
+              strerror (err));
+    return -err;
+  }
+  ctl->running = true;
+  return 0;
+}
+
+void
+ic_control_stop (struct ic_control *ctl)
+{
+  if (!ctl)
+    return;
+  pthread_mutex_lock (&ctl->done_lock);
+  ctl->stopping = true;
+  pthread_mutex_unlock (&ctl->done_lock);
+  if (ctl->running) {
+    ev_async_send (ctl->loop, &ctl->wake);
+    pthread_join (ctl->thread, NULL);
+  }
+  /* Workers still running finish their command (and queue a reply that
+   * nobody reads).
+   */
+  pthread_mutex_lock (&ctl->done_lock);
+  while (ctl->workers > 0)
+    pthread_cond_wait (&ctl->done_cond, &ctl->done_lock);
+  pthread_mutex_unlock (&ctl->done_lock);
+  wake_cb (ctl->loop, &ctl->wake, 0);
+  while (ctl->clients)
+    client_close (ctl->clients);
+  ev_loop_destroy (ctl->loop);
+  close (ctl->listen_fd);
+  unlink (ctl->path);
+  pthread_mutex_destroy (&ctl->done_lock);
+  pthread_cond_destroy (&ctl->done_cond);
+  free (ctl->path);
+  free (ctl);
+}

@@ -1,0 +1,45 @@
+/* server/control.h - the control server: the protocol of
+ * server/protocol.h on a Unix socket, for inlinecryptctl and test rigs.
+ *
+ * One thread runs a libev loop that accepts clients and reads and answers
+ * their requests, line by line; many clients at once.  Commands that may
+ * wait (engine reset, key removal, resync) run on a worker thread each and
+ * post their reply back to the loop through an ev_async, so they stall
+ * neither other clients nor I/O.  The socket is created with the
+ * configured mode (0600 by default); a peer whose uid (SO_PEERCRED) is
+ * neither ours nor root's is told so and disconnected.  A malformed,
+ * oversized or unknown request gets an error reply and the connection goes
+ * on.
+ *
+ * Lifecycle, for nbdkit: ic_control_listen() in .get_ready (so that a bad
+ * socket path fails the start, before nbdkit forks), ic_control_start() in
+ * .after_fork (threads do not survive a fork), ic_control_stop() at unload
+ * (the socket is removed).
+ */
+#ifndef IC_CONTROL_H
+#define IC_CONTROL_H
+
+#include <sys/types.h>
+
+#include "graph.h"
+
+struct ic_control;
+
+/* Create, bind and listen on @path with @mode.  An existing socket that
+ * nobody answers on is replaced; one that answers is an error.
+ *
+ * Return: the server, or NULL with errno set and the reason in
+ * ic_last_error().
+ */
+struct ic_control *ic_control_listen (struct ic_graph *graph,
+                                      const char *path, mode_t mode);
+
+/* Start the loop thread.  Return: 0 or -errno. */
+int ic_control_start (struct ic_control *ctl);
+
+/* Stop the loop and the workers, close every client, remove the socket,
+ * free.  NULL is ignored.
+ */
+void ic_control_stop (struct ic_control *ctl);
+
+#endif /* IC_CONTROL_H */

@@ -1,0 +1,1195 @@
+/* server/protocol.c - see protocol.h. */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "error.h"
+#include "fallback.h"
+#include "leaf.h"
+#include "parse.h"
+#include "protocol.h"
+#include "secmem.h"
+#include "table.h"
+
+/* How long key-remove waits for requests still using the key. */
+#define KEY_DRAIN_MS 10000
+
+/* One lock for the commands: they run one at a time, except while a slow
+ * command waits (it drops the lock then).
+ */
+static pthread_mutex_t command_lock = PTHREAD_MUTEX_INITIALIZER;
+
+typedef int (*command_fn) (struct ic_graph *g, struct json_object *req,
+                           struct json_object *reply);
+
+struct command {
+  const char *name;
+  bool slow;
+  const char *const *fields;    /* allowed besides "cmd"; NULL-terminated */
+  command_fn fn;
+};
+
+static const struct command *find_command (const char *name);
+
+struct json_object *
+ic_protocol_error (int err, const char *msg)
+{
+  struct json_object *reply = json_object_new_object ();
+
+  json_object_object_add (reply, "ok", json_object_new_boolean (false));
+  json_object_object_add (reply, "error", json_object_new_string (msg));
+  json_object_object_add (reply, "errno",
+                          json_object_new_string (ic_errno_name (err)));
+  return reply;
+}
+
+struct json_object *
+ic_protocol_parse (const char *line, size_t len, struct json_object **reply)
+{
+  struct json_tokener *tok;
+  struct json_object *req;
+  struct json_object *cmd;
+  enum json_tokener_error jerr;
+  char msg[256];
+
+  *reply = NULL;
+  if (len > IC_PROTOCOL_MAX_LINE) {
+    snprintf (msg, sizeof msg, "request too long: %zu bytes, at most %d",
+              len, IC_PROTOCOL_MAX_LINE);
+    *reply = ic_protocol_error (EMSGSIZE, msg);
+    return NULL;
+  }
+  if (memchr (line, '\0', len)) {
+    *reply = ic_protocol_error (EINVAL, "malformed request: NUL byte");
+    return NULL;
+  }
+  /* White space around the object is fine; a CR of CRLF too. */
+  while (len > 0 && strchr (" \t\r", line[len - 1]))
+    len--;
+  tok = json_tokener_new_ex (32);
+  if (!tok)
+    abort ();
+  req = json_tokener_parse_ex (tok, line, len);
+  jerr = json_tokener_get_error (tok);
+  if (!req || jerr != json_tokener_success ||
+      json_tokener_get_parse_end (tok) < len) {
+    snprintf (msg, sizeof msg, "malformed request: expected one JSON object "
+              "per line (%s)",
+              jerr == json_tokener_continue ? "incomplete JSON"
+              : jerr != json_tokener_success ? json_tokener_error_desc (jerr)
+              : req ? "extra text after the object" : "empty line");
+    json_object_put (req);
+    json_tokener_free (tok);
+    *reply = ic_protocol_error (EINVAL, msg);
+    return NULL;
+  }
+  json_tokener_free (tok);
+  if (!json_object_is_type (req, json_type_object)) {
+    json_object_put (req);
+    *reply = ic_protocol_error (EINVAL, "malformed request: expected a JSON "
+                                "object such as {\"cmd\": \"status\"}");
+    return NULL;
+  }
+  if (!json_object_object_get_ex (req, "cmd", &cmd) ||
+      !json_object_is_type (cmd, json_type_string)) {
+    json_object_put (req);
+    *reply = ic_protocol_error (EINVAL, "request has no \"cmd\" string");
+    return NULL;
+  }
+  if (!find_command (json_object_get_string (cmd))) {
+    snprintf (msg, sizeof msg, "unknown command '%.64s'; expected ping, "
+              "status, stats, key-add, key-remove, key-list, evict, map, "
+              "table-load, table-resume, table-clear, table-show, "
+              "engine-reset, fault or wait-resync",
+              json_object_get_string (cmd));
+    json_object_put (req);
+    *reply = ic_protocol_error (EINVAL, msg);
+    return NULL;
+  }
+  return req;
+}
+
+/* Arguments.  Each returns 0, or -EINVAL with the reason set. */
+
+static const char *
+cmd_name (struct json_object *req)
+{
+  struct json_object *cmd;
+
+  json_object_object_get_ex (req, "cmd", &cmd);
+  return json_object_get_string (cmd);
+}
+
+static int
+arg_string (struct json_object *req, const char *field, bool required,
+            const char **out)
+{
+  struct json_object *v;
+
+  *out = NULL;
+  if (!json_object_object_get_ex (req, field, &v) ||
+      json_object_is_type (v, json_type_null)) {
+    if (!required)
+      return 0;
+    ic_error ("%s: '%s' is required", cmd_name (req), field);
+    return -EINVAL;
+  }
+  if (!json_object_is_type (v, json_type_string)) {
+    ic_error ("%s: '%s': expected a string", cmd_name (req), field);
+    return -EINVAL;
+  }
+  *out = json_object_get_string (v);
+  return 0;
+}
+
+/* A number: a JSON integer >= 0, or a string with a size suffix. */
+static int
+arg_size (struct json_object *req, const char *field, bool required,
+          uint64_t *out, bool *given)
+{
+  struct json_object *v;
+  char what[128];
+
+  if (given)
+    *given = false;
+  if (!json_object_object_get_ex (req, field, &v)) {
+    if (!required)
+      return 0;
+    ic_error ("%s: '%s' is required", cmd_name (req), field);
+    return -EINVAL;
+  }
+  if (given)
+    *given = true;
+  snprintf (what, sizeof what, "%s: '%s'", cmd_name (req), field);
+  if (json_object_is_type (v, json_type_int)) {
+    int64_t n = json_object_get_int64 (v);
+
+    if (n < 0 || (n == INT64_MAX && errno == ERANGE)) {
+      ic_error ("%s: expected a number >= 0", what);
+      return -EINVAL;
+    }
+    *out = n;
+    return 0;
+  }
+  if (json_object_is_type (v, json_type_string))
+    return ic_parse_size (what, json_object_get_string (v), out);
+  ic_error ("%s: expected a number", what);
+  return -EINVAL;
+}
+
+static int
+arg_bool (struct json_object *req, const char *field, bool *out)
+{
+  struct json_object *v;
+
+  if (!json_object_object_get_ex (req, field, &v))
+    return 0;
+  if (!json_object_is_type (v, json_type_boolean)) {
+    ic_error ("%s: '%s': expected true or false", cmd_name (req), field);
+    return -EINVAL;
+  }
+  *out = json_object_get_boolean (v);
+  return 0;
+}
+
+static struct ic_device *
+arg_device (struct ic_graph *g, struct json_object *req, const char *field,
+            bool required)
+{
+  const char *name;
+  struct ic_device *dev;
+
+  if (arg_string (req, field, required, &name) < 0 || !name)
+    return NULL;
+  dev = ic_graph_find_device (g, name);
+  if (!dev)
+    ic_error ("%s: no device named '%s'", cmd_name (req), name);
+  return dev;
+}
+
+static struct ic_crypto_key *
+arg_key (struct ic_graph *g, struct json_object *req, const char *field)
+{
+  const char *name;
+  struct ic_crypto_key *key;
+
+  if (arg_string (req, field, true, &name) < 0)
+    return NULL;
+  key = ic_graph_find_key (g, name);
+  if (!key)
+    ic_error ("%s: no key named '%s'", cmd_name (req), name);
+  return key;
+}
+
+/* Reject fields the command does not know. */
+static int
+check_fields (const struct command *c, struct json_object *req)
+{
+  json_object_object_foreach (req, k, v) {
+    size_t i;
+    bool ok = strcmp (k, "cmd") == 0;
+
+    (void) v;
+    for (i = 0; c->fields && c->fields[i] && !ok; i++)
+      ok = strcmp (k, c->fields[i]) == 0;
+    if (!ok) {
+      ic_error ("%s: unknown field '%.64s'", c->name, k);
+      return -EINVAL;
+    }
+  }
+  return 0;
+}
+
+static void
+add_u64 (struct json_object *o, const char *k, uint64_t v)
+{
+  json_object_object_add (o, k, json_object_new_uint64 (v));
+}
+
+static void
+add_str (struct json_object *o, const char *k, const char *v)
+{
+  json_object_object_add (o, k, json_object_new_string (v));
+}
+
+/* ping */
+static int
+cmd_ping (struct ic_graph *g, struct json_object *req,
+          struct json_object *reply)
+{
+  add_str (reply, "version", PACKAGE_VERSION);
+  return 0;
+}
+
+/* The /sys/block/<disk>/queue/crypto/ view of a profile, or null. */
+static struct json_object *
+crypto_json (const struct ic_crypto_profile *p)
+{
+  struct json_object *o;
+  struct json_object *modes;
+  int m;
+
+  if (!p)
+    return NULL;
+  o = json_object_new_object ();
+  modes = json_object_new_object ();
+  add_u64 (o, "max_dun_bits",
+           8ull * __atomic_load_n (&p->max_dun_bytes_supported,
+                                   __ATOMIC_RELAXED));
+  add_u64 (o, "num_keyslots", ic_crypto_profile_num_slots (p));
+  for (m = 1; m < IC_ENCRYPTION_MODE_MAX; m++) {
+    unsigned int mask = __atomic_load_n (&p->modes_supported[m],
+                                         __ATOMIC_RELAXED);
+    char hex[16];
+
+    /* Only modes with a nonzero mask, as blk_crypto_mode_is_visible. */
+    if (!mask)
+      continue;
+    snprintf (hex, sizeof hex, "0x%x", mask);
+    add_str (modes, ic_crypto_mode_name (m), hex);
+  }
+  json_object_object_add (o, "modes", modes);
+  if (p->key_types_supported & IC_CRYPTO_KEY_TYPE_RAW)
+    add_str (o, "raw_keys", "supported");
+  if (p->key_types_supported & IC_CRYPTO_KEY_TYPE_HW_WRAPPED)
+    add_str (o, "hw_wrapped_keys", "supported");
+  return o;
+}
+
+static struct json_object *
+device_json (struct ic_device *dev)
+{
+  struct json_object *o = json_object_new_object ();
+  struct ic_leaf *leaf = ic_device_to_leaf (dev);
+  const struct ic_crypto_profile *profile =
+    __atomic_load_n (&dev->profile, __ATOMIC_ACQUIRE);
+
+  add_str (o, "name", dev->name);
+  add_u64 (o, "size", dev->size);
+  json_object_object_add (o, "fallback",
+                          json_object_new_boolean (dev->fallback_enabled));
+  json_object_object_add (o, "crypto", crypto_json (profile));
+  if (leaf) {
+    add_str (o, "kind", "leaf");
+    add_str (o, "backend", leaf->ops->type);
+    if (leaf->engine)
+      add_str (o, "engine", ic_engine_name (leaf->engine));
+  }
+  else {
+    struct ic_leg_status legs[64];
+    size_t n = ic_stacked_mirror_status (dev, legs, 64);
+    size_t len = ic_stacked_table_text (dev, false, NULL, 0) + 1;
+    char *text = malloc (len);
+    struct json_object *arr;
+    size_t i;
+
+    add_str (o, "kind", "stacked");
+    if (text) {
+      ic_stacked_table_text (dev, false, text, len);
+      add_str (o, "table", text);
+      free (text);
+    }
+    add_str (o, "options", (ic_stacked_options (dev) &
+                            IC_TABLE_PER_CHILD_FALLBACK)
+             ? "per_child_fallback" : "");
+    arr = json_object_new_array ();
+    for (i = 0; i < n && i < 64; i++) {
+      struct json_object *l = json_object_new_object ();
+
+      add_str (l, "device", legs[i].device);
+      add_u64 (l, "offset", legs[i].offset);
+      add_str (l, "state", ic_leg_state_name (legs[i].state));
+      add_u64 (l, "resync_done", legs[i].resync_done);
+      add_u64 (l, "errors", legs[i].errors);
+      json_object_array_add (arr, l);
+    }
+    json_object_object_add (o, "legs", arr);
+  }
+  return o;
+}
+
+/* status [device] */
+static int
+cmd_status (struct ic_graph *g, struct json_object *req,
+            struct json_object *reply)
+{
+  struct json_object *devs = json_object_new_array ();
+  struct json_object *exps = json_object_new_array ();
+  struct json_object *v;
+  struct ic_device *one = NULL;
+  size_t i;
+
+  if (json_object_object_get_ex (req, "device", &v)) {
+    one = arg_device (g, req, "device", true);
+    if (!one) {
+      json_object_put (devs);
+      json_object_put (exps);
+      return -ENOENT;
+    }
+  }
+  for (i = 0; i < g->ndevices; i++)
+    if (!one || g->devices[i] == one)
+      json_object_array_add (devs, device_json (g->devices[i]));
+  json_object_object_add (reply, "devices", devs);
+  for (i = 0; i < g->nexports && !one; i++) {
+    struct json_object *e = json_object_new_object ();
+
+    add_str (e, "name", g->exports[i]->name);
+    add_str (e, "device", g->exports[i]->dev->name);
+    add_u64 (e, "size", g->exports[i]->size);
+    add_str (e, "description", g->exports[i]->description);
+    json_object_array_add (exps, e);
+  }
+  if (one)
+    json_object_put (exps);
+  else {
+    json_object_object_add (reply, "exports", exps);
+    json_object_object_add (reply, "locked_memory",
+                            json_object_new_boolean (ic_secmem_locked ()));
+  }
+  return 0;
+}
+
+static struct json_object *
+wait_json (const struct ic_histogram *h)
+{
+  struct json_object *o = json_object_new_object ();
+
+  add_u64 (o, "count", h->count);
+  add_u64 (o, "total_ns", h->total_ns);
+  add_u64 (o, "max_ns", h->max_ns);
+  add_u64 (o, "p50_ns", ic_histogram_percentile (h, 50));
+  add_u64 (o, "p99_ns", ic_histogram_percentile (h, 99));
+  return o;
+}
+
+static void
+slot_stats_json (struct json_object *o, const struct ic_keyslot_stats *s)
+{
+  add_u64 (o, "hits", s->hits);
+  add_u64 (o, "misses", s->misses);
+  add_u64 (o, "programs", s->programs);
+  add_u64 (o, "program_failures", s->program_failures);
+  add_u64 (o, "evictions", s->evictions);
+  add_u64 (o, "evictions_busy", s->evict_busy);
+  add_u64 (o, "reprograms", s->reprograms);
+  add_u64 (o, "waits", s->waits);
+  json_object_object_add (o, "wait", wait_json (&s->wait));
+}
+
+/* Per mode counters, only the nonzero ones. */
+static struct json_object *
+per_mode_json (const uint64_t v[IC_ENCRYPTION_MODE_MAX])
+{
+  struct json_object *o = json_object_new_object ();
+  int m;
+
+  for (m = 1; m < IC_ENCRYPTION_MODE_MAX; m++)
+    if (v[m])
+      add_u64 (o, ic_crypto_mode_name (m), v[m]);
+  return o;
+}
+
+/* stats [reset] */
+static int
+cmd_stats (struct ic_graph *g, struct json_object *req,
+           struct json_object *reply)
+{
+  struct json_object *engines = json_object_new_object ();
+  struct json_object *devices = json_object_new_object ();
+  struct json_object *exports = json_object_new_object ();
+  struct json_object *fb = json_object_new_object ();
+  struct ic_fallback_stats fs;
+  bool reset = false;
+  size_t i;
+  int r;
+
+  r = arg_bool (req, "reset", &reset);
+  if (r < 0)
+    goto out_free;
+  for (i = 0; i < g->nengines; i++) {
+    struct json_object *o = json_object_new_object ();
+    struct ic_engine_stats st;
+
+    ic_engine_read_stats (g->engines[i], &st, reset);
+    slot_stats_json (o, &st.slots);
+    add_u64 (o, "resets", st.resets);
+    add_u64 (o, "hw_evictions", st.hw_evictions);
+    add_u64 (o, "key_mismatches", st.key_mismatches);
+    add_u64 (o, "num_keyslots", ic_engine_config (g->engines[i])->num_slots);
+    json_object_object_add (o, "requests", per_mode_json (st.requests));
+    json_object_object_add (o, "bytes", per_mode_json (st.bytes));
+    json_object_object_add (engines, ic_engine_name (g->engines[i]), o);
+  }
+  ic_crypto_fallback_read_stats (&fs, reset);
+  slot_stats_json (fb, &fs.slots);
+  add_u64 (fb, "num_keyslots", ic_crypto_fallback_num_keyslots ());
+  json_object_object_add (fb, "encrypt_requests",
+                          per_mode_json (fs.encrypt_requests));
+  json_object_object_add (fb, "encrypt_bytes",
+                          per_mode_json (fs.encrypt_bytes));
+  json_object_object_add (fb, "decrypt_requests",
+                          per_mode_json (fs.decrypt_requests));
+  json_object_object_add (fb, "decrypt_bytes",
+                          per_mode_json (fs.decrypt_bytes));
+  for (i = 0; i < g->ndevices; i++) {
+    struct json_object *o = json_object_new_object ();
+    struct ic_leaf *leaf = ic_device_to_leaf (g->devices[i]);
+    uint64_t requests;
+    uint64_t bytes;
+
+    ic_device_read_fallback_stats (g->devices[i], &requests, &bytes, reset);
+    add_u64 (o, "fallback_requests", requests);
+    add_u64 (o, "fallback_bytes", bytes);
+    if (leaf)
+      add_u64 (o, "io_errors", reset
+               ? __atomic_exchange_n (&leaf->io_errors, 0, __ATOMIC_RELAXED)
+               : __atomic_load_n (&leaf->io_errors, __ATOMIC_RELAXED));
+    json_object_object_add (devices, g->devices[i]->name, o);
+  }
+  for (i = 0; i < g->nexports; i++) {
+    struct json_object *o = json_object_new_object ();
+    struct ic_export_stats st;
+
+    ic_export_read_stats (g->exports[i], &st, reset);
+    add_u64 (o, "reads", st.reads);
+    add_u64 (o, "writes", st.writes);
+    add_u64 (o, "bytes_read", st.bytes_read);
+    add_u64 (o, "bytes_written", st.bytes_written);
+    add_u64 (o, "zeroes", st.zeroes);
+    add_u64 (o, "trims", st.trims);
+    add_u64 (o, "flushes", st.flushes);
+    add_u64 (o, "errors", st.errors);
+    json_object_object_add (exports, g->exports[i]->name, o);
+  }
+  json_object_object_add (reply, "engines", engines);
+  json_object_object_add (reply, "fallback", fb);
+  json_object_object_add (reply, "devices", devices);
+  json_object_object_add (reply, "exports", exports);
+  return 0;
+
+out_free:
+  json_object_put (engines);
+  json_object_put (devices);
+  json_object_put (exports);
+  json_object_put (fb);
+  return r;
+}
+
+/* Overwrite the key text of a request, which json-c keeps in ordinary
+ * memory.
+ */
+static void
+wipe_field (struct json_object *req, const char *field)
+{
+  struct json_object *v;
+
+  if (json_object_object_get_ex (req, field, &v) &&
+      json_object_is_type (v, json_type_string))
+    ic_memzero_explicit ((char *) json_object_get_string (v),
+                         json_object_get_string_len (v));
+}
+
+/* key-add name mode data_unit_size dun_bytes key */
+static int
+cmd_key_add (struct ic_graph *g, struct json_object *req,
+             struct json_object *reply)
+{
+  enum ic_crypto_mode_num mode = IC_ENCRYPTION_MODE_AES_256_XTS;
+  const char *name;
+  const char *mode_name;
+  const char *hex;
+  uint64_t du = 4096;
+  uint64_t dun_bytes = 8;
+  struct ic_crypto_key *key;
+  uint8_t *bytes;
+  unsigned int keysize;
+  int n;
+  int r;
+
+  if ((r = arg_string (req, "name", true, &name)) < 0 ||
+      (r = arg_string (req, "mode", false, &mode_name)) < 0 ||
+      (r = arg_size (req, "data_unit_size", false, &du, NULL)) < 0 ||
+      (r = arg_size (req, "dun_bytes", false, &dun_bytes, NULL)) < 0 ||
+      (r = arg_string (req, "key", true, &hex)) < 0)
+    return r;
+  if (strlen (name) == 0 || strlen (name) >= IC_CRYPTO_KEY_NAME_MAX ||
+      strspn (name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+              "0123456789_.-") != strlen (name)) {
+    ic_error ("key-add: invalid name: use 1 to 63 letters, digits, '_', '.' "
+              "or '-'");
+    return -EINVAL;
+  }
+  if (ic_graph_find_key (g, name)) {
+    ic_error ("key-add: a key named '%s' exists already", name);
+    return -EEXIST;
+  }
+  if (mode_name && (r = ic_parse_mode ("key-add: mode", mode_name,
+                                       &mode)) < 0)
+    return r;
+  keysize = ic_crypto_modes[mode].keysize;
+  bytes = ic_secure_alloc (IC_CRYPTO_MAX_RAW_KEY_SIZE);
+  if (!bytes)
+    return -ENOMEM;
+  n = ic_hex_decode ("key-add: key", hex, bytes, IC_CRYPTO_MAX_RAW_KEY_SIZE);
+  if (n < 0) {
+    r = n;
+    goto out_free;
+  }
+  if ((unsigned int) n != keysize) {
+    ic_error ("key-add: %s needs a key of exactly %u bytes (%u hex digits), "
+              "got %d bytes", ic_crypto_mode_name (mode), keysize,
+              2 * keysize, n);
+    r = -EINVAL;
+    goto out_free;
+  }
+  if ((mode == IC_ENCRYPTION_MODE_AES_256_XTS ||
+       mode == IC_ENCRYPTION_MODE_SM4_XTS) &&
+      memcmp (bytes, bytes + n / 2, n / 2) == 0) {
+    ic_error ("key-add: the two halves of an %s key must differ",
+              ic_crypto_mode_name (mode));
+    r = -EINVAL;
+    goto out_free;
+  }
+  if (du > IC_CRYPTO_MAX_DATA_UNIT_SIZE || dun_bytes > IC_CRYPTO_MAX_IV_SIZE) {
+    ic_error ("key-add: data_unit_size or dun_bytes out of range");
+    r = -EINVAL;
+    goto out_free;
+  }
+  key = ic_crypto_key_new (name, bytes, n, IC_CRYPTO_KEY_TYPE_RAW, mode,
+                           dun_bytes, du);
+  if (!key) {
+    r = -errno;
+    goto out_free;
+  }
+  r = ic_graph_add_key (g, key);
+  if (r == 0)
+    add_str (reply, "name", name);
+out_free:
+  ic_secure_free (bytes, IC_CRYPTO_MAX_RAW_KEY_SIZE);
+  return r;
+}
+
+/* The first export whose current map uses @key, or NULL. */
+static struct ic_export *
+export_using (struct ic_graph *g, const struct ic_crypto_key *key)
+{
+  size_t i;
+
+  for (i = 0; i < g->nexports; i++)
+    if (ic_export_uses_key (g->exports[i], key))
+      return g->exports[i];
+  return NULL;
+}
+
+/* Evict @key from every leaf and the fallback; results in @results.
+ *
+ * Return: 0, or the first error (-EBUSY: still in use somewhere).
+ */
+static int
+evict_everywhere (struct ic_graph *g, const struct ic_crypto_key *key,
+                  struct json_object *results)
+{
+  int first = 0;
+  size_t i;
+  int r;
+
+  for (i = 0; i < g->ndevices; i++) {
+    if (!ic_device_to_leaf (g->devices[i]) || !g->devices[i]->profile)
+      continue;
+    r = ic_crypto_evict_key (g->devices[i]->profile, key);
+    if (results)
+      add_str (results, g->devices[i]->name, ic_errno_name (-r));
+    if (r < 0 && !first)
+      first = r;
+  }
+  r = ic_crypto_fallback_evict_key (key);
+  if (results)
+    add_str (results, "fallback", ic_errno_name (-r));
+  if (r < 0 && !first)
+    first = r;
+  return first;
+}
+
+static void
+sleep_ms (unsigned int ms)
+{
+  struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+  nanosleep (&ts, NULL);
+}
+
+/* key-remove name: refused while a map uses the key; waits for requests
+ * still on older maps, then evicts it everywhere and frees it.
+ */
+static int
+cmd_key_remove (struct ic_graph *g, struct json_object *req,
+                struct json_object *reply)
+{
+  struct ic_crypto_key *key = arg_key (g, req, "name");
+  struct ic_export *user;
+  unsigned int waited = 0;
+
+  if (!key)
+    return -ENOENT;
+  user = export_using (g, key);
+  if (user) {
+    ic_error ("key-remove: key %s is used by the map of export %s; map the "
+              "range to another key or none first", key->name, user->name);
+    return -EBUSY;
+  }
+  /* Out of the graph: no new map can take it from here on. */
+  ic_graph_remove_key (g, key);
+
+  /* Requests that took an older map may still run with it. */
+  pthread_mutex_unlock (&command_lock);
+  while (__atomic_load_n (&key->map_refs, __ATOMIC_ACQUIRE) != 0 &&
+         waited < KEY_DRAIN_MS) {
+    sleep_ms (10);
+    waited += 10;
+  }
+  pthread_mutex_lock (&command_lock);
+  if (__atomic_load_n (&key->map_refs, __ATOMIC_ACQUIRE) != 0) {
+    ic_graph_add_key (g, key);
+    ic_error ("key-remove: key %s is still used by requests after %d ms; "
+              "it stays", key->name, KEY_DRAIN_MS);
+    return -ETIMEDOUT;
+  }
+  evict_everywhere (g, key, NULL);
+  add_str (reply, "name", key->name);
+  ic_crypto_key_free (key);
+  return 0;
+}
+
+/* key-list: names and configurations, never key bytes. */
+static int
+cmd_key_list (struct ic_graph *g, struct json_object *req,
+              struct json_object *reply)
+{
+  struct json_object *arr = json_object_new_array ();
+  size_t i;
+  size_t j;
+
+  pthread_mutex_lock (&g->lock);
+  for (i = 0; i < g->nkeys; i++) {
+    const struct ic_crypto_key *key = g->keys[i];
+    struct json_object *o = json_object_new_object ();
+    struct json_object *users = json_object_new_array ();
+
+    add_str (o, "name", key->name);
+    add_str (o, "mode", ic_crypto_mode_name (key->crypto_cfg.crypto_mode));
+    add_u64 (o, "data_unit_size", key->crypto_cfg.data_unit_size);
+    add_u64 (o, "dun_bytes", key->crypto_cfg.dun_bytes);
+    add_str (o, "type", ic_crypto_key_type_name (key->crypto_cfg.key_type));
+    for (j = 0; j < g->nexports; j++)
+      if (ic_export_uses_key (g->exports[j], key))
+        json_object_array_add (users,
+                               json_object_new_string (g->exports[j]->name));
+    json_object_object_add (o, "used_by", users);
+    json_object_array_add (arr, o);
+  }
+  pthread_mutex_unlock (&g->lock);
+  json_object_object_add (reply, "keys", arr);
+  return 0;
+}
+
+/* evict key [device] */
+static int
+cmd_evict (struct ic_graph *g, struct json_object *req,
+           struct json_object *reply)
+{
+  struct ic_crypto_key *key = arg_key (g, req, "key");
+  struct json_object *results;
+  struct json_object *v;
+  struct ic_device *dev;
+  int r;
+
+  if (!key)
+    return -ENOENT;
+  if (json_object_object_get_ex (req, "device", &v)) {
+    dev = arg_device (g, req, "device", true);
+    if (!dev)
+      return -ENOENT;
+    /* blk_crypto_evict_key on that device. */
+    r = ic_device_evict_key (dev, key);
+    if (r == -EBUSY)
+      ic_error ("evict: key %s is still in use by I/O on %s (unlinked "
+                "anyway, as Linux does)", key->name, dev->name);
+    else if (r < 0)
+      ic_error ("evict: %s: error evicting key %s: %s", dev->name, key->name,
+                ic_errno_name (-r));
+    return r;
+  }
+  results = json_object_new_object ();
+  r = evict_everywhere (g, key, results);
+  json_object_object_add (reply, "results", results);
+  if (r == -EBUSY)
+    ic_error ("evict: key %s is still in use by I/O (unlinked anyway, as "
+              "Linux does); see results", key->name);
+  else if (r < 0)
+    ic_error ("evict: error evicting key %s: %s", key->name,
+              ic_errno_name (-r));
+  return r;
+}
+
+/* map export offset length key|null [dun_base] */
+static int
+cmd_map (struct ic_graph *g, struct json_object *req,
+         struct json_object *reply)
+{
+  uint64_t dun_base[IC_CRYPTO_DUN_ARRAY_SIZE] = { 0 };
+  struct ic_crypto_key *key = NULL;
+  struct ic_export *exp;
+  const char *name;
+  const char *keyname;
+  const char *base = NULL;
+  struct json_object *v;
+  uint64_t offset;
+  uint64_t length;
+  int r;
+
+  if ((r = arg_string (req, "export", true, &name)) < 0 ||
+      (r = arg_size (req, "offset", true, &offset, NULL)) < 0 ||
+      (r = arg_size (req, "length", true, &length, NULL)) < 0 ||
+      (r = arg_string (req, "key", false, &keyname)) < 0)
+    return r;
+  exp = ic_graph_find_export (g, name);
+  if (!exp) {
+    ic_error ("map: no export named '%s'", name);
+    return -ENOENT;
+  }
+  if (keyname && strcmp (keyname, "none") != 0) {
+    key = arg_key (g, req, "key");
+    if (!key)
+      return -ENOENT;
+  }
+  if (json_object_object_get_ex (req, "dun_base", &v)) {
+    if (json_object_is_type (v, json_type_int)) {
+      if (json_object_get_int64 (v) < 0) {
+        ic_error ("map: 'dun_base': expected a number >= 0");
+        return -EINVAL;
+      }
+      dun_base[0] = json_object_get_int64 (v);
+    }
+    else if ((r = arg_string (req, "dun_base", true, &base)) < 0 ||
+             (r = ic_parse_dun ("map: 'dun_base'", base, dun_base)) < 0)
+      return r;
+    if (!key) {
+      ic_error ("map: 'dun_base' needs a key");
+      return -EINVAL;
+    }
+  }
+  return ic_export_map_range (exp, offset, length, key, dun_base);
+}
+
+static struct ic_device *
+lookup_device (void *opaque, const char *name)
+{
+  return ic_graph_find_device (opaque, name);
+}
+
+static struct ic_device *
+stacked_arg (struct ic_graph *g, struct json_object *req)
+{
+  struct ic_device *dev = arg_device (g, req, "device", true);
+
+  if (dev && !ic_device_to_stacked (dev)) {
+    ic_error ("%s: %s is a leaf, not a stacked device", cmd_name (req),
+              dev->name);
+    return NULL;
+  }
+  return dev;
+}
+
+/* table-load device table [options] */
+static int
+cmd_table_load (struct ic_graph *g, struct json_object *req,
+                struct json_object *reply)
+{
+  struct ic_device *dev = stacked_arg (g, req);
+  const char *text;
+  const char *opts;
+  unsigned int options = 0;
+  int r;
+
+  if (!dev)
+    return -ENOENT;
+  if ((r = arg_string (req, "table", true, &text)) < 0 ||
+      (r = arg_string (req, "options", false, &opts)) < 0)
+    return r;
+  if (opts && *opts) {
+    if (strcmp (opts, "per_child_fallback") != 0) {
+      ic_error ("table-load: unknown option '%s'; expected "
+                "per_child_fallback", opts);
+      return -EINVAL;
+    }
+    options |= IC_TABLE_PER_CHILD_FALLBACK;
+  }
+  return ic_stacked_load (dev, text, options, NULL, 1, lookup_device, g);
+}
+
+static int
+cmd_table_resume (struct ic_graph *g, struct json_object *req,
+                  struct json_object *reply)
+{
+  struct ic_device *dev = stacked_arg (g, req);
+
+  return dev ? ic_stacked_resume (dev) : -ENOENT;
+}
+
+static int
+cmd_table_clear (struct ic_graph *g, struct json_object *req,
+                 struct json_object *reply)
+{
+  struct ic_device *dev = stacked_arg (g, req);
+
+  return dev ? ic_stacked_clear (dev) : -ENOENT;
+}
+
+static void
+add_table (struct json_object *reply, const char *field,
+           struct ic_device *dev, bool inactive)
+{
+  size_t len = ic_stacked_table_text (dev, inactive, NULL, 0) + 1;
+  char *text = malloc (len);
+
+  if (!text)
+    abort ();
+  ic_stacked_table_text (dev, inactive, text, len);
+  add_str (reply, field, text);
+  free (text);
+}
+
+static int
+cmd_table_show (struct ic_graph *g, struct json_object *req,
+                struct json_object *reply)
+{
+  struct ic_device *dev = stacked_arg (g, req);
+
+  if (!dev)
+    return -ENOENT;
+  add_table (reply, "live", dev, false);
+  add_table (reply, "inactive", dev, true);
+  return 0;
+}
+
+/* engine-reset engine: waits for the engine's requests to drain. */
+static int
+cmd_engine_reset (struct ic_graph *g, struct json_object *req,
+                  struct json_object *reply)
+{
+  struct ic_engine *engine;
+  const char *name;
+  unsigned int failed;
+  int r;
+
+  if ((r = arg_string (req, "engine", true, &name)) < 0)
+    return r;
+  engine = ic_graph_find_engine (g, name);
+  if (!engine) {
+    ic_error ("engine-reset: no engine named '%s'", name);
+    return -ENOENT;
+  }
+  /* Engines live as long as the graph: no need for the lock. */
+  pthread_mutex_unlock (&command_lock);
+  failed = ic_engine_reset (engine);
+  pthread_mutex_lock (&command_lock);
+  add_u64 (reply, "failed_keyslots", failed);
+  if (failed) {
+    ic_error ("engine-reset: %s: %u keyslot(s) could not be reprogrammed",
+              name, failed);
+    return -EIO;
+  }
+  return 0;
+}
+
+/* fault target [program_fail errno program_fail_prob program_delay_us |
+ *               io_error count] [clear]
+ */
+static int
+cmd_fault (struct ic_graph *g, struct json_object *req,
+           struct json_object *reply)
+{
+  struct ic_engine *engine;
+  struct ic_device *dev;
+  struct json_object *v;
+  const char *name;
+  const char *errname;
+  const char *io;
+  bool clear = false;
+  uint64_t n;
+  bool given;
+  int r;
+
+  if ((r = arg_string (req, "target", true, &name)) < 0 ||
+      (r = arg_bool (req, "clear", &clear)) < 0)
+    return r;
+  engine = ic_graph_find_engine (g, name);
+  dev = engine ? NULL : ic_graph_find_device (g, name);
+  if (engine) {
+    struct ic_engine_faults f;
+
+    if (json_object_object_get_ex (req, "io_error", &v) ||
+        json_object_object_get_ex (req, "io_delay_us", &v)) {
+      ic_error ("fault: %s is an engine: io faults are for leaves", name);
+      return -EINVAL;
+    }
+    ic_engine_get_faults (engine, &f);
+    if (clear)
+      memset (&f, 0, sizeof f);
+    if ((r = arg_size (req, "program_fail", false, &n, &given)) < 0)
+      return r;
+    if (given)
+      f.program_fail_count = n > UINT32_MAX ? UINT32_MAX : n;
+    if ((r = arg_size (req, "program_delay_us", false, &n, &given)) < 0)
+      return r;
+    if (given)
+      f.program_delay_us = n > 10000000 ? 10000000 : n;
+    if (json_object_object_get_ex (req, "program_fail_prob", &v)) {
+      double p = json_object_get_double (v);
+
+      if (!(json_object_is_type (v, json_type_double) ||
+            json_object_is_type (v, json_type_int)) || p < 0 || p > 1) {
+        ic_error ("fault: 'program_fail_prob': expected a number from 0 to "
+                  "1");
+        return -EINVAL;
+      }
+      f.program_fail_prob = p;
+    }
+    if ((r = arg_string (req, "errno", false, &errname)) < 0)
+      return r;
+    if (errname) {
+      f.program_errno = ic_errno_from_name (errname);
+      if (f.program_errno <= 0) {
+        ic_error ("fault: unknown errno '%.32s' (e.g. EIO, EINVAL, "
+                  "ENOMEM)", errname);
+        return -EINVAL;
+      }
+    }
+    ic_engine_set_faults (engine, &f);
+    return 0;
+  }
+  if (dev && ic_device_to_leaf (dev)) {
+    unsigned int kinds = 0;
+    int64_t count = -1;
+
+    if ((r = arg_string (req, "io_error", false, &io)) < 0)
+      return r;
+    if ((r = arg_size (req, "io_delay_us", false, &n, &given)) < 0)
+      return r;
+    if (given || clear)
+      ic_leaf_set_io_delay (ic_device_to_leaf (dev),
+                            clear ? 0 : n > 10000000 ? 10000000 : n);
+    if (json_object_object_get_ex (req, "program_fail", &v) ||
+        json_object_object_get_ex (req, "program_fail_prob", &v) ||
+        json_object_object_get_ex (req, "program_delay_us", &v)) {
+      ic_error ("fault: %s is a leaf: program faults are for engines", name);
+      return -EINVAL;
+    }
+    if (io && strcmp (io, "read") == 0)
+      kinds = IC_LEAF_FAULT_READ;
+    else if (io && strcmp (io, "write") == 0)
+      kinds = IC_LEAF_FAULT_WRITE;
+    else if (io && strcmp (io, "all") == 0)
+      kinds = IC_LEAF_FAULT_READ | IC_LEAF_FAULT_WRITE;
+    else if (io) {
+      ic_error ("fault: 'io_error': expected read, write or all");
+      return -EINVAL;
+    }
+    else if (!clear && !given) {
+      ic_error ("fault: %s: expected io_error, io_delay_us or clear", name);
+      return -EINVAL;
+    }
+    if ((r = arg_size (req, "count", false, &n, &given)) < 0)
+      return r;
+    if (given)
+      count = n > INT64_MAX ? INT64_MAX : (int64_t) n;
+    if (io || clear)
+      ic_leaf_set_io_faults (ic_device_to_leaf (dev), clear ? 0 : kinds,
+                             count);
+    return 0;
+  }
+  ic_error ("fault: no engine or leaf named '%s'", name);
+  return -ENOENT;
+}
+
+/* wait-resync device [timeout_ms] */
+static int
+cmd_wait_resync (struct ic_graph *g, struct json_object *req,
+                 struct json_object *reply)
+{
+  struct ic_device *dev = stacked_arg (g, req);
+  uint64_t timeout = 60000;
+  int r;
+
+  if (!dev)
+    return -ENOENT;
+  if ((r = arg_size (req, "timeout_ms", false, &timeout, NULL)) < 0)
+    return r;
+  pthread_mutex_unlock (&command_lock);
+  r = ic_stacked_wait_resync (dev, timeout > UINT32_MAX ? UINT32_MAX
+                                                        : timeout);
+  pthread_mutex_lock (&command_lock);
+  if (r < 0)
+    ic_error ("wait-resync: %s: still resynchronising after %" PRIu64 " ms",
+              dev->name, timeout);
+  return r;
+}
+
+static const char *const f_none[] = { NULL };
+static const char *const f_status[] = { "device", NULL };
+static const char *const f_stats[] = { "reset", NULL };
+static const char *const f_key_add[] = { "name", "mode", "data_unit_size",
+                                         "dun_bytes", "key", NULL };
+static const char *const f_name[] = { "name", NULL };
+static const char *const f_evict[] = { "key", "device", NULL };
+static const char *const f_map[] = { "export", "offset", "length", "key",
+                                     "dun_base", NULL };
+static const char *const f_table_load[] = { "device", "table", "options",
+                                            NULL };
+static const char *const f_device[] = { "device", NULL };
+static const char *const f_engine[] = { "engine", NULL };
+static const char *const f_fault[] = { "target", "program_fail", "errno",
+                                       "program_fail_prob",
+                                       "program_delay_us", "io_error",
+                                       "io_delay_us", "count", "clear",
+                                       NULL };
+static const char *const f_wait[] = { "device", "timeout_ms", NULL };
+
+static const struct command commands[] = {
+  { "ping", false, f_none, cmd_ping },
+  { "status", false, f_status, cmd_status },
+  { "stats", false, f_stats, cmd_stats },
+  { "key-add", false, f_key_add, cmd_key_add },
+  { "key-remove", true, f_name, cmd_key_remove },
+  { "key-list", false, f_none, cmd_key_list },
+  { "evict", false, f_evict, cmd_evict },
+  { "map", false, f_map, cmd_map },
+  { "table-load", false, f_table_load, cmd_table_load },
+  { "table-resume", false, f_device, cmd_table_resume },
+  { "table-clear", false, f_device, cmd_table_clear },
+  { "table-show", false, f_device, cmd_table_show },
+  { "engine-reset", true, f_engine, cmd_engine_reset },
+  { "fault", false, f_fault, cmd_fault },
+  { "wait-resync", true, f_wait, cmd_wait_resync },
+};
+
+static const struct command *
+find_command (const char *name)
+{
+  size_t i;
+
+  for (i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    if (strcmp (commands[i].name, name) == 0)
+      return &commands[i];
+  return NULL;
+}
+
+bool
+ic_protocol_is_slow (struct json_object *req)
+{
+  const struct command *c = find_command (cmd_name (req));
+
+  return c && c->slow;
+}
+
+struct json_object *
+ic_protocol_execute (struct ic_graph *g, struct json_object *req)
+{
+  const struct command *c = find_command (cmd_name (req));
+  struct json_object *reply;
+  bool captured = ic_error_capture (true);
+  int r;
+
+  ic_clear_error ();
+  reply = json_object_new_object ();
+  if (!reply)
+    abort ();
+  json_object_object_add (reply, "ok", json_object_new_boolean (true));
+  r = check_fields (c, req);
+  if (r == 0) {
+    pthread_mutex_lock (&command_lock);
+    r = c->fn (g, req, reply);
+    pthread_mutex_unlock (&command_lock);
+  }
+  wipe_field (req, "key");
+  if (r < 0) {
+    const char *msg = ic_last_error ();
+    char fallback[128];
+
+    if (!*msg) {
+      snprintf (fallback, sizeof fallback, "%s: %s", c->name,
+                strerror (-r));
+      msg = fallback;
+    }
+    json_object_object_add (reply, "ok", json_object_new_boolean (false));
+    add_str (reply, "error", msg);
+    add_str (reply, "errno", ic_errno_name (-r));
+  }
+  ic_error_capture (captured);
+  return reply;
+}
+
+char *
+ic_protocol_handle_line (struct ic_graph *g, const char *line, size_t len)
+{
+  struct json_object *reply;
+  struct json_object *req = ic_protocol_parse (line, len, &reply);
+  char *out;
+
+  if (req) {
+    reply = ic_protocol_execute (g, req);
+    json_object_put (req);
+  }
+  out = strdup (json_object_to_json_string_ext (reply,
+                                                JSON_C_TO_STRING_PLAIN));
+  json_object_put (reply);
+  if (!out)
+    abort ();
+  return out;
+}

@@ -1,0 +1,60 @@
+/* server/protocol.h - the control protocol: one JSON object per line each
+ * way.  A request names a command and its arguments,
+ *   {"cmd": "evict", "key": "k1", "device": "d0"}
+ * and gets one reply,
+ *   {"ok": true, ...}  or  {"ok": false, "error": "...", "errno": "EBUSY"}.
+ *
+ * Commands (docs/inlinecryptctl.1 has them all): ping, status, stats,
+ * key-add, key-remove, key-list, evict, map, table-load, table-resume,
+ * table-clear, table-show, engine-reset, fault, wait-resync.
+ *
+ * This is the transport-free part, so that it can be tested and fuzzed on
+ * its own; server/control.c carries it over a Unix socket.  Replies never
+ * contain key bytes: key-add takes them and wipes the request's copy.
+ *
+ * Threading: execute may run on the control thread or on a worker thread
+ * (slow commands); commands only touch the graph through its thread-safe
+ * functions.  The calling thread's errors are captured for the reply.
+ */
+#ifndef IC_PROTOCOL_H
+#define IC_PROTOCOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <json-c/json.h>
+
+#include "graph.h"
+
+/* Requests longer than this are refused. */
+#define IC_PROTOCOL_MAX_LINE (64 * 1024)
+
+/* Parse one request line (without its newline).
+ *
+ * Return: the request, or NULL with *reply set to the error reply.
+ */
+struct json_object *ic_protocol_parse (const char *line, size_t len,
+                                       struct json_object **reply);
+
+/* True if the request may wait (engine reset, key removal, resync):
+ * the server runs it on a worker thread.
+ */
+bool ic_protocol_is_slow (struct json_object *req);
+
+/* Carry out a parsed request on @graph.  Wipes any key bytes in @req.
+ *
+ * Return: the reply (never NULL; out of memory aborts).
+ */
+struct json_object *ic_protocol_execute (struct ic_graph *graph,
+                                         struct json_object *req);
+
+/* Parse and execute one line; the reply as a string without newline, to
+ * free().  For tests and the fuzzer.
+ */
+char *ic_protocol_handle_line (struct ic_graph *graph, const char *line,
+                               size_t len);
+
+/* An error reply for @err (a positive errno) with @msg. */
+struct json_object *ic_protocol_error (int err, const char *msg);
+
+#endif /* IC_PROTOCOL_H */
