@@ -113,52 +113,72 @@ ic_cipher_pool_program (struct ic_cipher_pool *pool,
                         enum ic_crypto_mode_num mode,
                         const uint8_t *key_bytes, unsigned int size)
 {
-  struct ic_pooled_cipher *fresh;
+  struct ic_pooled_cipher *fresh = NULL;
   struct ic_pooled_cipher *list;
-  struct ic_pooled_cipher *keep;
+  struct ic_pooled_cipher *keep = NULL;
   struct ic_pooled_cipher *drop = NULL;
   struct ic_pooled_cipher *pc;
-  bool replaced = false;
+  bool have_mode = false;
   uint64_t gen;
+  int r;
 
-  /* Key a new cipher first: if the key is refused, the pool is left as it
-   * was, old key and all, as hardware that rejects a key keeps its slot.
+  /* Refuse a bad key before touching anything: the pool then keeps its
+   * old key, as hardware that rejects a key keeps its slot.
    */
-  fresh = pooled_new (mode, key_bytes, size, 0);
-  if (!fresh)
-    return -errno;
+  r = ic_cipher_check_key (mode, key_bytes, size);
+  if (r < 0)
+    return r;
 
-  /* Take the idle ciphers out, so that keying them needs no lock. */
+  /* Re-key idle ciphers of the mode in place (no allocation, which is
+   * what a miss costs most); only a pool without one gets a new cipher,
+   * made first so that running out of memory changes nothing either.
+   */
+  pthread_mutex_lock (&pool->lock);
+  for (pc = pool->free_list; pc && !have_mode; pc = pc->next)
+    have_mode = ic_cipher_mode (pc->cipher) == mode;
+  pthread_mutex_unlock (&pool->lock);
+  if (!have_mode) {
+    fresh = pooled_new (mode, key_bytes, size, 0);
+    if (!fresh)
+      return -errno;
+  }
+
+  /* Take the idle ciphers out, so that keying them needs no lock.  The
+   * slot is idle: nobody else touches the pool meanwhile.
+   */
   pthread_mutex_lock (&pool->lock);
   gen = ++pool->gen;
   pool->key_bytes = NULL;
   list = take_free_list_locked (pool);
   pthread_mutex_unlock (&pool->lock);
 
-  /* Re-key the ciphers of this mode but one, which the fresh cipher
-   * replaces; free the others.  The key was accepted above, so setkey
-   * cannot fail here; drop the cipher if it does all the same.
-   */
-  fresh->gen = gen;
-  fresh->next = NULL;
-  keep = fresh;
   while (list) {
     pc = list;
     list = list->next;
-    if (ic_cipher_mode (pc->cipher) == mode && replaced &&
+    if (ic_cipher_mode (pc->cipher) == mode &&
         ic_cipher_setkey (pc->cipher, key_bytes, size) == 0) {
       pc->gen = gen;
       pc->next = keep;
       keep = pc;
     }
     else {
-      if (ic_cipher_mode (pc->cipher) == mode)
-        replaced = true;
+      /* One active mode per slot: ciphers of another mode go. */
       pc->next = drop;
       drop = pc;
     }
   }
   free_list (drop);
+  if (fresh) {
+    fresh->gen = gen;
+    fresh->next = keep;
+    keep = fresh;
+  }
+  if (!keep) {
+    /* Only if libgcrypt refused a key it had accepted in this mode. */
+    ic_error ("cipher pool: %s: cannot key any cipher",
+              ic_crypto_mode_name (mode));
+    return -EIO;
+  }
 
   pthread_mutex_lock (&pool->lock);
   pool->mode = mode;

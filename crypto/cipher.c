@@ -150,6 +150,35 @@ gcry_setkey (const char *what, gcry_cipher_hd_t hd, const void *key,
 }
 
 int
+ic_cipher_check_key (enum ic_crypto_mode_num m, const uint8_t *key,
+                     size_t size)
+{
+  const struct ic_crypto_mode *mode;
+
+  if (!ic_crypto_mode_is_valid (m)) {
+    ic_error ("cipher: invalid crypto mode %d", m);
+    return -EINVAL;
+  }
+  mode = &ic_crypto_modes[m];
+  if (size != mode->keysize) {
+    ic_error ("cipher: %s: set key: the key must be %u bytes, not %zu",
+              mode->name, mode->keysize, size);
+    return -EINVAL;
+  }
+  /* xts_verify_key() with CRYPTO_TFM_REQ_FORBID_WEAK_KEYS, which the Linux
+   * fallback sets: equal halves make XTS a plain tweakable ECB.
+   */
+  if ((m == IC_ENCRYPTION_MODE_AES_256_XTS ||
+       m == IC_ENCRYPTION_MODE_SM4_XTS) &&
+      memcmp (key, key + size / 2, size / 2) == 0) {
+    ic_error ("cipher: %s: set key: the two halves of the key are equal, "
+              "which XTS forbids", mode->name);
+    return -EINVAL;
+  }
+  return 0;
+}
+
+int
 ic_cipher_setkey (struct ic_cipher *c, const uint8_t *key, size_t size)
 {
   const struct ic_crypto_mode *mode = &ic_crypto_modes[c->mode];
@@ -157,23 +186,13 @@ ic_cipher_setkey (struct ic_cipher *c, const uint8_t *key, size_t size)
   int r;
 
   c->keyed = false;
-  if (size != mode->keysize) {
-    ic_error ("cipher: %s: set key: the key must be %u bytes, not %zu",
-              mode->name, mode->keysize, size);
-    return -EINVAL;
-  }
+  r = ic_cipher_check_key (c->mode, key, size);
+  if (r < 0)
+    return r;
 
   switch (c->mode) {
   case IC_ENCRYPTION_MODE_AES_256_XTS:
   case IC_ENCRYPTION_MODE_SM4_XTS:
-    /* xts_verify_key() with CRYPTO_TFM_REQ_FORBID_WEAK_KEYS, which the
-     * Linux fallback sets: equal halves make XTS a plain tweakable ECB.
-     */
-    if (memcmp (key, key + size / 2, size / 2) == 0) {
-      ic_error ("cipher: %s: set key: the two halves of the key are equal, "
-                "which XTS forbids", mode->name);
-      return -EINVAL;
-    }
     r = gcry_setkey (mode->name, c->u.xts, key, size);
     break;
   case IC_ENCRYPTION_MODE_AES_128_CBC_ESSIV:

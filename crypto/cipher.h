@@ -41,6 +41,14 @@ struct ic_cipher *ic_cipher_new (enum ic_crypto_mode_num mode);
 int ic_cipher_setkey (struct ic_cipher *cipher, const uint8_t *key,
                       size_t size);
 
+/* Check that ic_cipher_setkey() would take @size bytes at @key for @mode
+ * (the size; XTS halves that differ), without a cipher.
+ *
+ * Return: 0, or -EINVAL with the reason in ic_last_error().
+ */
+int ic_cipher_check_key (enum ic_crypto_mode_num mode, const uint8_t *key,
+                         size_t size);
+
 /* En/decrypt @len bytes from @src to @dst (which may be @src) as
  * @len / @data_unit_size data units starting at DUN @dun.  @len must be a
  * non-zero multiple of @data_unit_size, itself a multiple of 16 bytes.

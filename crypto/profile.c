@@ -58,7 +58,19 @@ ic_crypto_profile_init (struct ic_crypto_profile *profile,
   unsigned int i;
 
   memset (profile, 0, sizeof *profile);
-  pthread_rwlock_init (&profile->lock, NULL);
+  {
+    pthread_rwlockattr_t attr;
+
+    /* Like a rw_semaphore, a waiting writer (a miss, an eviction) holds
+     * off new readers; glibc's default would let a stream of fast-path
+     * hits starve it.  The lock is never taken recursively.
+     */
+    pthread_rwlockattr_init (&attr);
+    pthread_rwlockattr_setkind_np (&attr,
+                                   PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init (&profile->lock, &attr);
+    pthread_rwlockattr_destroy (&attr);
+  }
   pthread_mutex_init (&profile->idle_slots_lock, NULL);
   pthread_cond_init (&profile->idle_slots_wait_queue, NULL);
   ic_list_init (&profile->idle_slots);
@@ -399,10 +411,18 @@ ic_crypto_reprogram_all_keys (struct ic_crypto_profile *profile)
       continue;
     err = profile->ll_ops.keyslot_program (profile, key, i);
     if (err) {
-      /* Upstream WARNs and goes on with the other slots. */
+      /* Upstream WARNs, goes on with the other slots, and leaves the key
+       * linked to a slot that does not hold it.  Beyond upstream: an idle
+       * slot is unlinked, so that the next request for the key programs
+       * it again instead of failing until it is evicted.
+       */
       failed++;
       STAT_INC (profile, program_failures);
       ic_debug ("%s: reprogram keyslot %u: error %d", profile->name, i, err);
+      if (atomic_load (&profile->slots[i].slot_refs) == 0) {
+        ic_hlist_del (&profile->slots[i].hash_node);
+        __atomic_store_n (&profile->slots[i].key, NULL, __ATOMIC_RELEASE);
+      }
     }
     else
       STAT_INC (profile, programs);

@@ -170,7 +170,9 @@ int ic_crypto_evict_key (struct ic_crypto_profile *profile,
 
 /* Program every slot that should hold a key again, after the hardware lost
  * them (blk_crypto_reprogram_all_keys).  Failures are logged, not returned,
- * as upstream (which WARNs).
+ * as upstream (which WARNs); beyond upstream, an idle slot that failed is
+ * unlinked from its key, so that the key is programmed again when next
+ * used.
  *
  * Context: takes profile->lock for writing; may block.
  * Return: the number of slots that failed.

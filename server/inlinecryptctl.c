@@ -378,14 +378,15 @@ exchange (const char *line)
     exit (2);
   }
   while (len > 0) {
-    ssize_t n = write (fd, line, len);
+    /* The server may have answered and closed already (a refused user):
+     * no SIGPIPE, and read its answer below.
+     */
+    ssize_t n = send (fd, line, len, MSG_NOSIGNAL);
 
     if (n == -1 && errno == EINTR)
       continue;
-    if (n <= 0) {
-      fprintf (stderr, "inlinecryptctl: write: %s\n", strerror (errno));
-      exit (2);
-    }
+    if (n <= 0)
+      break;
     line += n;
     len -= n;
   }

@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# The control server with real clients: status (the queue/crypto/ view),
+# stats, keys and maps changed at run time while data stays right, hostile
+# requests answered with errors while I/O goes on, many clients at once,
+# other users refused, and no key byte in any reply or log.
+source ./functions.sh
+set -e -x
+
+requires_plugin
+requires nbdcopy --version
+requires "$PYTHON" -c 'import json, socket'
+
+t=test-control
+rm -rf $t.tmp && mkdir $t.tmp
+cleanup_fn rm -rf $t.tmp
+d=$(cd $t.tmp && pwd)
+random_key $d/k1 64
+random_key $d/k2 64
+random_key $d/k9 32
+cat > $d/ic.conf <<CONF
+key k1 mode=AES-256-XTS key=+k1
+key k2 mode=AES-256-XTS key=+k2 data-unit-size=512
+engine ufs keyslots=4 modes=AES-256-XTS:512,4096;Adiantum
+leaf d0 memory size=8M engine=ufs
+leaf d1 memory size=8M
+device m0 options=per_child_fallback
+  0 16384 mirror 2 d0 0 d1 0
+end
+export vol0 device=m0 key=k1
+export vol1 device=d0
+  map 0 4M key=k2 dun-base=1000
+end
+control socket=ctl.sock mode=0600
+CONF
+start_nbdkit -P $d/pid -U $d/sock -v $PLUGIN config=$d/ic.conf 2> $d/log
+wait_for test -S $d/ctl.sock
+ctl () { inlinecryptctl -s $d/ctl.sock "$@"; }
+uri0="nbd+unix:///vol0?socket=$d/sock"
+uri1="nbd+unix:///vol1?socket=$d/sock"
+
+ctl ping | grep "inlinecrypt"
+stat -c %a $d/ctl.sock | grep -x 600
+
+# The sysfs view: the engine leaf, the leaf without one, the union of the
+# mirror (per_child_fallback).
+ctl status > $d/status
+cat $d/status
+grep -A3 '^d0: leaf (memory)' $d/status | grep 'num_keyslots  4'
+grep -A6 '^d0: leaf' $d/status | grep -F 'modes/AES-256-XTS  0x1200'
+grep -A6 '^d0: leaf' $d/status | grep -F 'modes/Adiantum  0x1fe00'
+grep -A1 '^d1: leaf' $d/status | grep 'no inline encryption'
+grep -A4 '^m0: stacked' $d/status | grep 'num_keyslots  0'
+grep 'leg d1 0: active' $d/status
+ctl --json status m0 > $d/status.json
+"$PYTHON" - $d/status.json <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["ok"] is True
+(m0,) = r["devices"]
+assert m0["kind"] == "stacked" and m0["options"] == "per_child_fallback"
+assert m0["crypto"]["modes"] == {"AES-256-XTS": "0x1200", "Adiantum": "0x1fe00"}
+assert m0["crypto"]["max_dun_bits"] == 64 and m0["crypto"]["raw_keys"] == "supported"
+assert [l["state"] for l in m0["legs"]] == ["active", "active"]
+PY
+
+# Data through both exports; stats count it.
+head -c 8M /dev/urandom > $d/data
+nbdcopy $d/data "$uri0"
+ctl stats > $d/stats
+grep -A20 '^engine ufs' $d/stats | grep -E '^  programs +[1-9]'
+grep -A3 '^device d1' $d/stats | grep -E '^  fallback_requests +[1-9]'
+ctl --json stats > $d/stats.json
+"$PYTHON" - $d/stats.json <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["exports"]["vol0"]["bytes_written"] == 8 << 20, r["exports"]
+assert r["engines"]["ufs"]["bytes"]["AES-256-XTS"] == 8 << 20
+assert r["fallback"]["encrypt_bytes"]["AES-256-XTS"] == 8 << 20
+PY
+ctl stats --reset > /dev/null
+ctl --json stats | "$PYTHON" -c 'import json,sys; r=json.load(sys.stdin); assert r["exports"]["vol0"]["bytes_written"] == 0'
+
+# A key added at run time, mapped, used, refused removal while mapped,
+# removed once unmapped.
+ctl key add k9 mode=Adiantum key=+$d/k9
+ctl key list | grep -x 'k9 Adiantum data-unit-size=4096 dun-bytes=8 type=raw'
+ctl map vol0 1M 1M key=k9 dun-base=5
+ctl key list | grep '^k9 .*used-by=\["vol0"\]'
+head -c 1M /dev/urandom > $d/part
+"$PYTHON" - "$uri0" $d/part <<'PY'
+import nbd, sys
+h = nbd.NBD()
+h.connect_uri(sys.argv[1])
+data = open(sys.argv[2], "rb").read()
+h.pwrite(data, 1 << 20)
+assert h.pread(1 << 20, 1 << 20) == data
+PY
+if ctl key remove k9 2> $d/err; then exit 1; fi
+grep 'key k9 is used by the map of export vol0' $d/err
+grep '(EBUSY)' $d/err
+ctl map vol0 1M 1M key=k1 dun-base=256
+ctl key remove k9
+ctl key list > $d/keys
+! grep k9 $d/keys
+if ctl key remove k9 2> $d/err; then exit 1; fi
+grep "no key named 'k9'" $d/err
+# The rest of vol0 is unchanged by all this.
+nbdcopy "$uri0" $d/back
+cmp <(head -c 1M $d/data) <(head -c 1M $d/back)
+cmp <(tail -c +$((2 * 1048576 + 1)) $d/data) <(tail -c +$((2 * 1048576 + 1)) $d/back)
+
+# Usage errors exit 2, refusals exit 1.
+set +e
+ctl frobnicate; test $? = 2 || exit 1
+ctl key add kx key=deadbeef; test $? = 2 || exit 1
+ctl evict nokey; test $? = 1 || exit 1
+set -e
+
+# Hostile requests: each gets an error reply on the same connection, which
+# then still answers, and I/O goes on.
+"$PYTHON" - $d/ctl.sock <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+f = s.makefile("rwb")
+bad = [
+    b"{not json",
+    b"[1, 2, 3]",
+    b"42",
+    b'{"cmd": 42}',
+    b'{"nocmd": "status"}',
+    b'{"cmd": "frobnicate"}',
+    b'{"cmd": "status", "bogus": 1}',
+    b'{"cmd": "evict", "key": 7}',
+    b'{"cmd": "map", "export": "vol0", "offset": -1, "length": 4096}',
+    b'{"cmd": "map", "export": "vol0", "offset": "1Q", "length": 4096}',
+    b'{"cmd": "key-add", "name": "../x", "key": "00"}',
+    b'{"cmd": "key-add", "name": "kk", "mode": "AES-256-XTS", "key": "zz"}',
+    b'{"cmd": "fault", "target": "ufs", "program_fail_prob": 7}',
+    b'{"cmd": "fault", "target": "ufs", "errno": "ENOTANERRNO"}',
+    b'{"cmd": "table-load", "device": "d0", "table": "x"}',
+    b'{"cmd": "table-load", "device": "m0", "table": "0 1 bogus"}',
+    b'{"cmd": "status"} trailing',
+    b"\x00\x01\x02\xff\xfe garbage \x80",
+    b"[" * 100000,
+    b'{"cmd": "status", "device": "' + b"A" * 70000 + b'"}',
+    b"{" * 40 + b"}" * 40,
+]
+for line in bad:
+    f.write(line + b"\n")
+    f.flush()
+    reply = json.loads(f.readline())
+    assert reply["ok"] is False, (line[:40], reply)
+    assert reply["errno"].startswith("E"), reply
+    assert reply["error"], reply
+f.write(b'{"cmd": "ping"}\n')
+f.flush()
+assert json.loads(f.readline())["ok"] is True
+PY
+nbdcopy "$uri0" $d/back2
+cmp $d/back $d/back2
+
+# Many clients at once.
+for i in $(seq 20); do ctl status > $d/many.$i & done
+wait
+for i in $(seq 20); do cmp $d/status $d/many.$i || grep -q . $d/many.$i; done
+
+# Another user: with mode 0600 the socket is closed to them; made 0666,
+# the server itself refuses them (SO_PEERCRED).
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+    chmod 755 $d
+    if setpriv --reuid=65534 --regid=65534 --clear-groups \
+            $INLINECRYPTCTL -s $d/ctl.sock ping 2> $d/err; then
+        exit 1
+    fi
+    grep -i 'permission denied' $d/err
+    chmod 666 $d/ctl.sock
+    if setpriv --reuid=65534 --regid=65534 --clear-groups \
+            $INLINECRYPTCTL -s $d/ctl.sock ping 2> $d/err; then
+        exit 1
+    fi
+    grep 'only the server.s user and root may use the control socket' $d/err
+    chmod 600 $d/ctl.sock
+fi
+
+# No key byte anywhere: replies, listings, stats, the verbose log.
+ctl --json status > $d/out.1
+ctl --json stats > $d/out.2
+ctl --json key list > $d/out.3
+for k in $d/k1 $d/k2 $d/k9; do
+    for f in $d/out.* $d/status $d/stats $d/keys $d/log; do
+        ! grep -i -F "$(head -c 16 $k)" $f
+        ! grep -i -F "$(tail -c 16 $k)" $f
+    done
+done
