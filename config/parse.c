@@ -19,6 +19,13 @@
 
 #define HEX_DIGITS "0123456789abcdefABCDEF"
 
+/* The longest secret read_fd_secret() takes, buffer and NUL included: a
+ * hex key is at most 128 digits, and the locked pool cannot give one
+ * block bigger than IC_SECMEM_INITIAL (libgcrypt expands it by pools of
+ * that size), so 1 MiB would only ever fail as "out of locked memory".
+ */
+#define MAX_SECRET_SIZE (64 * 1024)
+
 int
 ic_parse_uint (const char *what, const char *str, uint64_t min, uint64_t max,
                uint64_t *out)
@@ -337,27 +344,31 @@ read_fd_secret (const char *what, int fd, char **out, size_t *out_size)
   char *buf = ic_secure_alloc (cap);
 
   if (!buf)
-    return -ENOMEM;
+    goto out_nomem;
   for (;;) {
     ssize_t r;
 
     if (len + 1 == cap) {
-      /* Grow in locked memory; the old copy is wiped. */
-      char *bigger = ic_secure_alloc (cap * 2);
+      char *bigger;
 
+      /* Refuse before asking for the bigger buffer: locked memory is
+       * scarce, and its failure would hide the real reason.
+       */
+      if (cap * 2 > MAX_SECRET_SIZE) {
+        ic_error ("%s: secret is too long", what);
+        ic_secure_free (buf, cap);
+        return -E2BIG;
+      }
+      /* Grow in locked memory; the old copy is wiped. */
+      bigger = ic_secure_alloc (cap * 2);
       if (!bigger) {
         ic_secure_free (buf, cap);
-        return -ENOMEM;
+        goto out_nomem;
       }
       memcpy (bigger, buf, len);
       ic_secure_free (buf, cap);
       buf = bigger;
       cap *= 2;
-      if (cap > (1u << 20)) {
-        ic_error ("%s: secret is too long", what);
-        ic_secure_free (buf, cap);
-        return -E2BIG;
-      }
     }
     r = read (fd, buf + len, cap - 1 - len);
     if (r == -1 && errno == EINTR)
@@ -378,6 +389,10 @@ read_fd_secret (const char *what, int fd, char **out, size_t *out_size)
   *out = buf;
   *out_size = cap;
   return 0;
+
+out_nomem:
+  ic_error ("%s: out of locked memory", what);
+  return -ENOMEM;
 }
 
 int
@@ -420,8 +435,10 @@ ic_read_secret (const char *what, const char *value, char **out,
   }
   *out_size = strlen (value) + 1;
   *out = ic_secure_alloc (*out_size);
-  if (!*out)
+  if (!*out) {
+    ic_error ("%s: out of locked memory", what);
     return -ENOMEM;
+  }
   memcpy (*out, value, *out_size);
   return 0;
 }
