@@ -51,7 +51,7 @@ uri2="nbd+unix:///vol2?socket=$d/sock"
 fio_verify ()   # uri rw seconds output
 {
     fio --name=v --ioengine=nbd --uri="$1" --rw=$2 --bs=4k --iodepth=8 \
-        --size=16M --verify=crc32c --verify_fatal=1 --do_verify=1 \
+        --size=16M --verify=crc32c --verify_fatal=1 --verify_state_save=0 --do_verify=1 \
         --output=$4 >/dev/null
 }
 
