@@ -41,7 +41,11 @@ bool
 ic_device_supports_natively (const struct ic_device *dev,
                              const struct ic_crypto_config *cfg)
 {
-  return ic_crypto_cfg_supported (dev->profile, cfg);
+  /* A stacked device gets its profile at a resume, under running
+   * requests: read the pointer atomically.
+   */
+  return ic_crypto_cfg_supported (__atomic_load_n (&dev->profile,
+                                                   __ATOMIC_ACQUIRE), cfg);
 }
 
 /* bio_crypt_check_alignment: every data unit whole. */
@@ -146,7 +150,8 @@ ic_device_evict_key (struct ic_device *dev, const struct ic_crypto_key *key)
   int r;
 
   if (ic_device_supports_natively (dev, &key->crypto_cfg))
-    r = ic_crypto_evict_key (dev->profile, key);
+    r = ic_crypto_evict_key (__atomic_load_n (&dev->profile,
+                                              __ATOMIC_ACQUIRE), key);
   else
     r = ic_crypto_fallback_evict_key (key);
   if (r < 0 && r != -EBUSY)

@@ -14,9 +14,20 @@
 #include <time.h>
 
 #include "error.h"
+#include "fallback.h"
 #include "table.h"
 
-#define MAX_ARGS 64
+/* Words on a table line: the longest is a striped target with its 64
+ * stripes, 3 + 2 + 2 * 64.
+ */
+#define MAX_ARGS 133
+
+/* Where snprintf appends to @buf of @size once @used bytes are (or would
+ * have been) written: no pointer past the buffer, nor into a NULL one.
+ */
+#define TAIL(buf, used, size)                           \
+  (used) < (size) ? (buf) + (used) : NULL,              \
+  (used) < (size) ? (size) - (used) : 0
 
 struct ic_table {
   unsigned int refs;            /* atomic */
@@ -38,9 +49,16 @@ struct ic_stacked {
    */
   struct ic_crypto_profile profile;
   pthread_mutex_t load_lock;    /* serialises load, resume, clear */
-  pthread_mutex_t table_lock;   /* covers live and inactive */
+  pthread_mutex_t table_lock;   /* covers live, inactive, suspended */
   struct ic_table *live;        /* protected by table_lock */
   struct ic_table *inactive;    /* protected by table_lock */
+  /* While a resume swaps tables, new requests wait (dm_suspend) and the
+   * resume waits for those on the live table to finish: table_cond, with
+   * table_lock, signals both.  Set under table_lock; also read atomically
+   * by table_put().
+   */
+  bool suspended;
+  pthread_cond_t table_cond;
 };
 
 static const struct ic_device_ops stacked_ops;
@@ -50,6 +68,94 @@ static const struct ic_target_type *const target_types[] = {
   &ic_striped_target,
   &ic_mirror_target,
 };
+
+/* Types added by ic_target_register(), after the built-in ones. */
+static pthread_mutex_t types_lock = PTHREAD_MUTEX_INITIALIZER;
+static const struct ic_target_type *extra_types[IC_MAX_TARGET_TYPES];
+                                /* protected by types_lock */
+
+/* The type called @name, or NULL.  Context: types_lock held. */
+static const struct ic_target_type *
+find_type_locked (const char *name)
+{
+  size_t i;
+
+  for (i = 0; i < sizeof target_types / sizeof target_types[0]; i++)
+    if (strcmp (name, target_types[i]->name) == 0)
+      return target_types[i];
+  for (i = 0; i < IC_MAX_TARGET_TYPES; i++)
+    if (extra_types[i] && strcmp (name, extra_types[i]->name) == 0)
+      return extra_types[i];
+  return NULL;
+}
+
+static const struct ic_target_type *
+find_type (const char *name)
+{
+  const struct ic_target_type *type;
+
+  pthread_mutex_lock (&types_lock);
+  type = find_type_locked (name);
+  pthread_mutex_unlock (&types_lock);
+  return type;
+}
+
+/* The names of the known types, for the message about an unknown one. */
+static void
+type_names (char *buf, size_t size)
+{
+  size_t used = 0;
+  size_t i;
+
+  buf[0] = '\0';
+  for (i = 0; i < sizeof target_types / sizeof target_types[0]; i++)
+    used += snprintf (TAIL (buf, used, size), "%s%s",
+                      used ? ", " : "", target_types[i]->name);
+  pthread_mutex_lock (&types_lock);
+  for (i = 0; i < IC_MAX_TARGET_TYPES; i++)
+    if (extra_types[i])
+      used += snprintf (TAIL (buf, used, size), ", %s",
+                        extra_types[i]->name);
+  pthread_mutex_unlock (&types_lock);
+}
+
+int
+ic_target_register (const struct ic_target_type *type)
+{
+  size_t i;
+  int r = -ENOSPC;
+
+  pthread_mutex_lock (&types_lock);
+  if (find_type_locked (type->name)) {
+    ic_error ("target type %s: register: a type of that name exists",
+              type->name);
+    r = -EEXIST;
+    goto out_unlock;
+  }
+  for (i = 0; i < IC_MAX_TARGET_TYPES; i++)
+    if (!extra_types[i]) {
+      extra_types[i] = type;
+      r = 0;
+      goto out_unlock;
+    }
+  ic_error ("target type %s: register: already %d extra types",
+            type->name, IC_MAX_TARGET_TYPES);
+out_unlock:
+  pthread_mutex_unlock (&types_lock);
+  return r;
+}
+
+void
+ic_target_unregister (const struct ic_target_type *type)
+{
+  size_t i;
+
+  pthread_mutex_lock (&types_lock);
+  for (i = 0; i < IC_MAX_TARGET_TYPES; i++)
+    if (extra_types[i] == type)
+      extra_types[i] = NULL;
+  pthread_mutex_unlock (&types_lock);
+}
 
 void
 ic_target_set_error (struct ic_target *ti, const char *fmt, ...)
@@ -121,9 +227,24 @@ table_get (struct ic_table *t)
 static void
 table_put (struct ic_table *t)
 {
+  struct ic_stacked *md;
+  unsigned int refs;
   size_t i;
 
-  if (!t || __atomic_sub_fetch (&t->refs, 1, __ATOMIC_ACQ_REL) != 0)
+  if (!t)
+    return;
+  /* Once our reference is gone a resume may free @t: read md first. */
+  md = t->md;
+  /* Sequentially consistent with the resume that sets suspended and then
+   * reads refs: either it sees our decrement or we see it waiting.
+   */
+  refs = __atomic_sub_fetch (&t->refs, 1, __ATOMIC_SEQ_CST);
+  if (refs == 1 && __atomic_load_n (&md->suspended, __ATOMIC_SEQ_CST)) {
+    pthread_mutex_lock (&md->table_lock);
+    pthread_cond_broadcast (&md->table_cond);
+    pthread_mutex_unlock (&md->table_lock);
+  }
+  if (refs != 0)
     return;
   for (i = 0; i < t->ntargets; i++)
     if (t->targets[i].type && t->targets[i].type->dtr)
@@ -140,6 +261,22 @@ get_live (struct ic_stacked *md)
   struct ic_table *t;
 
   pthread_mutex_lock (&md->table_lock);
+  t = table_get (md->live);
+  pthread_mutex_unlock (&md->table_lock);
+  return t;
+}
+
+/* The same for a request: waits while a resume swaps tables, as bios wait
+ * on a suspended mapped device.  No lock is held while waiting.
+ */
+static struct ic_table *
+get_live_io (struct ic_stacked *md)
+{
+  struct ic_table *t;
+
+  pthread_mutex_lock (&md->table_lock);
+  while (md->suspended)
+    pthread_cond_wait (&md->table_cond, &md->table_lock);
   t = table_get (md->live);
   pthread_mutex_unlock (&md->table_lock);
   return t;
@@ -173,7 +310,7 @@ static int
 stacked_submit (struct ic_device *dev, struct ic_bio *bio)
 {
   struct ic_stacked *md = (struct ic_stacked *) dev;
-  struct ic_table *t = get_live (md);
+  struct ic_table *t = get_live_io (md);
   int r = 0;
   size_t i;
 
@@ -225,8 +362,19 @@ stacked_keyslot_evict (struct ic_crypto_profile *profile,
                        const struct ic_crypto_key *key, int slot)
 {
   struct ic_stacked *md = profile->priv;
+  int r;
 
   ic_stacked_iterate_devices (&md->dev, evict_child, (void *) key);
+  /* The key may be in the fallback too: used through it at this device
+   * while the profile lacked its config, before a wider table made it
+   * native.  Its slot there would keep the key's bytes and a pointer the
+   * caller is about to free (a later key at that address would then be
+   * taken for it).
+   */
+  r = ic_crypto_fallback_evict_key (key);
+  if (r < 0)
+    ic_debug ("%s: error %d evicting key %s from the fallback",
+              md->dev.name, r, key->name);
   return 0;
 }
 
@@ -259,6 +407,7 @@ stacked_destroy (struct ic_device *dev)
   ic_crypto_profile_destroy (&md->profile);
   pthread_mutex_destroy (&md->load_lock);
   pthread_mutex_destroy (&md->table_lock);
+  pthread_cond_destroy (&md->table_cond);
   free (md);
 }
 
@@ -287,6 +436,7 @@ ic_stacked_new (const char *name)
   snprintf (md->profile.name, sizeof md->profile.name, "%s", name);
   pthread_mutex_init (&md->load_lock, NULL);
   pthread_mutex_init (&md->table_lock, NULL);
+  pthread_cond_init (&md->table_cond, NULL);
   return &md->dev;
 }
 
@@ -419,7 +569,6 @@ parse_line (struct ic_table *t, char *line, const char *at,
   struct ic_target *bigger;
   uint64_t begin;
   uint64_t len;
-  size_t i;
   char *hash = strchr (line, '#');
   int argc;
   int r;
@@ -463,12 +612,13 @@ parse_line (struct ic_table *t, char *line, const char *at,
   ti->table = t;
   ti->begin = begin;
   ti->len = len;
-  for (i = 0; i < sizeof target_types / sizeof target_types[0]; i++)
-    if (strcmp (argv[2], target_types[i]->name) == 0)
-      ti->type = target_types[i];
+  ti->type = find_type (argv[2]);
   if (!ti->type) {
-    ic_error ("%s: unknown target type '%s'; expected linear, striped or "
-              "mirror", at, argv[2]);
+    char names[512];
+
+    type_names (names, sizeof names);
+    ic_error ("%s: unknown target type '%s'; expected one of %s", at,
+              argv[2], names);
     return -EINVAL;
   }
   r = ti->type->ctr (ti, argc - 3, argv + 3, lookup, opaque);
@@ -497,11 +647,14 @@ caps_child (struct ic_target *ti, struct ic_device *child, uint64_t start,
             uint64_t len, void *data)
 {
   struct caps_ctx *ctx = data;
+  /* A stacked child gets its profile at its first resume. */
+  const struct ic_crypto_profile *profile =
+    __atomic_load_n (&child->profile, __ATOMIC_ACQUIRE);
 
   if (ctx->unite)
-    ic_crypto_union_capabilities (ctx->caps, child->profile);
+    ic_crypto_union_capabilities (ctx->caps, profile);
   else
-    ic_crypto_intersect_capabilities (ctx->caps, child->profile);
+    ic_crypto_intersect_capabilities (ctx->caps, profile);
   return 0;
 }
 
@@ -528,7 +681,9 @@ construct_crypto_profile (struct ic_table *t)
 }
 
 /* Describe what @new lacks of @live, for the refusal of a narrower
- * table.
+ * table: "AES-256-XTS/4096,8192, 8 DUN bytes (it has 4), raw keys".  Data
+ * unit sizes are grouped per mode so that a table without any profile
+ * still fits, DUN bytes and key types included.
  */
 static void
 describe_missing (const struct ic_crypto_profile *new_caps,
@@ -536,32 +691,39 @@ describe_missing (const struct ic_crypto_profile *new_caps,
                   size_t size)
 {
   size_t used = 0;
+  unsigned int lost_types;
   int m;
   int bit;
 
+#define ADD(...) \
+  (used += snprintf (TAIL (buf, used, size), __VA_ARGS__))
   buf[0] = '\0';
   for (m = 1; m < IC_ENCRYPTION_MODE_MAX; m++) {
     unsigned int lost = live->modes_supported[m] &
       ~(new_caps ? new_caps->modes_supported[m] : 0);
+    const char *sep = "";
 
+    if (!lost)
+      continue;
+    ADD ("%s%s/", used ? ", " : "", ic_crypto_mode_name (m));
     for (bit = 0; bit < 32; bit++)
-      if (lost & (1u << bit))
-        used += snprintf (buf + used, used < size ? size - used : 0,
-                          "%s%s/%u", used ? ", " : "",
-                          ic_crypto_mode_name (m), 1u << bit);
+      if (lost & (1u << bit)) {
+        ADD ("%s%u", sep, 1u << bit);
+        sep = ",";
+      }
   }
   if (!new_caps || new_caps->max_dun_bytes_supported <
       live->max_dun_bytes_supported)
-    used += snprintf (buf + used, used < size ? size - used : 0,
-                      "%s%u DUN bytes (it has %u)", used ? ", " : "",
-                      live->max_dun_bytes_supported,
-                      new_caps ? new_caps->max_dun_bytes_supported : 0);
-  if (live->key_types_supported &
-      ~(new_caps ? new_caps->key_types_supported : 0))
-    snprintf (buf + used, used < size ? size - used : 0, "%s%s keys",
-              used ? ", " : "",
-              (live->key_types_supported & IC_CRYPTO_KEY_TYPE_HW_WRAPPED)
-              ? "hw_wrapped" : "raw");
+    ADD ("%s%u DUN bytes (it has %u)", used ? ", " : "",
+         live->max_dun_bytes_supported,
+         new_caps ? new_caps->max_dun_bytes_supported : 0);
+  lost_types = live->key_types_supported &
+    ~(new_caps ? new_caps->key_types_supported : 0);
+  if (lost_types & IC_CRYPTO_KEY_TYPE_RAW)
+    ADD ("%sraw keys", used ? ", " : "");
+  if (lost_types & IC_CRYPTO_KEY_TYPE_HW_WRAPPED)
+    ADD ("%shw_wrapped keys", used ? ", " : "");
+#undef ADD
 }
 
 struct cycle_ctx {
@@ -691,6 +853,13 @@ out_put:
   return r;
 }
 
+/* dm suspend + swap + resume.  The swap waits for the requests on the old
+ * table while new ones wait: targets that take state over from the old
+ * table (a mirror's leg states, its resync progress) must see all of it,
+ * and once a mirror starts copying to a new leg no write may still go
+ * through the old table, which does not know that leg (it would be lost
+ * there).  Requests are synchronous, so the wait is short.
+ */
 int
 ic_stacked_resume (struct ic_device *dev)
 {
@@ -708,13 +877,29 @@ ic_stacked_resume (struct ic_device *dev)
   pthread_mutex_lock (&md->table_lock);
   t = md->inactive;
   old = md->live;
-  pthread_mutex_unlock (&md->table_lock);
   if (!t) {
+    pthread_mutex_unlock (&md->table_lock);
     pthread_mutex_unlock (&md->load_lock);
     ic_error ("%s: resume: there is no inactive table to resume (load one "
               "first)", dev->name);
     return -EINVAL;
   }
+  if (old) {
+    /* Hold new requests; wait until ours is the last reference. */
+    __atomic_store_n (&md->suspended, true, __ATOMIC_SEQ_CST);
+    while (__atomic_load_n (&old->refs, __ATOMIC_SEQ_CST) > 1)
+      pthread_cond_wait (&md->table_cond, &md->table_lock);
+  }
+  pthread_mutex_unlock (&md->table_lock);
+
+  /* Stop the old targets' background work (a mirror's resync, which
+   * would go on copying behind the new table's back) before the new
+   * targets take over from them.
+   */
+  if (old)
+    for (i = 0; i < old->ntargets; i++)
+      if (old->targets[i].type->suspend)
+        old->targets[i].type->suspend (&old->targets[i]);
 
   /* Targets taking over from the same place in the old table. */
   for (i = 0; i < t->ntargets; i++) {
@@ -729,10 +914,13 @@ ic_stacked_resume (struct ic_device *dev)
       ti->type->resume (ti, prev, old == NULL);
   }
 
-  /* dm_update_crypto_profile: create the profile, or grow it. */
+  /* dm_update_crypto_profile: create the profile, or grow it.  The
+   * profile object persists: it is published once.
+   */
   if (t->has_profile) {
     ic_crypto_update_capabilities (&md->profile, &t->caps);
-    __atomic_store_n (&dev->profile, &md->profile, __ATOMIC_RELEASE);
+    if (!dev->profile)
+      __atomic_store_n (&dev->profile, &md->profile, __ATOMIC_RELEASE);
   }
   if (!old)
     dev->size = t->size;
@@ -740,14 +928,11 @@ ic_stacked_resume (struct ic_device *dev)
   pthread_mutex_lock (&md->table_lock);
   md->live = t;
   md->inactive = NULL;
+  __atomic_store_n (&md->suspended, false, __ATOMIC_SEQ_CST);
+  pthread_cond_broadcast (&md->table_cond);
   pthread_mutex_unlock (&md->table_lock);
-
-  if (old)
-    for (i = 0; i < old->ntargets; i++)
-      if (old->targets[i].type->suspend)
-        old->targets[i].type->suspend (&old->targets[i]);
   pthread_mutex_unlock (&md->load_lock);
-  /* Requests still on the old table keep it alive until they finish. */
+  /* Only non-I/O users (status, eviction) may still hold the old table. */
   table_put (old);
   return 0;
 }
@@ -793,7 +978,7 @@ ic_stacked_table_text (struct ic_device *dev, bool inactive, char *buf,
     char args[1024];
 
     ti->type->table_args (ti, args, sizeof args);
-    used += snprintf (buf + used, used < size ? size - used : 0,
+    used += snprintf (TAIL (buf, used, size),
                       "%" PRIu64 " %" PRIu64 " %s %s\n", ti->begin >> 9,
                       ti->len >> 9, ti->type->name, args);
   }
@@ -823,7 +1008,8 @@ ic_stacked_mirror_status (struct ic_device *dev, struct ic_leg_status *legs,
 
   for (i = 0; t && i < t->ntargets; i++)
     if (t->targets[i].type->leg_status)
-      n += t->targets[i].type->leg_status (&t->targets[i], legs + n,
+      n += t->targets[i].type->leg_status (&t->targets[i],
+                                           n < max ? legs + n : NULL,
                                            n < max ? max - n : 0);
   table_put (t);
   return n;

@@ -28,11 +28,14 @@
  * child's boundary only.
  *
  * Threading: requests run in parallel on the live table, each holding a
- * reference to it, so a resume swaps tables atomically with respect to
- * requests: those in flight finish on the old table, which is freed by
- * the last of them.  table_lock covers the live and inactive pointers and
- * is never held across I/O.  Load, resume and clear are serialised by
- * load_lock.
+ * reference to it.  A resume swaps tables as dm does, suspended: new
+ * requests wait (holding no lock) while those in flight finish on the old
+ * table, then the old targets are suspended, the new ones resumed and the
+ * new table goes live; so a target taking state over from the old table
+ * (mirror legs) sees all of it, and no write goes through the old table
+ * once the new one runs.  table_lock covers the live and inactive
+ * pointers and is never held across I/O.  Load, resume and clear are
+ * serialised by load_lock.
  */
 #ifndef IC_TABLE_H
 #define IC_TABLE_H
@@ -150,6 +153,25 @@ extern const struct ic_target_type ic_linear_target;
 extern const struct ic_target_type ic_striped_target;
 extern const struct ic_target_type ic_mirror_target;
 
+/* Make @type known to the table loader besides the built-in types
+ * (dm_register_target), e.g. a test's target that does not pass crypto.
+ * @type must stay valid until unregistered.
+ *
+ * Context: takes types_lock.
+ * Return: 0, -EEXIST if a type of that name is known, or -ENOSPC if
+ * IC_MAX_TARGET_TYPES extra types are registered.
+ */
+#define IC_MAX_TARGET_TYPES 16
+int ic_target_register (const struct ic_target_type *type);
+
+/* Forget a type registered with ic_target_register()
+ * (dm_unregister_target).  No table may still use it.  An unknown @type
+ * is ignored.
+ *
+ * Context: takes types_lock.
+ */
+void ic_target_unregister (const struct ic_target_type *type);
+
 /* Make a stacked device with no table (size 0).
  *
  * Return: the device, or NULL with errno = ENOMEM.
@@ -178,10 +200,13 @@ int ic_stacked_load (struct ic_device *dev, const char *text,
                      unsigned int first_line,
                      ic_device_lookup_fn lookup, void *opaque);
 
-/* Swap the inactive table in (dm resume): new requests use it, requests
- * in flight finish on the old one.  The device's profile is created or
- * grown to the new table's capabilities.
+/* Swap the inactive table in (dm suspend + resume): new requests wait
+ * until requests in flight have finished on the old table, then use the
+ * new one.  The old targets are suspended before the new ones are resumed
+ * (a mirror's resync moves from one to the other).  The device's profile
+ * is created or grown to the new table's capabilities.
  *
+ * Context: takes load_lock; waits for the requests in flight.
  * Return: 0, or -EINVAL if there is no inactive table.
  */
 int ic_stacked_resume (struct ic_device *dev);
