@@ -1,10 +1,14 @@
 /* crypto/cipher.c - see cipher.h.
  *
- * AES-256-XTS and SM4-XTS: libgcrypt XTS.  libgcrypt treats the IV as the
- * 128-bit little-endian data unit sequence number and adds one after each
+ * AES-256-XTS: libgcrypt XTS.  libgcrypt treats the IV as the 128-bit
+ * little-endian data unit sequence number and adds one after each
  * gcry_cipher_encrypt() call, so one setiv per request followed by one call
  * per data unit gives DUN, DUN+1, ... with the same carry as Linux (the two
  * low limbs are the whole 16-byte IV).
+ *
+ * SM4-XTS: crypto/sm4.c (portable, AES-NI or GFNI; libgcrypt 1.10 has no
+ * bulk XTS for SM4), given the IV of the first data unit; it adds one per
+ * data unit with the same 128-bit wrap.
  *
  * AES-128-CBC-ESSIV: per data unit, IV = AES-256_{SHA-256(key)}(le128(DUN)),
  * then AES-128-CBC with the key, no padding (Linux crypto/essiv.c).
@@ -25,12 +29,14 @@
 #include "crypt-ctx.h"
 #include "error.h"
 #include "secmem.h"
+#include "sm4.h"
 
 struct ic_cipher {
   enum ic_crypto_mode_num mode;
   bool keyed;
   union {
-    gcry_cipher_hd_t xts;              /* AES-256-XTS, SM4-XTS */
+    gcry_cipher_hd_t xts;              /* AES-256-XTS */
+    struct ic_sm4_xts_ctx *sm4_xts;    /* SM4-XTS */
     struct {
       gcry_cipher_hd_t cbc;            /* AES-128-CBC, the data key */
       gcry_cipher_hd_t essiv;          /* AES-256-ECB, SHA-256(data key) */
@@ -81,8 +87,9 @@ ic_cipher_new (enum ic_crypto_mode_num mode)
                    &c->u.xts);
     break;
   case IC_ENCRYPTION_MODE_SM4_XTS:
-    r = open_gcry ("xts(sm4)", GCRY_CIPHER_SM4, GCRY_CIPHER_MODE_XTS,
-                   &c->u.xts);
+    c->u.sm4_xts = ic_sm4_xts_new ();
+    if (!c->u.sm4_xts)
+      r = -errno;
     break;
   case IC_ENCRYPTION_MODE_AES_128_CBC_ESSIV:
     r = open_gcry ("cbc(aes)", GCRY_CIPHER_AES128, GCRY_CIPHER_MODE_CBC,
@@ -114,8 +121,10 @@ ic_cipher_free (struct ic_cipher *c)
     return;
   switch (c->mode) {
   case IC_ENCRYPTION_MODE_AES_256_XTS:
-  case IC_ENCRYPTION_MODE_SM4_XTS:
     gcry_cipher_close (c->u.xts);       /* wipes: opened secure */
+    break;
+  case IC_ENCRYPTION_MODE_SM4_XTS:
+    ic_sm4_xts_free (c->u.sm4_xts);
     break;
   case IC_ENCRYPTION_MODE_AES_128_CBC_ESSIV:
     gcry_cipher_close (c->u.essiv.cbc);
@@ -192,8 +201,10 @@ ic_cipher_setkey (struct ic_cipher *c, const uint8_t *key, size_t size)
 
   switch (c->mode) {
   case IC_ENCRYPTION_MODE_AES_256_XTS:
-  case IC_ENCRYPTION_MODE_SM4_XTS:
     r = gcry_setkey (mode->name, c->u.xts, key, size);
+    break;
+  case IC_ENCRYPTION_MODE_SM4_XTS:
+    ic_sm4_xts_setkey (c->u.sm4_xts, key);
     break;
   case IC_ENCRYPTION_MODE_AES_128_CBC_ESSIV:
     r = gcry_setkey (mode->name, c->u.essiv.cbc, key, size);
@@ -263,6 +274,18 @@ xts_crypt (struct ic_cipher *c, uint8_t *dst, const uint8_t *src, size_t len,
 }
 
 static int
+sm4_xts_crypt (struct ic_cipher *c, uint8_t *dst, const uint8_t *src,
+               size_t len, unsigned int du,
+               const uint64_t dun[IC_CRYPTO_DUN_ARRAY_SIZE], bool enc)
+{
+  uint8_t iv[IC_CRYPTO_MAX_IV_SIZE];
+
+  ic_crypto_dun_to_iv (dun, iv);
+  return enc ? ic_sm4_xts_encrypt (c->u.sm4_xts, dst, src, len, du, iv)
+             : ic_sm4_xts_decrypt (c->u.sm4_xts, dst, src, len, du, iv);
+}
+
+static int
 essiv_crypt (struct ic_cipher *c, uint8_t *dst, const uint8_t *src,
              size_t len, unsigned int du,
              const uint64_t dun0[IC_CRYPTO_DUN_ARRAY_SIZE], bool enc)
@@ -328,8 +351,9 @@ cipher_crypt (struct ic_cipher *c, void *dst, const void *src, size_t len,
     return r;
   switch (c->mode) {
   case IC_ENCRYPTION_MODE_AES_256_XTS:
-  case IC_ENCRYPTION_MODE_SM4_XTS:
     return xts_crypt (c, dst, src, len, du, dun, enc);
+  case IC_ENCRYPTION_MODE_SM4_XTS:
+    return sm4_xts_crypt (c, dst, src, len, du, dun, enc);
   case IC_ENCRYPTION_MODE_AES_128_CBC_ESSIV:
     return essiv_crypt (c, dst, src, len, du, dun, enc);
   case IC_ENCRYPTION_MODE_ADIANTUM:
