@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <locale.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -405,9 +406,18 @@ static void *
 loop_thread (void *arg)
 {
   struct ic_control *ctl = arg;
+  locale_t c_locale;
 
   /* Errors of the commands go to their replies, not to the log. */
   ic_error_capture (true);
+  /* The protocol is locale-independent: run in the C locale.  This also
+   * keeps json-c's per-parse newlocale() on its lock-free path for "C"
+   * (with the lock, a process whose locale lock was left unbalanced by a
+   * preloaded sanitizer runtime would hang here).
+   */
+  c_locale = newlocale (LC_ALL_MASK, "C", (locale_t) 0);
+  if (c_locale)
+    uselocale (c_locale);
   ev_run (ctl->loop, 0);
   return NULL;
 }
