@@ -7,12 +7,16 @@
 #   ./quickstart.sh test    install what is missing, build, and run every
 #                           test: make check, then again under
 #                           AddressSanitizer + UBSan, then the concurrency
-#                           tests under ThreadSanitizer
+#                           tests under ThreadSanitizer, then the fuzzers
+#                           (tests/fuzz/run.sh) for a bounded time each
 #
 # Debian 12.  Installing packages needs root (or sudo).  Builds go to
-# _build/, _build-asan/ and _build-tsan/; the source tree stays clean.
+# _build/, _build-asan/, _build-tsan/ and _build-fuzz/; the source tree
+# stays clean.
 # Environment: PORT (10809), SIZE (1G), JOBS (number of CPUs),
-# IC_SANITIZERS=0 to skip the sanitizer builds of "test".
+# IC_SANITIZERS=0 to skip the sanitizer builds of "test",
+# IC_FUZZ_SECONDS (60): how long "test" runs each fuzzer; 0 only replays
+# the committed corpus.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -95,6 +99,8 @@ run_tests ()
         build _build-tsan --enable-sanitizers=thread
         make -C _build-tsan -j"$jobs" check
     fi
+    JOBS=$jobs tests/fuzz/run.sh --seconds "${IC_FUZZ_SECONDS:-60}" \
+        --build-dir _build-fuzz
     echo "quickstart: all tests passed"
 }
 
