@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "fallback.h"
 #include "graph.h"
 
 struct ic_graph *
@@ -37,8 +38,13 @@ ic_graph_free (struct ic_graph *g)
     ic_device_destroy (g->devices[i]);
   for (i = 0; i < g->nengines; i++)
     ic_engine_free (g->engines[i]);
-  for (i = 0; i < g->nkeys; i++)
+  /* A key must be evicted from every profile before it is freed; the
+   * devices are gone, the process-wide fallback is not.
+   */
+  for (i = 0; i < g->nkeys; i++) {
+    ic_crypto_fallback_evict_key (g->keys[i]);
     ic_crypto_key_free (g->keys[i]);
+  }
   free (g->exports);
   free (g->devices);
   free (g->engines);

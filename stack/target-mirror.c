@@ -385,10 +385,19 @@ resync_thread (void *arg)
       ic_debug ("%s: mirror: leg %s is in sync", ic_target_device_name (ti),
                 leg->dev->name);
     }
-    else if (r < 0)
+    else if (r < 0) {
+      /* No in-sync leg to copy from (or the new leg itself failed): the
+       * leg cannot be brought in sync, so it is failed rather than left
+       * resynchronising for ever; re-adding it by a reload starts over.
+       */
+      int state = IC_LEG_RESYNC;
+
+      __atomic_compare_exchange_n (&leg->state, &state, IC_LEG_FAILED, false,
+                                   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
       ic_error ("%s: mirror: resync of leg %s stopped at %" PRIu64 " bytes "
-                "(%s)", ic_target_device_name (ti), leg->dev->name, pos,
-                strerror (-r));
+                "(%s); the leg is failed", ic_target_device_name (ti),
+                leg->dev->name, pos, strerror (-r));
+    }
   }
   free (buf);
   return NULL;
