@@ -15,6 +15,7 @@
 #include "conf.h"
 #include "error.h"
 #include "fallback.h"
+#include "hwkm.h"
 #include "leaf.h"
 #include "parse.h"
 #include "secmem.h"
@@ -275,7 +276,280 @@ resolve (struct parser *p, const char *path)
   return out;
 }
 
-/* key NAME [mode=] [data-unit-size=] [dun-bytes=] key=+FILE|HEX */
+/* Read the long-term blob in @path (hex) into @lt_key.
+ *
+ * Return: its size, or -errno after perr().
+ */
+static int
+read_blob (struct parser *p, const char *what, const char *path,
+           uint8_t lt_key[IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE])
+{
+  char *plus;
+  char *text = NULL;
+  size_t text_size = 0;
+  char w[1024];
+  int n;
+
+  snprintf (w, sizeof w, "%s: %s: blob=", p->at, what);
+  if (asprintf (&plus, "+%s", path) == -1)
+    return perr (p, ENOMEM, "out of memory");
+  n = ic_read_secret (w, plus, &text, &text_size);
+  free (plus);
+  if (n < 0)
+    return n;
+  n = ic_hex_decode (w, text, lt_key, IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE);
+  ic_secure_free (text, text_size);
+  return n;
+}
+
+/* Write @size bytes of @lt_key to the new file @path in hex, mode 0600.
+ *
+ * Return: 0, or -errno after perr().
+ */
+static int
+write_blob (struct parser *p, const char *what, const char *path,
+            const uint8_t *lt_key, size_t size)
+{
+  char hex[2 * IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE + 2];
+  size_t len = 0;
+  size_t done = 0;
+  size_t i;
+  int fd;
+  int r = 0;
+
+  for (i = 0; i < size; i++)
+    len += snprintf (hex + len, sizeof hex - len, "%02x", lt_key[i]);
+  hex[len++] = '\n';
+  fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd == -1)
+    return perr (p, errno, "%s: blob=%s: create: %s", what, path,
+                 strerror (errno));
+  while (done < len) {
+    ssize_t n = write (fd, hex + done, len - done);
+
+    if (n == -1 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      r = n == 0 ? EIO : errno;
+      break;
+    }
+    done += n;
+  }
+  if (r == 0 && fsync (fd) == -1)
+    r = errno;
+  if (close (fd) == -1 && r == 0)
+    r = errno;
+  if (r) {
+    unlink (path);
+    return perr (p, r, "%s: blob=%s: write: %s", what, path, strerror (r));
+  }
+  return 0;
+}
+
+/* Make the long-term blob of a new key: import the raw key of @import
+ * (+FILE, -FD, - or hex, as key=) or generate one, through @profile.
+ *
+ * Return: its size, or -errno after perr().
+ */
+static int
+create_blob (struct parser *p, const char *what,
+             struct ic_crypto_profile *profile, const char *import,
+             uint8_t lt_key[IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE])
+{
+  size_t lt_size = IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE;
+  char *secret = NULL;
+  size_t secret_size = 0;
+  uint8_t *raw;
+  char w[1024];
+  int n;
+  int r;
+
+  if (!import) {
+    /* The reason is reported once, with the line (perr). */
+    bool captured = ic_error_capture (true);
+
+    r = ic_crypto_ioctl_generate_key (profile, lt_key, &lt_size);
+    ic_error_capture (captured);
+    if (r < 0)
+      return perr (p, -r, "%s: generate: %s", what, ic_last_error ());
+    return lt_size;
+  }
+  value_what (p, what, "import", w, sizeof w);
+  if (import[0] == '+') {
+    char *path = resolve (p, import + 1);
+    char *plus;
+
+    if (!path || asprintf (&plus, "+%s", path) == -1) {
+      free (path);
+      return perr (p, ENOMEM, "out of memory");
+    }
+    free (path);
+    r = ic_read_secret (w, plus, &secret, &secret_size);
+    free (plus);
+  }
+  else
+    r = ic_read_secret (w, import, &secret, &secret_size);
+  if (r < 0)
+    return r;
+  raw = ic_secure_alloc (IC_CRYPTO_MAX_RAW_KEY_SIZE);
+  if (!raw) {
+    ic_secure_free (secret, secret_size);
+    return perr (p, ENOMEM, "out of locked memory");
+  }
+  n = ic_hex_decode (w, secret, raw, IC_CRYPTO_MAX_RAW_KEY_SIZE);
+  ic_secure_free (secret, secret_size);
+  if (n >= 0) {
+    bool captured = ic_error_capture (true);
+
+    r = ic_crypto_ioctl_import_key (profile, raw, n, lt_key, &lt_size);
+    ic_error_capture (captured);
+    if (r < 0)
+      n = perr (p, -r, "%s: import: %s", what, ic_last_error ());
+    else
+      n = lt_size;
+  }
+  ic_secure_free (raw, IC_CRYPTO_MAX_RAW_KEY_SIZE);
+  return n;
+}
+
+/* key NAME type=hw_wrapped [mode=AES-256-XTS] [data-unit-size=]
+ *     [dun-bytes=] engine=ENGINE blob=FILE [import=+RAWFILE | generate]
+ *
+ * The key object holds the ephemerally-wrapped blob that @engine's key
+ * manager prepares from the long-term blob in FILE.  With import= or
+ * generate and no FILE yet, the key is first created through the engine
+ * (BLKCRYPTOIMPORTKEY / BLKCRYPTOGENERATEKEY) and its long-term blob
+ * written to FILE (0600); once FILE exists they are ignored, so the line
+ * gives the same key at every start.
+ */
+static int
+parse_wrapped_key (struct parser *p, struct line *l, const char *what,
+                   enum ic_crypto_mode_num mode, unsigned int du,
+                   unsigned int dun_bytes)
+{
+  const char *name = l->words[1];
+  const char *engine_name;
+  const char *blob;
+  const char *import;
+  const char *raw;
+  bool generate;
+  struct ic_engine *engine;
+  struct ic_crypto_profile *profile;
+  struct ic_crypto_key *key;
+  struct stat st;
+  char *path = NULL;
+  uint8_t *lt_key = NULL;
+  uint8_t *eph_key = NULL;
+  size_t eph_size = IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE;
+  bool captured;
+  int lt_size;
+  int r;
+
+  if ((r = get (p, l, what, "engine", &engine_name)) < 0 ||
+      (r = get (p, l, what, "blob", &blob)) < 0 ||
+      (r = get (p, l, what, "import", &import)) < 0 ||
+      (r = get_flag (p, l, what, "generate", &generate)) < 0 ||
+      (r = get (p, l, what, "key", &raw)) < 0)
+    return r;
+  if ((r = check_unused (p, l, what, "mode=, data-unit-size=, dun-bytes=, "
+                         "type=, engine=, blob=, import= or generate")) < 0)
+    return r;
+  if (raw)
+    return perr (p, EINVAL, "%s: key= is for raw keys; a hw_wrapped key "
+                 "takes blob=FILE (its long-term wrapped form), made with "
+                 "import=+RAWFILE or generate", what);
+  if (mode != IC_ENCRYPTION_MODE_AES_256_XTS)
+    return perr (p, EINVAL, "%s: type=hw_wrapped: mode=%s: the hardware "
+                 "derives an AES-256-XTS key from a wrapped key; expected "
+                 "mode=AES-256-XTS", what, ic_crypto_mode_name (mode));
+  if (dun_bytes > ic_crypto_modes[mode].ivsize)
+    return perr (p, EINVAL, "%s: dun-bytes=%u: %s takes 1 to %u DUN bytes",
+                 what, dun_bytes, ic_crypto_mode_name (mode),
+                 ic_crypto_modes[mode].ivsize);
+  if (!engine_name)
+    return perr (p, EINVAL, "%s: type=hw_wrapped: expected engine=ENGINE, "
+                 "the engine whose key manager wraps the key", what);
+  engine = ic_graph_find_engine (p->g, engine_name);
+  if (!engine)
+    return perr (p, EINVAL, "%s: engine=%s: no engine of that name is "
+                 "defined above", what, engine_name);
+  profile = ic_engine_profile (engine);
+  if (!(profile->key_types_supported & IC_CRYPTO_KEY_TYPE_HW_WRAPPED))
+    return perr (p, EOPNOTSUPP, "%s: engine=%s: the engine does not take "
+                 "hw_wrapped keys; give it key-types=raw,hw_wrapped "
+                 "wrapping-key=FILE", what, engine_name);
+  if (!blob)
+    return perr (p, EINVAL, "%s: type=hw_wrapped: expected blob=FILE, the "
+                 "file holding the key's long-term wrapped form in hex",
+                 what);
+  if (import && generate)
+    return perr (p, EINVAL, "%s: import= and generate exclude each other",
+                 what);
+
+  path = resolve (p, blob);
+  lt_key = ic_secure_alloc (IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE);
+  eph_key = ic_secure_alloc (IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE);
+  if (!path || !lt_key || !eph_key) {
+    r = perr (p, ENOMEM, "out of memory");
+    goto out_free;
+  }
+  if (p->flags & IC_CONF_DRY_RUN) {
+    /* Read and write no files: a made-up key imported into the dry run's
+     * volatile key manager (no draw on the strongest random either).
+     */
+    r = lt_size = create_blob (p, what, profile,
+                               "0102030405060708090a0b0c0d0e0f10"
+                               "1112131415161718191a1b1c1d1e1f20", lt_key);
+  }
+  else if (stat (path, &st) == -1 && errno == ENOENT) {
+    if (!import && !generate) {
+      r = perr (p, ENOENT, "%s: blob=%s: no such file; add import=+RAWFILE "
+                "or generate to create the key", what, blob);
+      goto out_free;
+    }
+    r = lt_size = create_blob (p, what, profile, import, lt_key);
+    if (r >= 0)
+      r = write_blob (p, what, path, lt_key, lt_size);
+  }
+  else
+    r = lt_size = read_blob (p, what, path, lt_key);
+  if (r < 0)
+    goto out_free;
+
+  /* Reasons below are reported once, with the line (perr). */
+  captured = ic_error_capture (true);
+  r = ic_crypto_ioctl_prepare_key (profile, lt_key, lt_size, eph_key,
+                                   &eph_size);
+  ic_error_capture (captured);
+  if (r < 0) {
+    perr (p, -r, "%s: blob=%s: %s%s", what, blob, ic_last_error (),
+          r == -EBADMSG ? " (a blob of another wrapping key, or damaged?)"
+                        : "");
+    goto out_free;
+  }
+  captured = ic_error_capture (true);
+  key = ic_crypto_key_new (name, eph_key, eph_size,
+                           IC_CRYPTO_KEY_TYPE_HW_WRAPPED, mode, dun_bytes,
+                           du);
+  ic_error_capture (captured);
+  if (!key) {
+    r = perr (p, errno, "%s: %s", what, ic_last_error ());
+    goto out_free;
+  }
+  snprintf (key->engine, sizeof key->engine, "%s", engine_name);
+  r = ic_graph_add_key (p->g, key);
+  if (r < 0)
+    perr (p, -r, "%s", ic_last_error ());
+out_free:
+  free (path);
+  ic_secure_free (lt_key, IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE);
+  ic_secure_free (eph_key, IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE);
+  return r;
+}
+
+/* key NAME [mode=] [data-unit-size=] [dun-bytes=] [type=raw] key=+FILE|HEX
+ * key NAME type=hw_wrapped ... (parse_wrapped_key)
+ */
 static int
 parse_key (struct parser *p, struct line *l)
 {
@@ -310,9 +584,11 @@ parse_key (struct parser *p, struct line *l)
     return r;
   if ((r = get (p, l, what, "type", &v)) < 0)
     return r;
+  if (v && strcmp (v, "hw_wrapped") == 0)
+    return parse_wrapped_key (p, l, what, mode, du, dun_bytes);
   if (v && strcmp (v, "raw") != 0)
-    return perr (p, EINVAL, "%s: type=%s: expected raw (hardware-wrapped "
-                 "keys are not supported yet)", what, v);
+    return perr (p, EINVAL, "%s: type=%s: expected raw or hw_wrapped", what,
+                 v);
   if ((r = get (p, l, what, "key", &v)) < 0)
     return r;
   if ((r = check_unused (p, l, what, "mode=, data-unit-size=, dun-bytes=, "
@@ -391,12 +667,15 @@ out_free:
   return r;
 }
 
-/* engine NAME [keyslots=] [modes=] [max-dun-bytes=] [program-us=] */
+/* engine NAME [keyslots=] [modes=] [max-dun-bytes=] [program-us=]
+ *        [key-types=raw,hw_wrapped wrapping-key=FILE]
+ */
 static int
 parse_engine (struct parser *p, struct line *l)
 {
   struct ic_engine_config cfg;
   struct ic_engine *engine;
+  const char *wrapping_key;
   const char *v;
   char what[128];
   char w[1024];
@@ -422,13 +701,39 @@ parse_engine (struct parser *p, struct line *l)
                                                 sizeof w), v,
                                     &cfg.key_types)) < 0)
     return r;
-  if (cfg.key_types & IC_CRYPTO_KEY_TYPE_HW_WRAPPED)
-    return perr (p, EINVAL, "%s: key-types=hw_wrapped: hardware-wrapped "
-                 "keys are not supported yet", what);
-  if ((r = check_unused (p, l, what, "keyslots=, modes=, max-dun-bytes=, "
-                         "program-us= or key-types=")) < 0)
+  if ((r = get (p, l, what, "wrapping-key", &wrapping_key)) < 0)
     return r;
+  if ((r = check_unused (p, l, what, "keyslots=, modes=, max-dun-bytes=, "
+                         "program-us=, key-types= or wrapping-key=")) < 0)
+    return r;
+  if (wrapping_key && !(cfg.key_types & IC_CRYPTO_KEY_TYPE_HW_WRAPPED))
+    return perr (p, EINVAL, "%s: wrapping-key= is for hardware-wrapped "
+                 "keys: add key-types=raw,hw_wrapped (or hw_wrapped)", what);
+  if ((cfg.key_types & IC_CRYPTO_KEY_TYPE_HW_WRAPPED) && !wrapping_key)
+    return perr (p, EINVAL, "%s: key-types=hw_wrapped: expected "
+                 "wrapping-key=FILE, the key manager's long-term wrapping "
+                 "key (created, mode 0600, if missing)", what);
+  if (wrapping_key && (p->flags & IC_CONF_DRY_RUN))
+    /* No files: a key manager whose blobs live as long as the dry run. */
+    cfg.hwkm = ic_hwkm_new_volatile ();
+  else if (wrapping_key) {
+    char *path = resolve (p, wrapping_key);
+    bool captured;
+
+    if (!path)
+      return perr (p, ENOMEM, "out of memory");
+    /* The reason is reported once, with the line (perr). */
+    captured = ic_error_capture (true);
+    cfg.hwkm = ic_hwkm_open (path);
+    ic_error_capture (captured);
+    free (path);
+  }
+  if (wrapping_key && !cfg.hwkm)
+    return perr (p, errno, "%s: wrapping-key=%s: %s", what, wrapping_key,
+                 ic_last_error ());
   engine = ic_engine_new (&cfg);
+  /* The engine holds its own reference. */
+  ic_hwkm_put (cfg.hwkm);
   if (!engine)
     return perr (p, errno, "%s", ic_last_error ());
   r = ic_graph_add_engine (p->g, engine);

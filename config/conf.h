@@ -5,6 +5,9 @@
  *   # comments and blank lines anywhere
  *   key    k1  mode=AES-256-XTS data-unit-size=4096 dun-bytes=8 key=+k1.hex
  *   engine ufs keyslots=32 modes=AES-256-XTS:512,4096 max-dun-bytes=8
+ *              [key-types=raw,hw_wrapped wrapping-key=ufs.wkey]
+ *   key    k2  type=hw_wrapped [mode=AES-256-XTS] data-unit-size=4096
+ *              engine=ufs blob=k2.blob [import=+k2.raw | generate]
  *   leaf   d0  file=d0.img size=1G engine=ufs
  *   leaf   d1  memory size=1G
  *   leaf   r0  nbd=nbd+unix:///disk?socket=/run/peer.sock
@@ -18,6 +21,14 @@
  *   export vol1 device=d1 key=k1 [dun-base=N]
  *   fallback keyslots=100 [enabled=true]
  *   control socket=/run/inlinecrypt.sock mode=0600
+ *
+ * A hw_wrapped key names the engine whose key manager (crypto/hwkm.h)
+ * wraps it, defined above; blob= holds its long-term wrapped form in hex.
+ * With import= or generate and no blob file yet, the key is created
+ * through that engine and the blob file written (0600); otherwise the blob
+ * is loaded.  Either way the engine prepares it, and the key object holds
+ * the ephemerally-wrapped blob.  Engines with the same wrapping-key file
+ * share one key manager.
  *
  * See docs/inlinecrypt.conf.5 for every keyword and parameter.  Every
  * error names "file:line: " and what was expected; unknown keywords and

@@ -11,6 +11,8 @@
 #include "cipher-pool.h"
 #include "engine.h"
 #include "error.h"
+#include "hwkm.h"
+#include "secmem.h"
 
 /* One keyslot of the emulated hardware. */
 struct hw_slot {
@@ -20,12 +22,22 @@ struct hw_slot {
    */
   const struct ic_crypto_key *key;
   struct ic_cipher_pool ciphers;
+  /* Hardware-wrapped keys: two AES-256-XTS inline keys derived inside the
+   * "hardware" (locked memory, allocated at the first wrapped key), the
+   * current one being what the ciphers point at.  A new key is derived
+   * into the other, so that a refused programming leaves the slot's key
+   * as it was.  Written under the profile's lock while the slot is idle.
+   */
+  uint8_t *inline_keys;
+  unsigned int inline_key_cur;  /* 0 or 1 */
 };
 
 struct ic_engine {
   struct ic_engine_config cfg;
   struct ic_crypto_profile profile;
   struct hw_slot *slots;
+  /* The key manager, if key_types has HW_WRAPPED; immutable. */
+  struct ic_hwkm *hwkm;
 
   /* The gate (blk_mq_quiesce_queue of a reset): see ic_engine_enter(). */
   atomic_uint in_flight;
@@ -118,6 +130,62 @@ program_fault (struct ic_engine *e, unsigned int *delay_us)
   return -err;
 }
 
+static void
+wipe_inline_keys (struct hw_slot *hs)
+{
+  if (hs->inline_keys)
+    ic_memzero_explicit (hs->inline_keys, 2 * IC_HWKM_INLINE_KEY_SIZE);
+}
+
+/* Program a hardware-wrapped key: unwrap its ephemeral blob and derive
+ * the inline key inside the "hardware" (what ufs-qcom's program_key asks
+ * of ICE), then key the slot's ciphers with it.
+ *
+ * Context: profile->lock held for writing; the slot is idle.
+ */
+static int
+program_wrapped (struct ic_engine *e, struct hw_slot *hs,
+                 const struct ic_crypto_key *key, unsigned int slot)
+{
+  uint8_t *spare;
+  int err;
+
+  /* All known hardware derives an AES-256-XTS key from a wrapped key. */
+  if (key->crypto_cfg.crypto_mode != IC_ENCRYPTION_MODE_AES_256_XTS) {
+    ic_error ("%s: program keyslot %u: key %s: a hardware-wrapped key "
+              "derives an AES-256-XTS inline key, not a %s key", e->cfg.name,
+              slot, key->name[0] ? key->name : "(unnamed)",
+              ic_crypto_mode_name (key->crypto_cfg.crypto_mode));
+    return -EINVAL;
+  }
+  if (!hs->inline_keys) {
+    hs->inline_keys = ic_secure_alloc (2 * IC_HWKM_INLINE_KEY_SIZE);
+    if (!hs->inline_keys) {
+      ic_error ("%s: program keyslot %u: out of locked memory", e->cfg.name,
+                slot);
+      return -ENOMEM;
+    }
+  }
+  spare = hs->inline_keys + (hs->inline_key_cur ^ 1) * IC_HWKM_INLINE_KEY_SIZE;
+  err = ic_hwkm_derive_inline_key (e->hwkm, e->cfg.name, key->bytes,
+                                   key->size, spare);
+  if (err)
+    return err;
+  err = ic_cipher_pool_program (&hs->ciphers, IC_ENCRYPTION_MODE_AES_256_XTS,
+                                spare, IC_HWKM_INLINE_KEY_SIZE);
+  if (err) {
+    ic_memzero_explicit (spare, IC_HWKM_INLINE_KEY_SIZE);
+    return err;
+  }
+  /* The ciphers use the new one now: the old one goes. */
+  hs->inline_key_cur ^= 1;
+  ic_memzero_explicit (hs->inline_keys +
+                       (hs->inline_key_cur ^ 1) * IC_HWKM_INLINE_KEY_SIZE,
+                       IC_HWKM_INLINE_KEY_SIZE);
+  __atomic_store_n (&hs->key, key, __ATOMIC_RELEASE);
+  return 0;
+}
+
 /* ll_ops.keyslot_program.  Context: profile->lock held for writing. */
 static int
 engine_keyslot_program (struct ic_crypto_profile *profile,
@@ -145,11 +213,16 @@ engine_keyslot_program (struct ic_crypto_profile *profile,
     return -EOPNOTSUPP;
   }
 
+  if (key->crypto_cfg.key_type == IC_CRYPTO_KEY_TYPE_HW_WRAPPED)
+    return program_wrapped (e, hs, key, slot);
+
   /* A refused key leaves the slot as it was. */
   err = ic_cipher_pool_program (&hs->ciphers, key->crypto_cfg.crypto_mode,
                                 key->bytes, key->size);
   if (err)
     return err;
+  /* No derived key of an earlier wrapped key stays behind. */
+  wipe_inline_keys (hs);
   __atomic_store_n (&hs->key, key, __ATOMIC_RELEASE);
   return 0;
 }
@@ -167,8 +240,53 @@ engine_keyslot_evict (struct ic_crypto_profile *profile,
   hs = &e->slots[slot];
   __atomic_store_n (&hs->key, NULL, __ATOMIC_RELEASE);
   ic_cipher_pool_clear (&hs->ciphers);
+  /* The slot is idle: no request reads the derived key. */
+  wipe_inline_keys (hs);
   COUNT (e->hw_evictions, 1);
   return 0;
+}
+
+/* The wrapped-key ll_ops: the key manager does the work. */
+static int
+engine_derive_sw_secret (struct ic_crypto_profile *profile,
+                         const uint8_t *eph_key, size_t eph_key_size,
+                         uint8_t sw_secret[IC_CRYPTO_SW_SECRET_SIZE])
+{
+  struct ic_engine *e = profile->priv;
+
+  return ic_hwkm_derive_sw_secret (e->hwkm, e->cfg.name, eph_key,
+                                   eph_key_size, sw_secret);
+}
+
+static int
+engine_import_key (struct ic_crypto_profile *profile, const uint8_t *raw_key,
+                   size_t raw_key_size,
+                   uint8_t lt_key[IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE])
+{
+  struct ic_engine *e = profile->priv;
+
+  return ic_hwkm_import_key (e->hwkm, e->cfg.name, raw_key, raw_key_size,
+                             lt_key);
+}
+
+static int
+engine_generate_key (struct ic_crypto_profile *profile,
+                     uint8_t lt_key[IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE])
+{
+  struct ic_engine *e = profile->priv;
+
+  return ic_hwkm_generate_key (e->hwkm, e->cfg.name, lt_key);
+}
+
+static int
+engine_prepare_key (struct ic_crypto_profile *profile, const uint8_t *lt_key,
+                    size_t lt_key_size,
+                    uint8_t eph_key[IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE])
+{
+  struct ic_engine *e = profile->priv;
+
+  return ic_hwkm_prepare_key (e->hwkm, e->cfg.name, lt_key, lt_key_size,
+                              eph_key);
 }
 
 struct ic_engine *
@@ -212,6 +330,15 @@ ic_engine_new (const struct ic_engine_config *cfg)
 
   e->profile.ll_ops.keyslot_program = engine_keyslot_program;
   e->profile.ll_ops.keyslot_evict = engine_keyslot_evict;
+  if (cfg->key_types & IC_CRYPTO_KEY_TYPE_HW_WRAPPED) {
+    e->hwkm = cfg->hwkm ? ic_hwkm_get (cfg->hwkm) : ic_hwkm_new_volatile ();
+    if (!e->hwkm)
+      goto out_free_slots;
+    e->profile.ll_ops.derive_sw_secret = engine_derive_sw_secret;
+    e->profile.ll_ops.import_key = engine_import_key;
+    e->profile.ll_ops.generate_key = engine_generate_key;
+    e->profile.ll_ops.prepare_key = engine_prepare_key;
+  }
   e->profile.max_dun_bytes_supported = cfg->max_dun_bytes;
   e->profile.key_types_supported = cfg->key_types;
   memcpy (e->profile.modes_supported, cfg->modes_supported,
@@ -227,6 +354,10 @@ ic_engine_new (const struct ic_engine_config *cfg)
   e->faults.program_errno = EIO;
   return e;
 
+out_free_slots:
+  for (i = 0; i < cfg->num_slots; i++)
+    ic_cipher_pool_destroy (&e->slots[i].ciphers);
+  free (e->slots);
 out_destroy_profile:
   ic_crypto_profile_destroy (&e->profile);
 out_free:
@@ -244,9 +375,12 @@ ic_engine_free (struct ic_engine *e)
 
   if (!e)
     return;
-  for (i = 0; i < e->cfg.num_slots; i++)
+  for (i = 0; i < e->cfg.num_slots; i++) {
     ic_cipher_pool_destroy (&e->slots[i].ciphers);
+    ic_secure_free (e->slots[i].inline_keys, 2 * IC_HWKM_INLINE_KEY_SIZE);
+  }
   free (e->slots);
+  ic_hwkm_put (e->hwkm);
   ic_crypto_profile_destroy (&e->profile);
   pthread_mutex_destroy (&e->gate_lock);
   pthread_cond_destroy (&e->gate_cond);
@@ -303,8 +437,13 @@ ic_engine_exit (struct ic_engine *e)
   }
 }
 
+/* Every slot forgets its key.  With @drained (a reset: no request is
+ * inside the engine), the derived keys of wrapped keys are wiped too;
+ * otherwise a request may still be keying a cipher from one, and it stays
+ * in locked memory until the slot is programmed again or freed.
+ */
 static void
-lose_keys (struct ic_engine *e)
+lose_keys (struct ic_engine *e, bool drained)
 {
   unsigned int i;
 
@@ -313,6 +452,8 @@ lose_keys (struct ic_engine *e)
   for (i = 0; i < e->cfg.num_slots; i++) {
     __atomic_store_n (&e->slots[i].key, NULL, __ATOMIC_RELEASE);
     ic_cipher_pool_clear (&e->slots[i].ciphers);
+    if (drained)
+      wipe_inline_keys (&e->slots[i]);
   }
   pthread_rwlock_unlock (&e->profile.lock);
 }
@@ -330,7 +471,7 @@ ic_engine_reset (struct ic_engine *e)
   pthread_mutex_unlock (&e->gate_lock);
 
   /* The controller comes back with empty keyslots ... */
-  lose_keys (e);
+  lose_keys (e, true);
   /* ... and the driver programs them again (ufshcd_crypto_enable). */
   failed = ic_crypto_reprogram_all_keys (&e->profile);
   COUNT (e->resets, 1);
@@ -349,7 +490,7 @@ ic_engine_reset (struct ic_engine *e)
 void
 ic_engine_lose_keys (struct ic_engine *e)
 {
-  lose_keys (e);
+  lose_keys (e, false);
 }
 
 void

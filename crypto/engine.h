@@ -15,6 +15,17 @@
  * ic_crypto_reprogram_all_keys() programs them again, as UFS does on every
  * (re)initialisation.
  *
+ * Hardware-wrapped keys (Linux 6.15; ufs-qcom / sdhci-msm with Qualcomm
+ * ICE): an engine whose key_types include IC_CRYPTO_KEY_TYPE_HW_WRAPPED
+ * has a key manager (crypto/hwkm.h) and the four wrapped-key ll_ops
+ * (derive_sw_secret, import_key, generate_key, prepare_key).  Such a key
+ * holds only its ephemerally-wrapped blob; programming a slot unwraps it
+ * and derives the AES-256-XTS inline key inside the "hardware", into
+ * locked per-slot memory the slot's ciphers use, so a reset reprograms
+ * from the blobs without the raw key.  As on real hardware, the derived
+ * key is always an AES-256-XTS key: a wrapped key of another mode is
+ * refused with EINVAL.
+ *
  * Threading: thread-safe.  The profile's lock serialises programming and
  * eviction; engine->fault_lock covers the fault settings only; the gate is
  * a counter.  No lock is held during en/decryption.
@@ -42,6 +53,12 @@ struct ic_engine_config {
   unsigned int max_dun_bytes;   /* 1 .. 32 */
   unsigned int key_types;       /* mask of enum ic_crypto_key_type */
   unsigned int program_us;      /* cost of programming one slot */
+  /* With IC_CRYPTO_KEY_TYPE_HW_WRAPPED in key_types: the hardware key
+   * manager (crypto/hwkm.h) that wraps and unwraps the engine's keys; the
+   * engine takes its own reference.  NULL: the engine makes a volatile
+   * one (its long-term blobs die with the engine).  Ignored otherwise.
+   */
+  struct ic_hwkm *hwkm;
 };
 
 /* Fill @cfg with the defaults: 32 slots, every mode at every data unit

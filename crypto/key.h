@@ -42,6 +42,12 @@ struct ic_crypto_key {
    * still be using it.  Atomic.
    */
   unsigned int map_refs;
+  /* Beyond upstream, hardware-wrapped keys: the name of the engine whose
+   * key manager prepared the key ("" if unknown), where the control
+   * server's key-derive-secret asks by default.  Never secret.
+   */
+  char engine[IC_CRYPTO_KEY_NAME_MAX];
+  /* Raw: the key.  Hardware-wrapped: its ephemerally-wrapped blob. */
   uint8_t bytes[IC_CRYPTO_MAX_ANY_KEY_SIZE];
 };
 

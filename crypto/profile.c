@@ -634,6 +634,97 @@ ic_crypto_prepare_key (struct ic_crypto_profile *profile,
   return ret;
 }
 
+/* Copy @size bytes of @key into the caller's buffer of *@capacity bytes
+ * (copy_to_user of the ioctls).
+ */
+static int
+copy_out (const char *op, const uint8_t *key, int size, uint8_t *out,
+          size_t *capacity)
+{
+  if ((size_t) size > *capacity) {
+    ic_error ("%s: the key is %d bytes, the buffer only %zu", op, size,
+              *capacity);
+    return -EOVERFLOW;
+  }
+  memcpy (out, key, size);
+  *capacity = size;
+  return 0;
+}
+
+/* blk_crypto_ioctl_import_key */
+int
+ic_crypto_ioctl_import_key (struct ic_crypto_profile *profile,
+                            const uint8_t *raw_key, size_t raw_key_size,
+                            uint8_t *lt_key, size_t *lt_key_size)
+{
+  uint8_t *buf;
+  int ret;
+
+  if (raw_key_size < 16 || raw_key_size > IC_CRYPTO_MAX_RAW_KEY_SIZE) {
+    ic_error ("import key: a raw key must be 16 to %u bytes, got %zu",
+              IC_CRYPTO_MAX_RAW_KEY_SIZE, raw_key_size);
+    return -EINVAL;
+  }
+  buf = ic_secure_alloc (IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE);
+  if (!buf)
+    return -ENOMEM;
+  ret = ic_crypto_import_key (profile, raw_key, raw_key_size, buf);
+  if (ret > 0)
+    ret = copy_out ("import key", buf, ret, lt_key, lt_key_size);
+  else if (ret == -EOPNOTSUPP)
+    ic_error ("%s: import key: no hardware-wrapped key support",
+              profile ? profile->name : "device");
+  ic_secure_free (buf, IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE);
+  return ret;
+}
+
+/* blk_crypto_ioctl_generate_key */
+int
+ic_crypto_ioctl_generate_key (struct ic_crypto_profile *profile,
+                              uint8_t *lt_key, size_t *lt_key_size)
+{
+  uint8_t *buf = ic_secure_alloc (IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE);
+  int ret;
+
+  if (!buf)
+    return -ENOMEM;
+  ret = ic_crypto_generate_key (profile, buf);
+  if (ret > 0)
+    ret = copy_out ("generate key", buf, ret, lt_key, lt_key_size);
+  else if (ret == -EOPNOTSUPP)
+    ic_error ("%s: generate key: no hardware-wrapped key support",
+              profile ? profile->name : "device");
+  ic_secure_free (buf, IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE);
+  return ret;
+}
+
+/* blk_crypto_ioctl_prepare_key */
+int
+ic_crypto_ioctl_prepare_key (struct ic_crypto_profile *profile,
+                             const uint8_t *lt_key, size_t lt_key_size,
+                             uint8_t *eph_key, size_t *eph_key_size)
+{
+  uint8_t *buf;
+  int ret;
+
+  if (lt_key_size > IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE) {
+    ic_error ("prepare key: a long-term wrapped key is at most %u bytes, "
+              "got %zu", IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE, lt_key_size);
+    return -EINVAL;
+  }
+  buf = ic_secure_alloc (IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE);
+  if (!buf)
+    return -ENOMEM;
+  ret = ic_crypto_prepare_key (profile, lt_key, lt_key_size, buf);
+  if (ret > 0)
+    ret = copy_out ("prepare key", buf, ret, eph_key, eph_key_size);
+  else if (ret == -EOPNOTSUPP)
+    ic_error ("%s: prepare key: no hardware-wrapped key support",
+              profile ? profile->name : "device");
+  ic_secure_free (buf, IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE);
+  return ret;
+}
+
 void
 ic_crypto_profile_read_stats (struct ic_crypto_profile *profile,
                               struct ic_keyslot_stats *dst, bool reset)

@@ -236,6 +236,26 @@ int ic_crypto_prepare_key (struct ic_crypto_profile *profile,
                            const uint8_t *lt_key, size_t lt_key_size,
                            uint8_t eph_key[IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE]);
 
+/* The wrapped-key ioctls of a block device (blk_crypto_ioctl_import_key,
+ * _generate_key, _prepare_key for BLKCRYPTOIMPORTKEY, BLKCRYPTOGENERATEKEY,
+ * BLKCRYPTOPREPAREKEY), on @profile: the output size is in/out, the
+ * capacity of the output buffer in, the size of the key written out.
+ * Checked first: an import takes 16..64 raw bytes, a prepare at most 128
+ * long-term bytes (-EINVAL).  Then the op as the wrappers above
+ * (-EOPNOTSUPP, -EBADMSG, ...); a key larger than the capacity is
+ * -EOVERFLOW and nothing is written.  Temporaries are wiped.
+ *
+ * Return: 0 with *@lt_key_size / *@eph_key_size set, or -errno.
+ */
+int ic_crypto_ioctl_import_key (struct ic_crypto_profile *profile,
+                                const uint8_t *raw_key, size_t raw_key_size,
+                                uint8_t *lt_key, size_t *lt_key_size);
+int ic_crypto_ioctl_generate_key (struct ic_crypto_profile *profile,
+                                  uint8_t *lt_key, size_t *lt_key_size);
+int ic_crypto_ioctl_prepare_key (struct ic_crypto_profile *profile,
+                                 const uint8_t *lt_key, size_t lt_key_size,
+                                 uint8_t *eph_key, size_t *eph_key_size);
+
 /* Copy the keyslot counters into @dst; with @reset, zero them after. */
 void ic_crypto_profile_read_stats (struct ic_crypto_profile *profile,
                                    struct ic_keyslot_stats *dst, bool reset);

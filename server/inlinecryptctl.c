@@ -39,8 +39,18 @@ usage (int status)
 "  stats [--reset]                      engine, fallback, device, export\n"
 "                                       counters\n"
 "  key add NAME [mode=M] [data-unit-size=N] [dun-bytes=N] key=+FILE|-\n"
+"  key add NAME type=hw_wrapped engine=E [data-unit-size=N] [dun-bytes=N]\n"
+"          key=+FILE|-                  an ephemeral blob from key prepare\n"
 "  key remove NAME                      refused while a map uses it\n"
 "  key list                             names and modes, never key bytes\n"
+"  key import engine=E|device=D key=+FILE|- [capacity=N]\n"
+"                                       raw key -> long-term blob (hex)\n"
+"  key generate engine=E|device=D [capacity=N]\n"
+"                                       random key -> long-term blob\n"
+"  key prepare engine=E|device=D blob=+FILE|- [capacity=N]\n"
+"                                       long-term -> ephemeral blob\n"
+"  key derive-secret NAME [engine=E|device=D]\n"
+"                                       software secret of a hw_wrapped key\n"
 "  evict KEY [DEVICE]                   EBUSY while in use, 0 if absent\n"
 "  map EXPORT OFFSET LENGTH key=K [dun-base=N] | none\n"
 "  table load DEVICE FILE|- [options=per_child_fallback]\n"
@@ -217,6 +227,10 @@ build_request (int argc, char **argv, char **secret, size_t *secret_cap)
           add_size (req, "data_unit_size", v);
         else if ((v = kv (argv[i], "dun-bytes")))
           add_size (req, "dun_bytes", v);
+        else if ((v = kv (argv[i], "type")))
+          add_str (req, "type", v);
+        else if ((v = kv (argv[i], "engine")))
+          add_str (req, "engine", v);
         else if ((v = kv (argv[i], "key"))) {
           *secret = read_key (v, secret_cap);
           add_str (req, "key", *secret);
@@ -226,6 +240,60 @@ build_request (int argc, char **argv, char **secret, size_t *secret_cap)
       }
       if (!*secret)
         die_usage ("%s", "key add: key=+FILE or key=- is required");
+    }
+    else if (strcmp (argv[1], "import") == 0 ||
+             strcmp (argv[1], "generate") == 0 ||
+             strcmp (argv[1], "prepare") == 0) {
+      char name[32];
+      char *blob = NULL;
+
+      snprintf (name, sizeof name, "key-%s", argv[1]);
+      add_str (req, "cmd", name);
+      for (i = 2; i < argc; i++) {
+        if ((v = kv (argv[i], "engine")))
+          add_str (req, "engine", v);
+        else if ((v = kv (argv[i], "device")))
+          add_str (req, "device", v);
+        else if ((v = kv (argv[i], "capacity")))
+          add_size (req, "capacity", v);
+        else if ((v = kv (argv[i], "key")) &&
+                 strcmp (argv[1], "import") == 0) {
+          *secret = read_key (v, secret_cap);
+          add_str (req, "key", *secret);
+        }
+        else if ((v = kv (argv[i], "blob")) &&
+                 strcmp (argv[1], "prepare") == 0) {
+          size_t n;
+
+          if (v[0] != '+' && strcmp (v, "-") != 0)
+            die_usage ("key prepare: blob=%s: expected blob=+FILE or "
+                       "blob=- (the long-term blob in hex)", v);
+          blob = read_all (v[0] == '+' ? v + 1 : v, NULL);
+          n = strlen (blob);
+          while (n > 0 && strchr (" \t\r\n", blob[n - 1]))
+            blob[--n] = '\0';
+          add_str (req, "lt_key", blob);
+          free (blob);
+        }
+        else
+          die_usage ("key: unknown argument '%s'", argv[i]);
+      }
+      if (strcmp (argv[1], "import") == 0 && !*secret)
+        die_usage ("%s", "key import: key=+FILE or key=- is required");
+      if (strcmp (argv[1], "prepare") == 0 && !blob)
+        die_usage ("%s", "key prepare: blob=+FILE or blob=- is required");
+    }
+    else if (strcmp (argv[1], "derive-secret") == 0) {
+      NEED (3);
+      add_str (req, "cmd", "key-derive-secret");
+      add_str (req, "name", argv[2]);
+      for (i = 3; i < argc; i++)
+        if ((v = kv (argv[i], "engine")))
+          add_str (req, "engine", v);
+        else if ((v = kv (argv[i], "device")))
+          add_str (req, "device", v);
+        else
+          die_usage ("key derive-secret: unknown argument '%s'", argv[i]);
     }
     else if (strcmp (argv[1], "remove") == 0) {
       if (argc != 3)
@@ -584,6 +652,19 @@ print_human (struct json_object *req, struct json_object *reply)
   }
   else if (strcmp (cmd, "ping") == 0)
     printf ("inlinecrypt %s\n", get_str (reply, "version"));
+  else if (strcmp (cmd, "key-import") == 0 ||
+           strcmp (cmd, "key-generate") == 0 ||
+           strcmp (cmd, "key-prepare") == 0 ||
+           strcmp (cmd, "key-derive-secret") == 0) {
+    /* The blob or secret in hex, alone: to redirect into a file. */
+    const char *hex = strcmp (cmd, "key-prepare") == 0
+      ? get_str (reply, "eph_key")
+      : strcmp (cmd, "key-derive-secret") == 0 ? get_str (reply, "sw_secret")
+      : get_str (reply, "lt_key");
+
+    if (*hex)
+      printf ("%s\n", hex);
+  }
 }
 
 int

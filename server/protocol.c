@@ -55,7 +55,7 @@ ic_protocol_parse (const char *line, size_t len, struct json_object **reply)
   struct json_object *req;
   struct json_object *cmd;
   enum json_tokener_error jerr;
-  char msg[256];
+  char msg[512];
 
   *reply = NULL;
   if (len > IC_PROTOCOL_MAX_LINE) {
@@ -103,7 +103,8 @@ ic_protocol_parse (const char *line, size_t len, struct json_object **reply)
   }
   if (!find_command (json_object_get_string (cmd))) {
     snprintf (msg, sizeof msg, "unknown command '%.64s'; expected ping, "
-              "status, stats, key-add, key-remove, key-list, evict, map, "
+              "status, stats, key-add, key-remove, key-list, key-import, "
+              "key-generate, key-prepare, key-derive-secret, evict, map, "
               "table-load, table-resume, table-clear, table-show, "
               "engine-reset, fault or wait-resync",
               json_object_get_string (cmd));
@@ -535,7 +536,95 @@ wipe_field (struct json_object *req, const char *field)
                          json_object_get_string_len (v));
 }
 
-/* key-add name mode data_unit_size dun_bytes key */
+/* @n bytes at @bytes as a hex string field of @o. */
+static void
+add_hex (struct json_object *o, const char *k, const uint8_t *bytes,
+         size_t n)
+{
+  char hex[2 * 256 + 1];
+  size_t i;
+
+  for (i = 0; i < n && i < 256; i++)
+    snprintf (hex + 2 * i, 3, "%02x", bytes[i]);
+  hex[2 * i] = '\0';
+  add_str (o, k, hex);
+  ic_memzero_explicit (hex, sizeof hex);
+}
+
+/* key-add of type hw_wrapped: @hex is an ephemerally-wrapped blob that
+ * @engine_name's key manager prepared (key-prepare).  It is checked, as
+ * FS_IOC_ADD_ENCRYPTION_KEY does with a wrapped key, by deriving its
+ * software secret (EBADMSG if it is not valid).
+ */
+static int
+key_add_wrapped (struct ic_graph *g, struct json_object *reply,
+                 const char *name, enum ic_crypto_mode_num mode, uint64_t du,
+                 uint64_t dun_bytes, const char *hex,
+                 const char *engine_name)
+{
+  struct ic_crypto_profile *profile;
+  struct ic_crypto_key *key;
+  struct ic_engine *engine;
+  uint8_t *blob;
+  uint8_t *sw_secret;
+  int n;
+  int r;
+
+  if (!engine_name) {
+    ic_error ("key-add: a hw_wrapped key needs 'engine', the engine whose "
+              "key manager prepared it");
+    return -EINVAL;
+  }
+  engine = ic_graph_find_engine (g, engine_name);
+  if (!engine) {
+    ic_error ("key-add: no engine named '%s'", engine_name);
+    return -ENOENT;
+  }
+  if (mode != IC_ENCRYPTION_MODE_AES_256_XTS) {
+    ic_error ("key-add: the hardware derives an AES-256-XTS key from a "
+              "hw_wrapped key, not a %s key", ic_crypto_mode_name (mode));
+    return -EINVAL;
+  }
+  if (du > IC_CRYPTO_MAX_DATA_UNIT_SIZE || dun_bytes > IC_CRYPTO_MAX_IV_SIZE) {
+    ic_error ("key-add: data_unit_size or dun_bytes out of range");
+    return -EINVAL;
+  }
+  profile = ic_engine_profile (engine);
+  blob = ic_secure_alloc (IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE);
+  sw_secret = ic_secure_alloc (IC_CRYPTO_SW_SECRET_SIZE);
+  if (!blob || !sw_secret) {
+    r = -ENOMEM;
+    goto out_free;
+  }
+  n = ic_hex_decode ("key-add: key", hex, blob,
+                     IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE);
+  if (n < 0) {
+    r = n == -E2BIG ? -EINVAL : n;
+    goto out_free;
+  }
+  r = ic_crypto_derive_sw_secret (profile, blob, n, sw_secret);
+  if (r == -EOPNOTSUPP)
+    ic_error ("key-add: engine %s does not take hw_wrapped keys",
+              engine_name);
+  if (r < 0)
+    goto out_free;
+  key = ic_crypto_key_new (name, blob, n, IC_CRYPTO_KEY_TYPE_HW_WRAPPED,
+                           mode, dun_bytes, du);
+  if (!key) {
+    r = -errno;
+    goto out_free;
+  }
+  snprintf (key->engine, sizeof key->engine, "%s", engine_name);
+  r = ic_graph_add_key (g, key);
+  if (r == 0)
+    add_str (reply, "name", name);
+out_free:
+  ic_secure_free (blob, IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE);
+  ic_secure_free (sw_secret, IC_CRYPTO_SW_SECRET_SIZE);
+  return r;
+}
+
+/* key-add name mode data_unit_size dun_bytes key [type engine] */
 static int
 cmd_key_add (struct ic_graph *g, struct json_object *req,
              struct json_object *reply)
@@ -543,6 +632,8 @@ cmd_key_add (struct ic_graph *g, struct json_object *req,
   enum ic_crypto_mode_num mode = IC_ENCRYPTION_MODE_AES_256_XTS;
   const char *name;
   const char *mode_name;
+  const char *type;
+  const char *engine_name;
   const char *hex;
   uint64_t du = 4096;
   uint64_t dun_bytes = 8;
@@ -572,6 +663,20 @@ cmd_key_add (struct ic_graph *g, struct json_object *req,
   if (mode_name && (r = ic_parse_mode ("key-add: mode", mode_name,
                                        &mode)) < 0)
     return r;
+  if ((r = arg_string (req, "type", false, &type)) < 0 ||
+      (r = arg_string (req, "engine", false, &engine_name)) < 0)
+    return r;
+  if (type && strcmp (type, "hw_wrapped") == 0)
+    return key_add_wrapped (g, reply, name, mode, du, dun_bytes, hex,
+                            engine_name);
+  if (type && strcmp (type, "raw") != 0) {
+    ic_error ("key-add: type '%s': expected raw or hw_wrapped", type);
+    return -EINVAL;
+  }
+  if (engine_name) {
+    ic_error ("key-add: 'engine' is for hw_wrapped keys");
+    return -EINVAL;
+  }
   keysize = ic_crypto_modes[mode].keysize;
   bytes = ic_secure_alloc (IC_CRYPTO_MAX_RAW_KEY_SIZE);
   if (!bytes)
@@ -736,6 +841,220 @@ cmd_key_list (struct ic_graph *g, struct json_object *req,
   pthread_mutex_unlock (&g->lock);
   json_object_object_add (reply, "keys", arr);
   return 0;
+}
+
+/* The profile a wrapped-key command runs on, as the BLKCRYPTO* ioctls
+ * run on a block device: exactly one of "engine" (the hardware of a leaf)
+ * or "device" (a leaf or stacked device; a stacked one forwards to its
+ * first child).  *@profilep may be NULL for a device without inline
+ * encryption: the ops then fail with EOPNOTSUPP.
+ */
+static int
+wrapped_target (struct ic_graph *g, struct json_object *req,
+                struct ic_crypto_profile **profilep, const char **namep)
+{
+  const char *engine_name;
+  const char *dev_name;
+  struct ic_engine *engine;
+  struct ic_device *dev;
+  int r;
+
+  if ((r = arg_string (req, "engine", false, &engine_name)) < 0 ||
+      (r = arg_string (req, "device", false, &dev_name)) < 0)
+    return r;
+  if (!engine_name == !dev_name) {
+    ic_error ("%s: expected one of 'engine' or 'device'", cmd_name (req));
+    return -EINVAL;
+  }
+  if (engine_name) {
+    engine = ic_graph_find_engine (g, engine_name);
+    if (!engine) {
+      ic_error ("%s: no engine named '%s'", cmd_name (req), engine_name);
+      return -ENOENT;
+    }
+    *profilep = ic_engine_profile (engine);
+    *namep = engine_name;
+    return 0;
+  }
+  dev = arg_device (g, req, "device", true);
+  if (!dev)
+    return -ENOENT;
+  *profilep = __atomic_load_n (&dev->profile, __ATOMIC_ACQUIRE);
+  *namep = dev->name;
+  return 0;
+}
+
+/* Give EOPNOTSUPP a message naming the engine or device. */
+static int
+wrapped_result (struct json_object *req, const char *target, int r)
+{
+  if (r == -EOPNOTSUPP)
+    ic_error ("%s: %s has no hardware-wrapped key support", cmd_name (req),
+              target);
+  return r;
+}
+
+/* The output capacity of key-import/-generate/-prepare (the in/out size
+ * of the ioctls): "capacity", default and at most 128 bytes.
+ */
+static int
+arg_capacity (struct json_object *req, size_t *capacity)
+{
+  uint64_t cap = IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE;
+  int r = arg_size (req, "capacity", false, &cap, NULL);
+
+  *capacity = cap < IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE
+    ? cap : IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE;
+  return r;
+}
+
+/* key-import (engine|device) key [capacity]: BLKCRYPTOIMPORTKEY.  The raw
+ * key (hex) is wiped from the request; the long-term blob comes back in
+ * hex.
+ */
+static int
+cmd_key_import (struct ic_graph *g, struct json_object *req,
+                struct json_object *reply)
+{
+  struct ic_crypto_profile *profile;
+  const char *target;
+  const char *hex;
+  uint8_t lt_key[IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE];
+  size_t lt_size;
+  uint8_t *raw;
+  int n;
+  int r;
+
+  if ((r = wrapped_target (g, req, &profile, &target)) < 0 ||
+      (r = arg_string (req, "key", true, &hex)) < 0 ||
+      (r = arg_capacity (req, &lt_size)) < 0)
+    return r;
+  raw = ic_secure_alloc (IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE);
+  if (!raw)
+    return -ENOMEM;
+  n = ic_hex_decode ("key-import: key", hex, raw,
+                     IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE);
+  if (n < 0)
+    r = n == -E2BIG ? -EINVAL : n;
+  else
+    r = wrapped_result (req, target,
+                        ic_crypto_ioctl_import_key (profile, raw, n, lt_key,
+                                                    &lt_size));
+  ic_secure_free (raw, IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE);
+  if (r < 0)
+    return r;
+  add_hex (reply, "lt_key", lt_key, lt_size);
+  add_u64 (reply, "size", lt_size);
+  return 0;
+}
+
+/* key-generate (engine|device) [capacity]: BLKCRYPTOGENERATEKEY. */
+static int
+cmd_key_generate (struct ic_graph *g, struct json_object *req,
+                  struct json_object *reply)
+{
+  struct ic_crypto_profile *profile;
+  const char *target;
+  uint8_t lt_key[IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE];
+  size_t lt_size;
+  int r;
+
+  if ((r = wrapped_target (g, req, &profile, &target)) < 0 ||
+      (r = arg_capacity (req, &lt_size)) < 0)
+    return r;
+  r = wrapped_result (req, target,
+                      ic_crypto_ioctl_generate_key (profile, lt_key,
+                                                    &lt_size));
+  if (r < 0)
+    return r;
+  add_hex (reply, "lt_key", lt_key, lt_size);
+  add_u64 (reply, "size", lt_size);
+  return 0;
+}
+
+/* key-prepare (engine|device) lt_key [capacity]: BLKCRYPTOPREPAREKEY.
+ * The ephemerally-wrapped blob comes back in hex, for key-add.
+ */
+static int
+cmd_key_prepare (struct ic_graph *g, struct json_object *req,
+                 struct json_object *reply)
+{
+  struct ic_crypto_profile *profile;
+  const char *target;
+  const char *hex;
+  uint8_t lt_key[2 * IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE];
+  uint8_t eph_key[IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE];
+  size_t eph_size;
+  int n;
+  int r;
+
+  if ((r = wrapped_target (g, req, &profile, &target)) < 0 ||
+      (r = arg_string (req, "lt_key", true, &hex)) < 0 ||
+      (r = arg_capacity (req, &eph_size)) < 0)
+    return r;
+  /* Too long for the ioctl is its EINVAL, not a decoding error. */
+  n = ic_hex_decode ("key-prepare: lt_key", hex, lt_key, sizeof lt_key);
+  if (n < 0)
+    return n == -E2BIG ? -EINVAL : n;
+  r = wrapped_result (req, target,
+                      ic_crypto_ioctl_prepare_key (profile, lt_key, n,
+                                                   eph_key, &eph_size));
+  if (r < 0)
+    return r;
+  add_hex (reply, "eph_key", eph_key, eph_size);
+  add_u64 (reply, "size", eph_size);
+  return 0;
+}
+
+/* key-derive-secret name [engine|device]: the 32-byte software secret of
+ * a hw_wrapped key (blk_crypto_derive_sw_secret), from the engine that
+ * prepared it unless told otherwise.  The one secret meant for software:
+ * it is returned in hex.
+ */
+static int
+cmd_key_derive_secret (struct ic_graph *g, struct json_object *req,
+                       struct json_object *reply)
+{
+  struct ic_crypto_key *key = arg_key (g, req, "name");
+  struct ic_crypto_profile *profile;
+  struct ic_engine *engine;
+  struct json_object *v;
+  const char *target;
+  uint8_t *sw_secret;
+  int r;
+
+  if (!key)
+    return -ENOENT;
+  if (key->crypto_cfg.key_type != IC_CRYPTO_KEY_TYPE_HW_WRAPPED) {
+    ic_error ("key-derive-secret: key %s is a raw key; only a hw_wrapped "
+              "key has a software secret", key->name);
+    return -EINVAL;
+  }
+  if (json_object_object_get_ex (req, "engine", &v) ||
+      json_object_object_get_ex (req, "device", &v)) {
+    if ((r = wrapped_target (g, req, &profile, &target)) < 0)
+      return r;
+  }
+  else {
+    engine = key->engine[0] ? ic_graph_find_engine (g, key->engine) : NULL;
+    if (!engine) {
+      ic_error ("key-derive-secret: key %s names no engine; give 'engine' "
+                "or 'device'", key->name);
+      return -EINVAL;
+    }
+    profile = ic_engine_profile (engine);
+    target = key->engine;
+  }
+  sw_secret = ic_secure_alloc (IC_CRYPTO_SW_SECRET_SIZE);
+  if (!sw_secret)
+    return -ENOMEM;
+  r = wrapped_result (req, target,
+                      ic_crypto_derive_sw_secret (profile, key->bytes,
+                                                  key->size, sw_secret));
+  if (r == 0)
+    add_hex (reply, "sw_secret", sw_secret, IC_CRYPTO_SW_SECRET_SIZE);
+  ic_secure_free (sw_secret, IC_CRYPTO_SW_SECRET_SIZE);
+  return r;
 }
 
 /* evict key [device] */
@@ -1085,7 +1404,16 @@ static const char *const f_none[] = { NULL };
 static const char *const f_status[] = { "device", NULL };
 static const char *const f_stats[] = { "reset", NULL };
 static const char *const f_key_add[] = { "name", "mode", "data_unit_size",
-                                         "dun_bytes", "key", NULL };
+                                         "dun_bytes", "key", "type",
+                                         "engine", NULL };
+static const char *const f_key_import[] = { "engine", "device", "key",
+                                            "capacity", NULL };
+static const char *const f_key_generate[] = { "engine", "device",
+                                              "capacity", NULL };
+static const char *const f_key_prepare[] = { "engine", "device", "lt_key",
+                                             "capacity", NULL };
+static const char *const f_key_derive[] = { "name", "engine", "device",
+                                            NULL };
 static const char *const f_name[] = { "name", NULL };
 static const char *const f_evict[] = { "key", "device", NULL };
 static const char *const f_map[] = { "export", "offset", "length", "key",
@@ -1108,6 +1436,10 @@ static const struct command commands[] = {
   { "key-add", false, f_key_add, cmd_key_add },
   { "key-remove", true, f_name, cmd_key_remove },
   { "key-list", false, f_none, cmd_key_list },
+  { "key-import", false, f_key_import, cmd_key_import },
+  { "key-generate", false, f_key_generate, cmd_key_generate },
+  { "key-prepare", false, f_key_prepare, cmd_key_prepare },
+  { "key-derive-secret", false, f_key_derive, cmd_key_derive_secret },
   { "evict", false, f_evict, cmd_evict },
   { "map", false, f_map, cmd_map },
   { "table-load", false, f_table_load, cmd_table_load },

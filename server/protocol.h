@@ -5,12 +5,17 @@
  *   {"ok": true, ...}  or  {"ok": false, "error": "...", "errno": "EBUSY"}.
  *
  * Commands (docs/inlinecryptctl.1 has them all): ping, status, stats,
- * key-add, key-remove, key-list, evict, map, table-load, table-resume,
- * table-clear, table-show, engine-reset, fault, wait-resync.
+ * key-add, key-remove, key-list, key-import, key-generate, key-prepare,
+ * key-derive-secret, evict, map, table-load, table-resume, table-clear,
+ * table-show, engine-reset, fault, wait-resync.
  *
  * This is the transport-free part, so that it can be tested and fuzzed on
  * its own; server/control.c carries it over a Unix socket.  Replies never
- * contain key bytes: key-add takes them and wipes the request's copy.
+ * contain key bytes: key-add and key-import take them and wipe the
+ * request's copy.  Hardware-wrapped keys (crypto/hwkm.h) mirror the
+ * BLKCRYPTO{IMPORT,GENERATE,PREPARE}KEY ioctls on an engine or a device
+ * and return wrapped blobs in hex; key-derive-secret returns the software
+ * secret of a hw_wrapped key, the one secret meant for software.
  *
  * Threading: execute may run on the control thread or on a worker thread
  * (slow commands); commands only touch the graph through its thread-safe

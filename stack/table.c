@@ -22,6 +22,12 @@
  */
 #define MAX_ARGS 133
 
+/* The arguments of a target as table_args() writes them back: each a
+ * device name (at most 63 characters) or a number (at most 20 digits),
+ * with its separating space.
+ */
+#define MAX_ARGS_TEXT ((MAX_ARGS - 3) * 64)
+
 /* Where snprintf appends to @buf of @size once @used bytes are (or would
  * have been) written: no pointer past the buffer, nor into a NULL one.
  */
@@ -378,6 +384,119 @@ stacked_keyslot_evict (struct ic_crypto_profile *profile,
   return 0;
 }
 
+/* Wrapped-key operations go to the first underlying device of the live
+ * table only (dm_exec_wrappedkey_op, "dm: pass through operations on
+ * wrapped inline crypto keys" with its stable fix): as upstream assumes,
+ * all children share one wrapped-key implementation, and asking every one
+ * would flood the key manager with unwrap requests for an invalid key.
+ * The profile wrappers only call these when the device's capabilities
+ * include hardware-wrapped keys.
+ */
+enum wrappedkey_op {
+  DERIVE_SW_SECRET,
+  IMPORT_KEY,
+  GENERATE_KEY,
+  PREPARE_KEY,
+};
+
+struct wrappedkey_op_args {
+  enum wrappedkey_op op;
+  const uint8_t *in;
+  size_t in_size;
+  uint8_t *out;
+  int err;
+};
+
+static int
+wrappedkey_op_child (struct ic_target *ti, struct ic_device *child,
+                     uint64_t start, uint64_t len, void *data)
+{
+  struct wrappedkey_op_args *args = data;
+  /* A stacked child gets its profile at its first resume. */
+  struct ic_crypto_profile *profile =
+    __atomic_load_n (&child->profile, __ATOMIC_ACQUIRE);
+
+  switch (args->op) {
+  case DERIVE_SW_SECRET:
+    args->err = ic_crypto_derive_sw_secret (profile, args->in, args->in_size,
+                                            args->out);
+    break;
+  case IMPORT_KEY:
+    args->err = ic_crypto_import_key (profile, args->in, args->in_size,
+                                      args->out);
+    break;
+  case GENERATE_KEY:
+    args->err = ic_crypto_generate_key (profile, args->out);
+    break;
+  case PREPARE_KEY:
+    args->err = ic_crypto_prepare_key (profile, args->in, args->in_size,
+                                       args->out);
+    break;
+  }
+  /* The first device only: stop. */
+  return 1;
+}
+
+static int
+exec_wrappedkey_op (struct ic_crypto_profile *profile,
+                    struct wrappedkey_op_args *args)
+{
+  struct ic_stacked *md = profile->priv;
+
+  args->err = -EOPNOTSUPP;
+  ic_stacked_iterate_devices (&md->dev, wrappedkey_op_child, args);
+  return args->err;
+}
+
+/* dm_derive_sw_secret */
+static int
+stacked_derive_sw_secret (struct ic_crypto_profile *profile,
+                          const uint8_t *eph_key, size_t eph_key_size,
+                          uint8_t sw_secret[IC_CRYPTO_SW_SECRET_SIZE])
+{
+  struct wrappedkey_op_args args = { .op = DERIVE_SW_SECRET, .in = eph_key,
+                                     .in_size = eph_key_size,
+                                     .out = sw_secret };
+
+  return exec_wrappedkey_op (profile, &args);
+}
+
+/* dm_import_key */
+static int
+stacked_import_key (struct ic_crypto_profile *profile,
+                    const uint8_t *raw_key, size_t raw_key_size,
+                    uint8_t lt_key[IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE])
+{
+  struct wrappedkey_op_args args = { .op = IMPORT_KEY, .in = raw_key,
+                                     .in_size = raw_key_size,
+                                     .out = lt_key };
+
+  return exec_wrappedkey_op (profile, &args);
+}
+
+/* dm_generate_key */
+static int
+stacked_generate_key (struct ic_crypto_profile *profile,
+                      uint8_t lt_key[IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE])
+{
+  struct wrappedkey_op_args args = { .op = GENERATE_KEY, .out = lt_key };
+
+  return exec_wrappedkey_op (profile, &args);
+}
+
+/* dm_prepare_key */
+static int
+stacked_prepare_key (struct ic_crypto_profile *profile,
+                     const uint8_t *lt_key, size_t lt_key_size,
+                     uint8_t eph_key[IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE])
+{
+  struct wrappedkey_op_args args = { .op = PREPARE_KEY, .in = lt_key,
+                                     .in_size = lt_key_size,
+                                     .out = eph_key };
+
+  return exec_wrappedkey_op (profile, &args);
+}
+
 static void
 table_free_all (struct ic_stacked *md)
 {
@@ -432,6 +551,11 @@ ic_stacked_new (const char *name)
   md->dev.features = IC_DEV_CAN_FUA | IC_DEV_CAN_TRIM | IC_DEV_CAN_ZERO |
                      IC_DEV_CAN_MULTI_CONN;
   md->profile.ll_ops.keyslot_evict = stacked_keyslot_evict;
+  /* Used only while the capabilities include hardware-wrapped keys. */
+  md->profile.ll_ops.derive_sw_secret = stacked_derive_sw_secret;
+  md->profile.ll_ops.import_key = stacked_import_key;
+  md->profile.ll_ops.generate_key = stacked_generate_key;
+  md->profile.ll_ops.prepare_key = stacked_prepare_key;
   md->profile.priv = md;
   snprintf (md->profile.name, sizeof md->profile.name, "%s", name);
   pthread_mutex_init (&md->load_lock, NULL);
@@ -975,7 +1099,7 @@ ic_stacked_table_text (struct ic_device *dev, bool inactive, char *buf,
   pthread_mutex_unlock (&md->table_lock);
   for (i = 0; t && i < t->ntargets; i++) {
     struct ic_target *ti = &t->targets[i];
-    char args[1024];
+    char args[MAX_ARGS_TEXT];
 
     ti->type->table_args (ti, args, sizeof args);
     used += snprintf (TAIL (buf, used, size),

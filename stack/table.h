@@ -6,7 +6,10 @@
  * applied when the table is resumed, growing the live profile object that
  * persists across tables (dm_update_crypto_profile), and an eviction from
  * the stacked device goes to every child of the live table
- * (dm_keyslot_evict).
+ * (dm_keyslot_evict).  Hardware-wrapped key operations (import, generate,
+ * prepare, derive_sw_secret) go to the first child of the live table only
+ * (dm_exec_wrappedkey_op, after its stable fix), when the device's
+ * capabilities include hardware-wrapped keys.
  *
  * Tables are text in dmsetup's syntax, one target per line, sizes in
  * 512-byte sectors:

@@ -816,6 +816,10 @@ struct conf_error {
 #define K1 "key k1 key=" KEY64 "\n"
 #define D0 "leaf d0 memory size=1M\n"
 #define PRE K1 D0
+/* An engine with a key manager (its wrapping key made in the test's
+ * directory).
+ */
+#define WE "engine e key-types=raw,hw_wrapped wrapping-key=wk\n"
 #define W8 " a a a a a a a a"
 
 static const struct conf_error conf_errors[] = {
@@ -895,8 +899,46 @@ static const struct conf_error conf_errors[] = {
     "test.conf:1: key k1: dun-bytes=: expected a number from 1 to 32, got "
     "'33'", NULL },
   { "key k1 type=hw_wrapped key=" KEY64 "\n", 0, EINVAL,
-    "test.conf:1: key k1: type=hw_wrapped: expected raw (hardware-wrapped "
-    "keys are not supported yet)", NULL },
+    "test.conf:1: key k1: key= is for raw keys; a hw_wrapped key takes "
+    "blob=FILE", NULL },
+  { "key k1 type=wrapped key=" KEY64 "\n", 0, EINVAL,
+    "test.conf:1: key k1: type=wrapped: expected raw or hw_wrapped", NULL },
+  { "key k1 type=hw_wrapped blob=b\n", 0, EINVAL,
+    "test.conf:1: key k1: type=hw_wrapped: expected engine=ENGINE, the "
+    "engine whose key manager wraps the key", NULL },
+  { "key k1 type=hw_wrapped engine=e blob=b\n", 0, EINVAL,
+    "test.conf:1: key k1: engine=e: no engine of that name is defined above",
+    NULL },
+  { "engine e\nkey k1 type=hw_wrapped engine=e blob=b generate\n", 0,
+    EOPNOTSUPP, "test.conf:2: key k1: engine=e: the engine does not take "
+    "hw_wrapped keys; give it key-types=raw,hw_wrapped wrapping-key=FILE",
+    NULL },
+  { WE "key k1 type=hw_wrapped engine=e\n", 0, EINVAL,
+    "test.conf:2: key k1: type=hw_wrapped: expected blob=FILE", NULL },
+  { WE "key k1 type=hw_wrapped engine=e mode=Adiantum blob=b\n", 0, EINVAL,
+    "test.conf:2: key k1: type=hw_wrapped: mode=Adiantum: the hardware "
+    "derives an AES-256-XTS key from a wrapped key", NULL },
+  { WE "key k1 type=hw_wrapped engine=e blob=b generate import=+k32.hex\n",
+    0, EINVAL, "test.conf:2: key k1: import= and generate exclude each other",
+    NULL },
+  { WE "key k1 type=hw_wrapped engine=e blob=none.blob\n", 0, ENOENT,
+    "test.conf:2: key k1: blob=none.blob: no such file; add import=+RAWFILE "
+    "or generate to create the key", NULL },
+  { WE "key k1 type=hw_wrapped engine=e blob=k32-as-64.hex\n", 0, EBADMSG,
+    "test.conf:2: key k1: blob=k32-as-64.hex: e: prepare key: invalid key: "
+    "a long-term wrapped key is 61 bytes, got 32 (a blob of another "
+    "wrapping key, or damaged?)", NULL },
+  { WE "key k1 type=hw_wrapped engine=e blob=group.hex\n", 0, EACCES,
+    "test.conf:2: key k1: blob=: key file", "is accessible by group or "
+    "others" },
+  { WE "key k1 type=hw_wrapped engine=e blob=new.blob import=+k64.hex "
+    "generat\n", 0, EINVAL,
+    "test.conf:2: key k1: unknown parameter 'generat'; expected mode=, "
+    "data-unit-size=, dun-bytes=, type=, engine=, blob=, import= or "
+    "generate", NULL },
+  { WE "key k1 type=hw_wrapped engine=e blob=new.blob import=00112233\n", 0,
+    EINVAL, "test.conf:2: key k1: import: import key: a raw key must be 16 "
+    "to 64 bytes, got 4", NULL },
   { "key k1 key=" KEY32 "\n", 0, EINVAL,
     "test.conf:1: key k1: AES-256-XTS needs a key of exactly 64 bytes (128 "
     "hex digits), got 32 bytes", NULL },
@@ -976,11 +1018,22 @@ static const struct conf_error conf_errors[] = {
     "test.conf:1: engine e: key-types=: expected raw, hw_wrapped or both",
     NULL },
   { "engine e key-types=raw,hw_wrapped\n", 0, EINVAL,
-    "test.conf:1: engine e: key-types=hw_wrapped: hardware-wrapped keys are "
-    "not supported yet", NULL },
+    "test.conf:1: engine e: key-types=hw_wrapped: expected "
+    "wrapping-key=FILE, the key manager's long-term wrapping key", NULL },
+  { "engine e wrapping-key=wk\n", 0, EINVAL,
+    "test.conf:1: engine e: wrapping-key= is for hardware-wrapped keys: add "
+    "key-types=raw,hw_wrapped (or hw_wrapped)", NULL },
+  { "engine e key-types=hw_wrapped wrapping-key=open.hex\n", 0, EACCES,
+    "test.conf:1: engine e: wrapping-key=open.hex: wrapping key ",
+    "open.hex: the file is accessible by group or others (mode 0644); "
+    "chmod 600 it" },
+  { "engine e key-types=hw_wrapped wrapping-key=k64.hex\n", 0, EINVAL,
+    "test.conf:1: engine e: wrapping-key=k64.hex: wrapping key ",
+    "k64.hex: expected 64 hexadecimal digits (32 bytes)" },
   { "engine e slots=3\n", 0, EINVAL,
     "test.conf:1: engine e: unknown parameter 'slots'; expected keyslots=, "
-    "modes=, max-dun-bytes=, program-us= or key-types=", NULL },
+    "modes=, max-dun-bytes=, program-us=, key-types= or wrapping-key=",
+    NULL },
   { "engine e\nengine e\n", 0, EEXIST,
     "test.conf:2: engine e is already defined", NULL },
 
