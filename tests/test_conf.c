@@ -342,24 +342,29 @@ static void
 setup_nbd (void)
 {
   char sock[PATH_SIZE / 2];
+  char pidfile[PATH_SIZE / 2];
   struct stat st;
   int i;
 
   setup ();
   snprintf (sock, sizeof sock, "%s/nbd.sock", dir);
+  snprintf (pidfile, sizeof pidfile, "%s/nbd.pid", dir);
   snprintf (nbd_uri, sizeof nbd_uri, "nbd+unix:///?socket=%s", sock);
   nbdkit_pid = fork ();
   ck_assert_int_ge (nbdkit_pid, 0);
   if (nbdkit_pid == 0) {
-    execlp ("nbdkit", "nbdkit", "-f", "-r", "-U", sock, "memory", "3M",
-            (char *) NULL);
+    execlp ("nbdkit", "nbdkit", "-f", "-r", "-U", sock, "-P", pidfile,
+            "memory", "3M", (char *) NULL);
     _exit (127);
   }
   for (i = 0; i < 1000; i++) {
     struct timespec ts = { 0, 10 * 1000 * 1000 };
     int status;
 
-    if (stat (sock, &st) == 0)
+    /* nbdkit writes its pidfile once it listens (the socket file exists
+     * a moment before that).
+     */
+    if (stat (pidfile, &st) == 0 && st.st_size > 0)
       return;
     if (waitpid (nbdkit_pid, &status, WNOHANG) == nbdkit_pid) {
       nbdkit_pid = -1;          /* no nbdkit: the test skips */
