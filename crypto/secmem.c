@@ -2,9 +2,11 @@
 #include <config.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <string.h>
 #include <stdio.h>
+#include <sys/mman.h>
 
 #include <gcrypt.h>
 
@@ -14,6 +16,71 @@
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static int init_result;
 static bool pool_locked;
+
+/* The mappings that libgcrypt locked for its pool.  Memory locks are not
+ * inherited by a child of fork(2), and nbdkit forks to go into the
+ * background after loading us, keys and all: the child locks them again
+ * (relock_in_child).
+ */
+#define MAX_POOL_RANGES 8
+
+struct range {
+  uintptr_t start;
+  uintptr_t end;
+};
+
+static struct range pool_ranges[MAX_POOL_RANGES];
+static unsigned int npool_ranges;
+
+/* The locked mappings of this process (Locked: > 0 in /proc/self/smaps),
+ * at most @max of them.  Return: how many, or -1.
+ */
+static int
+locked_ranges (struct range *r, unsigned int max)
+{
+  FILE *fp = fopen ("/proc/self/smaps", "re");
+  char line[4096];
+  uintptr_t start = 0;
+  uintptr_t end = 0;
+  uintptr_t s;
+  uintptr_t e;
+  unsigned int n = 0;
+  long kib;
+
+  if (!fp)
+    return -1;
+  while (fgets (line, sizeof line, fp)) {
+    /* A mapping's first line; sscanf may fill @s from other lines. */
+    if (sscanf (line, "%" SCNxPTR "-%" SCNxPTR " ", &s, &e) == 2) {
+      start = s;
+      end = e;
+      continue;
+    }
+    if (sscanf (line, "Locked: %ld kB", &kib) == 1 && kib > 0 && n < max) {
+      r[n].start = start;
+      r[n].end = end;
+      n++;
+    }
+  }
+  fclose (fp);
+  return n;
+}
+
+/* pthread_atfork child handler: lock the pool again.  Only mlock(2)
+ * here: the parent may have had threads.
+ */
+static void
+relock_in_child (void)
+{
+  unsigned int i;
+
+  if (npool_ranges == 0)
+    pool_locked = false;        /* the pool was not found: not locked */
+  for (i = 0; i < npool_ranges; i++)
+    if (mlock ((void *) pool_ranges[i].start,
+               pool_ranges[i].end - pool_ranges[i].start) == -1)
+      pool_locked = false;
+}
 
 /* Locked memory of this process, in KiB, from /proc/self/status. */
 static long
@@ -35,7 +102,14 @@ locked_kib (void)
 static void
 init_libgcrypt (void)
 {
+  struct range old[MAX_POOL_RANGES];
+  struct range now[MAX_POOL_RANGES];
+  int nbefore;
+  int n;
+  int i;
+  int j;
   long before;
+  void *probe;
 
   if (!gcry_check_version ("1.10.0")) {
     ic_error ("libgcrypt: version %s is too old, 1.10.0 or later is needed",
@@ -58,14 +132,35 @@ init_libgcrypt (void)
    */
   gcry_control (GCRYCTL_DISABLE_SECMEM_WARN);
   before = locked_kib ();
+  nbefore = locked_ranges (old, MAX_POOL_RANGES);
   gcry_control (GCRYCTL_AUTO_EXPAND_SECMEM, (unsigned int) IC_SECMEM_INITIAL);
-  if (gcry_control (GCRYCTL_INIT_SECMEM, IC_SECMEM_INITIAL, 0)) {
+  /* GCRYCTL_INIT_SECMEM also fails when it could not lock the pool, which
+   * it made all the same: what matters is that secure memory works
+   * (tried below) and whether it is locked (pool_locked).
+   */
+  gcry_control (GCRYCTL_INIT_SECMEM, IC_SECMEM_INITIAL, 0);
+  gcry_control (GCRYCTL_INITIALIZATION_FINISHED, 0);
+  probe = gcry_malloc_secure (1);
+  if (!probe || !gcry_is_secure (probe)) {
+    gcry_free (probe);
     ic_error ("libgcrypt: cannot initialise secure memory");
     init_result = -ENOMEM;
     return;
   }
-  gcry_control (GCRYCTL_INITIALIZATION_FINISHED, 0);
+  gcry_free (probe);
   pool_locked = locked_kib () - before >= IC_SECMEM_INITIAL / 1024;
+  if (pool_locked) {
+    /* The pool is the locked mapping that was not locked before. */
+    n = locked_ranges (now, MAX_POOL_RANGES);
+    for (i = 0; i < n; i++) {
+      for (j = 0; j < nbefore; j++)
+        if (old[j].start == now[i].start && old[j].end == now[i].end)
+          break;
+      if (j == nbefore && npool_ranges < MAX_POOL_RANGES)
+        pool_ranges[npool_ranges++] = now[i];
+    }
+    pthread_atfork (NULL, NULL, relock_in_child);
+  }
   if (!pool_locked)
     ic_debug ("libgcrypt: secure memory is not locked (RLIMIT_MEMLOCK too "
               "small?); key material may be swapped out");

@@ -7,11 +7,13 @@
  */
 #include <config.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
@@ -23,6 +25,7 @@
 #include "fallback.h"
 #include "graph.h"
 #include "params.h"
+#include "parse.h"
 #include "secmem.h"
 
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
@@ -121,7 +124,22 @@ inlinecrypt_config (const char *key, const char *value)
       return -1;
     }
 
-    /* +FILE, - and -FD, like every nbdkit secret. */
+    /* +FILE, - and -FD, like every nbdkit secret.  A file and a file
+     * descriptor are read straight into locked memory: nbdkit reads them
+     * through a FILE whose buffer it frees with the key still in it.
+     * "-" prompts on the terminal, which nbdkit knows how to do.
+     */
+    if (strcmp (value, "-") != 0) {
+      size_t size;
+
+      if (ic_read_secret ("key=", value, &hex, &size) < 0)
+        return -1;
+      if (value[0] == '-' && isdigit ((unsigned char) value[1]))
+        close (atoi (value + 1));   /* nbdkit closes it too */
+      r = ic_params_set (params, key, hex);
+      ic_secure_free (hex, size);
+      return r < 0 ? -1 : 0;
+    }
     if (nbdkit_read_password (value, &hex) == -1)
       return -1;
     r = ic_params_set (params, key, hex);
