@@ -175,4 +175,4 @@ for leg in 0 1 2; do
 done
 cmp $d/raw0 $d/raw1
 cmp $d/raw0 $d/raw2
-! cmp -s $d/raw0 $d/final
+fails cmp -s $d/raw0 $d/final
