@@ -21,7 +21,7 @@
 
 /* The longest secret read_fd_secret() takes, buffer and NUL included: a
  * hex key is at most 128 digits, and the locked pool cannot give one
- * block bigger than IC_SECMEM_INITIAL (libgcrypt expands it by pools of
+ * block bigger than its pool increment (libgcrypt expands it by pools of
  * that size), so 1 MiB would only ever fail as "out of locked memory".
  */
 #define MAX_SECRET_SIZE (64 * 1024)

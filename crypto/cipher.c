@@ -55,6 +55,8 @@ open_gcry (const char *what, int algo, int gmode, gcry_cipher_hd_t *hd)
     *hd = NULL;
     return gcry_err_code (err) == GPG_ERR_CIPHER_ALGO ? -ENOPKG : -ENOMEM;
   }
+  /* The handle holds the key schedule: it must be in the locked pool. */
+  ic_secmem_check (*hd);
   return 0;
 }
 

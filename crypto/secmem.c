@@ -7,6 +7,8 @@
 #include <string.h>
 #include <stdio.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <gcrypt.h>
 
@@ -31,6 +33,7 @@ struct range {
 
 static struct range pool_ranges[MAX_POOL_RANGES];
 static unsigned int npool_ranges;
+static size_t pool_size;
 
 /* The locked mappings of this process (Locked: > 0 in /proc/self/smaps),
  * at most @max of them.  Return: how many, or -1.
@@ -99,6 +102,22 @@ locked_kib (void)
   return kib;
 }
 
+/* How big a pool we can lock: IC_SECMEM_SIZE for root or a generous
+ * RLIMIT_MEMLOCK, else half the limit, at least IC_SECMEM_MIN.
+ */
+static size_t
+secmem_size (void)
+{
+  struct rlimit rl;
+
+  if (geteuid () == 0 || getrlimit (RLIMIT_MEMLOCK, &rl) == -1 ||
+      rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= 2 * IC_SECMEM_SIZE)
+    return IC_SECMEM_SIZE;
+  if (rl.rlim_cur / 2 < IC_SECMEM_MIN)
+    return IC_SECMEM_MIN;
+  return rl.rlim_cur / 2 & ~(size_t) 4095;
+}
+
 static void
 init_libgcrypt (void)
 {
@@ -131,14 +150,15 @@ init_libgcrypt (void)
    * the fact for status reports.
    */
   gcry_control (GCRYCTL_DISABLE_SECMEM_WARN);
+  pool_size = secmem_size ();
   before = locked_kib ();
   nbefore = locked_ranges (old, MAX_POOL_RANGES);
-  gcry_control (GCRYCTL_AUTO_EXPAND_SECMEM, (unsigned int) IC_SECMEM_INITIAL);
+  gcry_control (GCRYCTL_AUTO_EXPAND_SECMEM, (unsigned int) pool_size);
   /* GCRYCTL_INIT_SECMEM also fails when it could not lock the pool, which
    * it made all the same: what matters is that secure memory works
    * (tried below) and whether it is locked (pool_locked).
    */
-  gcry_control (GCRYCTL_INIT_SECMEM, IC_SECMEM_INITIAL, 0);
+  gcry_control (GCRYCTL_INIT_SECMEM, (unsigned int) pool_size, 0);
   gcry_control (GCRYCTL_INITIALIZATION_FINISHED, 0);
   probe = gcry_malloc_secure (1);
   if (!probe || !gcry_is_secure (probe)) {
@@ -148,7 +168,7 @@ init_libgcrypt (void)
     return;
   }
   gcry_free (probe);
-  pool_locked = locked_kib () - before >= IC_SECMEM_INITIAL / 1024;
+  pool_locked = locked_kib () - before >= (long) (pool_size / 1024);
   if (pool_locked) {
     /* The pool is the locked mapping that was not locked before. */
     n = locked_ranges (now, MAX_POOL_RANGES);
@@ -180,6 +200,7 @@ ic_secure_alloc (size_t size)
 
   if (!p)
     errno = ENOMEM;
+  ic_secmem_check (p);
   return p;
 }
 
@@ -201,5 +222,21 @@ ic_secure_free (void *p, size_t size)
 bool
 ic_secmem_locked (void)
 {
-  return pool_locked;
+  return __atomic_load_n (&pool_locked, __ATOMIC_RELAXED);
+}
+
+void
+ic_secmem_check (const void *p)
+{
+  uintptr_t a = (uintptr_t) p;
+  unsigned int i;
+
+  if (!p || !__atomic_load_n (&pool_locked, __ATOMIC_RELAXED))
+    return;
+  for (i = 0; i < npool_ranges; i++)
+    if (a >= pool_ranges[i].start && a < pool_ranges[i].end)
+      return;
+  if (__atomic_exchange_n (&pool_locked, false, __ATOMIC_RELAXED))
+    ic_error ("libgcrypt: the locked pool of %zu KiB is full: key material "
+              "now goes to memory that is not locked", pool_size / 1024);
 }

@@ -2,8 +2,8 @@
  *
  * Key bytes and every cipher state derived from them live in libgcrypt's
  * secure memory: pages locked with mlock(2) so they never reach swap, wiped
- * when freed.  The pool starts at IC_SECMEM_INITIAL bytes and grows on
- * demand.  As an unprivileged user whose RLIMIT_MEMLOCK is too small,
+ * when freed.  The pool has IC_SECMEM_SIZE bytes; libgcrypt grows it on
+ * demand with memory it does not lock (ic_secmem_check() notices).  As an unprivileged user whose RLIMIT_MEMLOCK is too small,
  * libgcrypt falls back to unlocked pages; ic_secmem_locked() tells which.
  *
  * Thread-safe once ic_crypto_init() has returned.
@@ -14,7 +14,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define IC_SECMEM_INITIAL (256 * 1024)
+/* The locked pool: IC_SECMEM_SIZE bytes where memory may be locked that
+ * much (root, or RLIMIT_MEMLOCK), else what RLIMIT_MEMLOCK allows, at
+ * least IC_SECMEM_MIN.  A key with its ciphers takes a few KiB, so this
+ * holds thousands of them.
+ */
+#define IC_SECMEM_SIZE (8 * 1024 * 1024)
+#define IC_SECMEM_MIN (256 * 1024)
 
 /* Initialise libgcrypt (version check, secure memory).  Idempotent.
  *
@@ -35,7 +41,15 @@ void ic_secure_free (void *p, size_t size);
 /* Wipe @size bytes in a way the compiler cannot elide. */
 void ic_memzero_explicit (void *p, size_t size);
 
-/* True if the secure memory pool is locked in RAM. */
+/* True if the secure memory pool is locked in RAM and nothing secure has
+ * been placed outside it.
+ */
 bool ic_secmem_locked (void);
+
+/* Check that secure memory at @p lies in the locked pool.  When it is full
+ * libgcrypt adds pools of ordinary memory; the first allocation there is
+ * reported once and makes ic_secmem_locked() false from then on.
+ */
+void ic_secmem_check (const void *p);
 
 #endif /* IC_SECMEM_H */

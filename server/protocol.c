@@ -48,8 +48,148 @@ ic_protocol_error (int err, const char *msg)
   return reply;
 }
 
+/* The value of a request's "key" member, kept out of json-c.  json-c
+ * copies every string it parses into buffers of its own and frees them
+ * unwiped; the key text of key-add and key-import must not be left there.
+ */
+struct secret {
+  char *text;                   /* locked memory, NUL-terminated */
+  size_t size;                  /* bytes allocated */
+};
+
+static void
+free_secret (struct json_object *jso, void *userdata)
+{
+  struct secret *sec = userdata;
+
+  ic_secure_free (sec->text, sec->size);
+  ic_secure_free (sec, sizeof *sec);
+}
+
+/* Skip a JSON string starting at @p (on its opening quote); return the
+ * position after it, or NULL.  *@escaped tells whether it had escapes.
+ */
+static const char *
+skip_string (const char *p, const char *end, bool *escaped)
+{
+  *escaped = false;
+  for (p++; p < end; p++) {
+    if (*p == '\\') {
+      *escaped = true;
+      p++;
+    }
+    else if (*p == '"')
+      return p + 1;
+  }
+  return NULL;
+}
+
+/* Find the top-level member "key" of the object in @text and, if its value
+ * is a string without escapes, move the value into a locked secret and
+ * overwrite it in @text with 'x's.  Anything unexpected: leave @text
+ * alone (json-c will say what is wrong with it).
+ */
+static struct secret *
+take_secret (char *text, size_t len)
+{
+  const char *end = text + len;
+  const char *p = text;
+  struct secret *sec;
+  int depth = 0;
+  bool escaped;
+
+  while (p < end) {
+    if (*p == '"') {
+      const char *name = p;
+      const char *after = skip_string (p, end, &escaped);
+      const char *v;
+
+      if (!after)
+        return NULL;
+      p = after;
+      if (depth != 1 || after - name != 5 ||
+          memcmp (name, "\"key\"", 5) != 0)
+        continue;
+      for (v = after; v < end && strchr (" \t\r\n", *v); v++)
+        ;
+      if (v == end || *v != ':')
+        continue;               /* "key" as a value, not a member name */
+      for (v++; v < end && strchr (" \t\r\n", *v); v++)
+        ;
+      if (v == end || *v != '"')
+        return NULL;
+      after = skip_string (v, end, &escaped);
+      if (!after || escaped)
+        return NULL;
+      sec = ic_secure_alloc (sizeof *sec);
+      if (!sec)
+        return NULL;
+      sec->size = after - v - 1;
+      sec->text = ic_secure_alloc (sec->size);
+      if (!sec->text) {
+        ic_secure_free (sec, sizeof *sec);
+        return NULL;
+      }
+      memcpy (sec->text, v + 1, sec->size - 1);
+      memset ((char *) v + 1, 'x', sec->size - 1);
+      return sec;
+    }
+    if (*p == '{' || *p == '[')
+      depth++;
+    else if (*p == '}' || *p == ']')
+      depth--;
+    p++;
+  }
+  return NULL;
+}
+
+/* Commands whose "key" member is secret; for the others it names a key. */
+static bool
+key_is_secret (const char *cmd)
+{
+  return strcmp (cmd, "key-add") == 0 || strcmp (cmd, "key-import") == 0;
+}
+
+static struct json_object *
+parse_object (const char *line, size_t len, struct json_object **reply);
+
 struct json_object *
 ic_protocol_parse (const char *line, size_t len, struct json_object **reply)
+{
+  struct json_object *req;
+  struct json_object *cmd;
+  struct secret *sec = NULL;
+  char *copy;
+
+  *reply = NULL;
+  if (len > IC_PROTOCOL_MAX_LINE || memchr (line, '\0', len))
+    return parse_object (line, len, reply);
+  /* Parse a locked copy whose key value is blanked. */
+  copy = ic_secure_alloc (len + 1);
+  if (!copy)
+    abort ();
+  memcpy (copy, line, len);
+  sec = take_secret (copy, len);
+  req = parse_object (copy, len, reply);
+  ic_secure_free (copy, len + 1);
+  if (!req || !sec) {
+    if (sec)
+      free_secret (NULL, sec);
+    return req;
+  }
+  json_object_object_get_ex (req, "cmd", &cmd);
+  if (key_is_secret (json_object_get_string (cmd)))
+    json_object_set_userdata (req, sec, free_secret);
+  else {
+    /* A key name: not secret, put it back. */
+    json_object_object_add (req, "key", json_object_new_string (sec->text));
+    free_secret (NULL, sec);
+  }
+  return req;
+}
+
+static struct json_object *
+parse_object (const char *line, size_t len, struct json_object **reply)
 {
   struct json_tokener *tok;
   struct json_object *req;
@@ -146,6 +286,20 @@ arg_string (struct json_object *req, const char *field, bool required,
   }
   *out = json_object_get_string (v);
   return 0;
+}
+
+/* The value of @field, which for "key" may have been kept out of json-c:
+ * then the locked copy.
+ */
+static int
+arg_secret (struct json_object *req, const char *field, const char **out)
+{
+  struct secret *sec = json_object_get_userdata (req);
+  int r = arg_string (req, field, true, out);
+
+  if (r == 0 && sec && strcmp (field, "key") == 0)
+    *out = sec->text;
+  return r;
 }
 
 /* A number: a JSON integer >= 0, or a string with a size suffix. */
@@ -647,7 +801,7 @@ cmd_key_add (struct ic_graph *g, struct json_object *req,
       (r = arg_string (req, "mode", false, &mode_name)) < 0 ||
       (r = arg_size (req, "data_unit_size", false, &du, NULL)) < 0 ||
       (r = arg_size (req, "dun_bytes", false, &dun_bytes, NULL)) < 0 ||
-      (r = arg_string (req, "key", true, &hex)) < 0)
+      (r = arg_secret (req, "key", &hex)) < 0)
     return r;
   if (strlen (name) == 0 || strlen (name) >= IC_CRYPTO_KEY_NAME_MAX ||
       strspn (name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -926,7 +1080,7 @@ cmd_key_import (struct ic_graph *g, struct json_object *req,
   int r;
 
   if ((r = wrapped_target (g, req, &profile, &target)) < 0 ||
-      (r = arg_string (req, "key", true, &hex)) < 0 ||
+      (r = arg_secret (req, "key", &hex)) < 0 ||
       (r = arg_capacity (req, &lt_size)) < 0)
     return r;
   raw = ic_secure_alloc (IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE);
