@@ -755,6 +755,7 @@ parse_leaf (struct parser *p, struct line *l)
   bool memory;
   bool readonly = false;
   bool fallback = true;
+  unsigned int timeout_s = IC_NBD_DEFAULT_TIMEOUT_MS / 1000;
   uint64_t size = 0;
   char what[128];
   int kinds;
@@ -767,10 +768,11 @@ parse_leaf (struct parser *p, struct line *l)
       (r = get (p, l, what, "engine", &engine_name)) < 0 ||
       (r = get_size (p, l, what, "size", &size)) < 0 ||
       (r = get_bool (p, l, what, "readonly", &readonly)) < 0 ||
-      (r = get_bool (p, l, what, "fallback", &fallback)) < 0)
+      (r = get_bool (p, l, what, "fallback", &fallback)) < 0 ||
+      (r = get_uint (p, l, what, "timeout", 0, 3600, &timeout_s)) < 0)
     return r;
   if ((r = check_unused (p, l, what, "memory, file=, nbd=, size=, engine=, "
-                         "readonly= or fallback=")) < 0)
+                         "readonly=, fallback= or timeout=")) < 0)
     return r;
   kinds = memory + !!file + !!nbd;
   if (kinds != 1)
@@ -797,7 +799,8 @@ parse_leaf (struct parser *p, struct line *l)
     free (path);
   }
   else
-    dev = ic_leaf_nbd_new (name, nbd, size, readonly, engine);
+    dev = ic_leaf_nbd_new (name, nbd, size, readonly, timeout_s * 1000,
+                           engine);
   if (!dev)
     return perr (p, errno, "%s", ic_last_error ());
   dev->fallback_enabled = fallback;

@@ -39,13 +39,21 @@ struct remote {
   uint64_t next_connect_ns;     /* protected by lock: backoff */
   unsigned int backoff_ms;      /* protected by lock */
   uint64_t reconnects;          /* atomic */
+  unsigned int timeout_ms;      /* per command; 0: none */
   struct conn conns[MAX_CONNS];
 };
 
-/* Open a connection.  Return: the handle, or NULL with the reason set. */
+/* Open a connection, giving up after @timeout_ms (0: no limit): a server
+ * that accepts the connection but never answers (a stopped process) must
+ * not hang the request that reconnects.
+ *
+ * Return: the handle, or NULL with *err and the reason set.
+ */
 static struct nbd_handle *
-nbd_open (const char *name, const char *uri, int *err)
+nbd_open (const char *name, const char *uri, unsigned int timeout_ms,
+          int *err)
 {
+  uint64_t deadline = ic_now_ns () + (uint64_t) timeout_ms * 1000000;
   struct nbd_handle *h = nbd_create ();
 
   if (!h) {
@@ -53,13 +61,40 @@ nbd_open (const char *name, const char *uri, int *err)
     *err = ENOMEM;
     return NULL;
   }
-  if (nbd_connect_uri (h, uri) == -1) {
+  if (nbd_aio_connect_uri (h, uri) == -1)
+    goto out_failed;
+  while (nbd_aio_is_connecting (h) == 1) {
+    int left = -1;
+
+    if (timeout_ms) {
+      uint64_t now = ic_now_ns ();
+
+      if (now >= deadline) {
+        ic_error ("%s: connect to %s: no answer within %u ms", name, uri,
+                  timeout_ms);
+        *err = ETIMEDOUT;
+        nbd_close (h);
+        return NULL;
+      }
+      left = (deadline - now + 999999) / 1000000;
+    }
+    if (nbd_poll (h, left) == -1)
+      goto out_failed;
+  }
+  if (nbd_aio_is_ready (h) != 1) {
+    ic_error ("%s: connect to %s: %s", name, uri,
+              nbd_get_error () ? nbd_get_error () : "the handshake failed");
     *err = nbd_get_errno () ? nbd_get_errno () : ECONNREFUSED;
-    ic_error ("%s: connect to %s: %s", name, uri, nbd_get_error ());
     nbd_close (h);
     return NULL;
   }
   return h;
+
+out_failed:
+  *err = nbd_get_errno () ? nbd_get_errno () : ECONNREFUSED;
+  ic_error ("%s: connect to %s: %s", name, uri, nbd_get_error ());
+  nbd_close (h);
+  return NULL;
 }
 
 static struct conn *
@@ -113,7 +148,7 @@ conn_ready (struct remote *rm, struct conn *c)
     ic_error ("%s: %s is unreachable; retrying later", name, rm->uri);
     return -EIO;
   }
-  h = nbd_open (name, rm->uri, &err);
+  h = nbd_open (name, rm->uri, rm->timeout_ms, &err);
   if (!h)
     return -EIO;
   if ((uint64_t) nbd_get_size (h) < rm->leaf.dev.size) {
@@ -150,6 +185,58 @@ command_failed (struct remote *rm, struct conn *c, const char *op,
 
 enum remote_op { R_READ, R_WRITE, R_FLUSH, R_TRIM, R_ZERO };
 
+/* Start one command on @c.  Return: its cookie, or -1. */
+static int64_t
+start_command (struct conn *c, enum remote_op op, void *buf, uint64_t len,
+               uint64_t offset, uint32_t flags)
+{
+  switch (op) {
+  case R_READ:
+    return nbd_aio_pread (c->h, buf, len, offset, NBD_NULL_COMPLETION, 0);
+  case R_WRITE:
+    return nbd_aio_pwrite (c->h, buf, len, offset, NBD_NULL_COMPLETION,
+                           flags);
+  case R_FLUSH:
+    return nbd_aio_flush (c->h, NBD_NULL_COMPLETION, 0);
+  case R_TRIM:
+    return nbd_aio_trim (c->h, len, offset, NBD_NULL_COMPLETION, flags);
+  case R_ZERO:
+    return nbd_aio_zero (c->h, len, offset, NBD_NULL_COMPLETION, flags);
+  }
+  return -1;
+}
+
+/* Wait for command @cookie on @c, at most rm->timeout_ms (0: for ever).
+ *
+ * Return: 0, -1 if the command failed (libnbd's error set), or -ETIMEDOUT
+ * if the server did not answer in time.
+ */
+static int
+wait_command (struct remote *rm, struct conn *c, int64_t cookie)
+{
+  uint64_t deadline = ic_now_ns () + (uint64_t) rm->timeout_ms * 1000000;
+  int r;
+
+  while ((r = nbd_aio_command_completed (c->h, cookie)) == 0) {
+    int left = -1;
+
+    if (rm->timeout_ms) {
+      uint64_t now = ic_now_ns ();
+
+      if (now >= deadline)
+        return -ETIMEDOUT;
+      left = (deadline - now + 999999) / 1000000;
+    }
+    if (nbd_poll (c->h, left) == -1)
+      return -1;
+  }
+  return r == 1 ? 0 : -1;
+}
+
+/* One command on a connection of the pool.  A server that does not answer
+ * within the timeout loses the connection (a later request reconnects),
+ * and the request fails with EIO instead of hanging.
+ */
 static int
 remote_io (struct ic_leaf *leaf, enum remote_op op, void *buf, uint64_t len,
            uint64_t offset, uint32_t flags)
@@ -158,28 +245,22 @@ remote_io (struct ic_leaf *leaf, enum remote_op op, void *buf, uint64_t len,
                                        "zero" };
   struct remote *rm = (struct remote *) leaf;
   struct conn *c = conn_get (rm);
+  int64_t cookie;
   int r;
 
   r = conn_ready (rm, c);
   if (r == 0) {
-    switch (op) {
-    case R_READ:
-      r = nbd_pread (c->h, buf, len, offset, 0);
-      break;
-    case R_WRITE:
-      r = nbd_pwrite (c->h, buf, len, offset, flags);
-      break;
-    case R_FLUSH:
-      r = nbd_flush (c->h, 0);
-      break;
-    case R_TRIM:
-      r = nbd_trim (c->h, len, offset, flags);
-      break;
-    case R_ZERO:
-      r = nbd_zero (c->h, len, offset, flags);
-      break;
+    cookie = start_command (c, op, buf, len, offset, flags);
+    r = cookie == -1 ? -1 : wait_command (rm, c, cookie);
+    if (r == -ETIMEDOUT) {
+      ic_error ("%s: %s %" PRIu64 " bytes at %" PRIu64 ": no answer from %s "
+                "within %u ms; dropping the connection", leaf->dev.name,
+                names[op], len, offset, rm->uri, rm->timeout_ms);
+      nbd_close (c->h);
+      c->h = NULL;
+      r = -EIO;
     }
-    if (r == -1)
+    else if (r == -1)
       r = command_failed (rm, c, names[op], len, offset);
   }
   conn_put (rm, c);
@@ -274,7 +355,8 @@ static const struct ic_leaf_ops remote_ops = {
 
 struct ic_device *
 ic_leaf_nbd_new (const char *name, const char *uri, uint64_t size,
-                 bool readonly, struct ic_engine *engine)
+                 bool readonly, unsigned int timeout_ms,
+                 struct ic_engine *engine)
 {
   struct remote *rm;
   struct nbd_handle *h;
@@ -283,7 +365,7 @@ ic_leaf_nbd_new (const char *name, const char *uri, uint64_t size,
   unsigned int i;
   int err = 0;
 
-  h = nbd_open (name, uri, &err);
+  h = nbd_open (name, uri, timeout_ms, &err);
   if (!h) {
     errno = err;
     return NULL;
@@ -324,6 +406,7 @@ ic_leaf_nbd_new (const char *name, const char *uri, uint64_t size,
     goto out_close;
   }
   rm->readonly = readonly;
+  rm->timeout_ms = timeout_ms;
   /* Several connections only when flushes cover them all. */
   rm->nconns = (features & IC_DEV_CAN_MULTI_CONN) ? MAX_CONNS : 1;
   rm->backoff_ms = BACKOFF_MIN_MS;
@@ -331,7 +414,7 @@ ic_leaf_nbd_new (const char *name, const char *uri, uint64_t size,
   pthread_cond_init (&rm->cond, NULL);
   rm->conns[0].h = h;
   for (i = 1; i < rm->nconns; i++)
-    rm->conns[i].h = nbd_open (name, uri, &err);  /* NULL: opened later */
+    rm->conns[i].h = nbd_open (name, uri, timeout_ms, &err);  /* NULL: later */
   for (i = rm->nconns; i-- > 0;) {
     rm->conns[i].next = rm->free_list;
     rm->free_list = &rm->conns[i];

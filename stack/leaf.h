@@ -105,10 +105,15 @@ struct ic_device *ic_leaf_file_new (const char *name, const char *path,
  * multi-conn the leaf keeps a pool of connections used in parallel; else
  * one, used by one request at a time.  A connection that breaks fails the
  * requests on it with EIO and is reopened by a later request, at most
- * once per backoff interval (100 ms doubling to 5 s).
+ * once per backoff interval (100 ms doubling to 5 s).  A command the
+ * server does not answer within @timeout_ms (0: no limit) fails with EIO
+ * and drops its connection, so a hung server cannot hang clients.
  */
+#define IC_NBD_DEFAULT_TIMEOUT_MS 30000
+
 struct ic_device *ic_leaf_nbd_new (const char *name, const char *uri,
                                    uint64_t size, bool readonly,
+                                   unsigned int timeout_ms,
                                    struct ic_engine *engine);
 
 #endif /* IC_LEAF_H */

@@ -1073,7 +1073,7 @@ static const struct conf_error conf_errors[] = {
     NULL },
   { PRE "leaf d1 memory size=1M colour=red\n", 0, EINVAL,
     "test.conf:3: leaf d1: unknown parameter 'colour'; expected memory, "
-    "file=, nbd=, size=, engine=, readonly= or fallback=", NULL },
+    "file=, nbd=, size=, engine=, readonly=, fallback= or timeout=", NULL },
   { PRE "leaf d1 memory=yes size=1M\n", 0, EINVAL,
     "test.conf:3: leaf d1: unknown parameter 'memory'", NULL },
   { PRE "leaf d1 memory size=5P\n", 0, EINVAL,
