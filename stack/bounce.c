@@ -2,24 +2,43 @@
  *
  * A buffer is preceded by a page holding its size, so that nested gets
  * (a fallback bounce going down to a leaf that bounces again) never mix
- * sizes up.
+ * sizes up.  Small buffers (up to IC_BOUNCE_SMALL) are cached one per
+ * thread: nbdkit runs many threads, most of them idle, so a large
+ * per-thread cache would pin memory for nothing.  Large ones come from a
+ * pool shared by all threads, in power-of-two size classes, that keeps at
+ * most IC_BOUNCE_POOL_MAX bytes of idle buffers; they are mapped and
+ * unmapped directly, so that what the pool does not keep goes back to the
+ * system.
  */
 #include <config.h>
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include "bounce.h"
 
 #define HEADER 4096
 
+/* Large size classes: 2^SMALL_SHIFT+1 .. 2^MAX_SHIFT bytes. */
+#define SMALL_SHIFT 16
+#define MAX_SHIFT 26
+#define CLASSES (MAX_SHIFT - SMALL_SHIFT)
+
 struct cache {
-  void *buf;                    /* the cached buffer, or NULL */
+  void *buf;                    /* the cached small buffer, or NULL */
 };
 
 static pthread_key_t cache_key;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+/* The shared pool of large buffers: pool_lock covers pool[] and
+ * pool_bytes, and is held for a push or a pop only.
+ */
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *pool[CLASSES];             /* linked through their header */
+static size_t pool_bytes;
 
 static size_t
 buf_size (void *buf)
@@ -27,11 +46,11 @@ buf_size (void *buf)
   return *(size_t *) ((char *) buf - HEADER);
 }
 
-static void
-buf_free (void *buf)
+/* The next buffer of a pool list, kept in the header after the size. */
+static void **
+buf_next (void *buf)
 {
-  if (buf)
-    free ((char *) buf - HEADER);
+  return (void **) ((char *) buf - HEADER + sizeof (size_t));
 }
 
 static void *
@@ -39,12 +58,36 @@ buf_alloc (size_t size)
 {
   void *p;
 
-  if (posix_memalign (&p, 4096, HEADER + size) != 0) {
+  if (size <= IC_BOUNCE_SMALL) {
+    if (posix_memalign (&p, 4096, HEADER + size) != 0)
+      p = NULL;
+  }
+  else {
+    p = mmap (NULL, HEADER + size, PROT_READ | PROT_WRITE,
+              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+      p = NULL;
+  }
+  if (!p) {
     errno = ENOMEM;
     return NULL;
   }
   *(size_t *) p = size;
   return (char *) p + HEADER;
+}
+
+static void
+buf_free (void *buf)
+{
+  size_t size;
+
+  if (!buf)
+    return;
+  size = buf_size (buf);
+  if (size <= IC_BOUNCE_SMALL)
+    free ((char *) buf - HEADER);
+  else
+    munmap ((char *) buf - HEADER, HEADER + size);
 }
 
 static void
@@ -77,43 +120,88 @@ thread_cache (void)
   return c;
 }
 
+/* Round up to a power of two, at least a page. */
+static size_t
+round_size (size_t len)
+{
+  size_t size;
+
+  for (size = 4096; size < len; size <<= 1)
+    ;
+  return size;
+}
+
+static int
+class_of (size_t size)
+{
+  return __builtin_ctzll (size) - SMALL_SHIFT - 1;
+}
+
 void *
 ic_bounce_get (size_t len)
 {
+  size_t size = round_size (len);
   struct cache *c;
-  size_t size;
-  void *p;
+  void *p = NULL;
 
-  if (len > IC_BOUNCE_CACHE_MAX)
-    return buf_alloc (len);
-  c = thread_cache ();
-  if (c && c->buf && buf_size (c->buf) >= len) {
-    p = c->buf;
-    c->buf = NULL;
-    return p;
+  if (size <= IC_BOUNCE_SMALL) {
+    c = thread_cache ();
+    if (c && c->buf && buf_size (c->buf) >= len) {
+      p = c->buf;
+      c->buf = NULL;
+      return p;
+    }
+    return buf_alloc (size);
   }
-  /* Round up to a power of two so that a thread settles on one buffer. */
-  for (size = 4096; size < len; size <<= 1)
-    ;
+  if (size <= ((size_t) 1 << MAX_SHIFT)) {
+    int k = class_of (size);
+
+    pthread_mutex_lock (&pool_lock);
+    p = pool[k];
+    if (p) {
+      pool[k] = *buf_next (p);
+      pool_bytes -= size;
+    }
+    pthread_mutex_unlock (&pool_lock);
+    if (p)
+      return p;
+  }
   return buf_alloc (size);
 }
 
 void
 ic_bounce_put (void *buf, size_t len)
 {
+  size_t size;
   struct cache *c;
 
   if (!buf)
     return;
-  if (buf_size (buf) <= IC_BOUNCE_CACHE_MAX && (c = thread_cache ())) {
-    /* Keep the larger of the cached buffer and this one. */
-    if (c->buf && buf_size (c->buf) >= buf_size (buf)) {
-      buf_free (buf);
+  size = buf_size (buf);
+  if (size <= IC_BOUNCE_SMALL) {
+    c = thread_cache ();
+    if (c) {
+      /* Keep the larger of the cached buffer and this one. */
+      if (c->buf && buf_size (c->buf) >= size) {
+        buf_free (buf);
+        return;
+      }
+      buf_free (c->buf);
+      c->buf = buf;
       return;
     }
-    buf_free (c->buf);
-    c->buf = buf;
-    return;
+  }
+  else if (size <= ((size_t) 1 << MAX_SHIFT)) {
+    int k = class_of (size);
+
+    pthread_mutex_lock (&pool_lock);
+    if (pool_bytes + size <= IC_BOUNCE_POOL_MAX) {
+      *buf_next (buf) = pool[k];
+      pool[k] = buf;
+      pool_bytes += size;
+      buf = NULL;
+    }
+    pthread_mutex_unlock (&pool_lock);
   }
   buf_free (buf);
 }

@@ -1,17 +1,19 @@
 /* stack/bounce.h - bounce buffers for encrypted writes.  A write is
  * encrypted into a bounce buffer, never into the client's data.
  *
- * Each thread keeps its last buffer of up to IC_BOUNCE_CACHE_MAX bytes for
- * the next request (no allocation on the hot path); larger requests get a
- * buffer of their own.  Buffers are page-aligned.  Thread-safe (per-thread
- * state only).
+ * No allocation on the hot path: each thread keeps its last small buffer
+ * (up to IC_BOUNCE_SMALL bytes), and larger ones come from a pool shared
+ * by all threads that keeps at most IC_BOUNCE_POOL_MAX idle bytes, so that
+ * the memory of a server with a thousand threads stays bounded.  Buffers
+ * are page-aligned.  Thread-safe.
  */
 #ifndef IC_BOUNCE_H
 #define IC_BOUNCE_H
 
 #include <stddef.h>
 
-#define IC_BOUNCE_CACHE_MAX (4u << 20)
+#define IC_BOUNCE_SMALL (64u << 10)
+#define IC_BOUNCE_POOL_MAX (32u << 20)
 
 /* A buffer of at least @len bytes, or NULL with errno = ENOMEM. */
 void *ic_bounce_get (size_t len);
