@@ -448,14 +448,14 @@ lose_keys (struct ic_engine *e, bool drained)
   unsigned int i;
 
   /* Under the profile lock, like every change of hardware state. */
-  pthread_rwlock_wrlock (&e->profile.lock);
+  ic_crypto_hw_enter (&e->profile);
   for (i = 0; i < e->cfg.num_slots; i++) {
     __atomic_store_n (&e->slots[i].key, NULL, __ATOMIC_RELEASE);
     ic_cipher_pool_clear (&e->slots[i].ciphers);
     if (drained)
       wipe_inline_keys (&e->slots[i]);
   }
-  pthread_rwlock_unlock (&e->profile.lock);
+  ic_crypto_hw_exit (&e->profile);
 }
 
 unsigned int

@@ -35,4 +35,22 @@ void ic_histogram_reset (struct ic_histogram *h);
 /* Monotonic clock in nanoseconds. */
 uint64_t ic_now_ns (void);
 
+/* A cheap, monotonically increasing stamp for ordering events (not a
+ * duration): the time stamp counter where it is invariant (x86-64), else
+ * the monotonic clock.
+ */
+#if defined (__x86_64__)
+static inline uint64_t
+ic_ticks (void)
+{
+  return __builtin_ia32_rdtsc ();
+}
+#else
+static inline uint64_t
+ic_ticks (void)
+{
+  return ic_now_ns ();
+}
+#endif
+
 #endif /* IC_HISTOGRAM_H */

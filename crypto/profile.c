@@ -12,16 +12,23 @@
 #include "profile.h"
 #include "secmem.h"
 
+/* A keyslot, alone on its cache line(s): requests on different keys touch
+ * different lines.
+ */
 struct ic_crypto_keyslot {
   atomic_uint slot_refs;
-  struct ic_list_head idle_slot_node;   /* protected by idle_slots_lock */
+  /* When the slot last became idle (ic_ticks), for the least-recently-used
+   * choice; atomic.  Initially its index, so that idle slots are taken in
+   * index order, as upstream's list starts.
+   */
+  uint64_t idle_since;
   struct ic_hlist_node hash_node;       /* protected by profile->lock */
   /* Written under profile->lock held for writing; read under it, or
    * atomically by a holder of a reference.
    */
   const struct ic_crypto_key *key;
   struct ic_crypto_profile *profile;
-};
+} __attribute__ ((aligned (64)));
 
 #define STAT_INC(profile, field) \
   __atomic_fetch_add (&(profile)->stats.field, 1, __ATOMIC_RELAXED)
@@ -30,13 +37,31 @@ struct ic_crypto_keyslot {
 static void
 hw_enter (struct ic_crypto_profile *profile)
 {
-  pthread_rwlock_wrlock (&profile->lock);
+  ic_brlock_write_lock (&profile->lock);
 }
 
 static void
 hw_exit (struct ic_crypto_profile *profile)
 {
-  pthread_rwlock_unlock (&profile->lock);
+  ic_brlock_write_unlock (&profile->lock);
+}
+
+void
+ic_crypto_hw_enter (struct ic_crypto_profile *profile)
+{
+  hw_enter (profile);
+}
+
+void
+ic_crypto_hw_exit (struct ic_crypto_profile *profile)
+{
+  hw_exit (profile);
+}
+
+bool
+ic_crypto_hw_entered (struct ic_crypto_profile *profile)
+{
+  return ic_brlock_write_locked (&profile->lock);
 }
 
 static unsigned int
@@ -58,34 +83,26 @@ ic_crypto_profile_init (struct ic_crypto_profile *profile,
   unsigned int i;
 
   memset (profile, 0, sizeof *profile);
-  {
-    pthread_rwlockattr_t attr;
-
-    /* Like a rw_semaphore, a waiting writer (a miss, an eviction) holds
-     * off new readers; glibc's default would let a stream of fast-path
-     * hits starve it.  The lock is never taken recursively.
-     */
-    pthread_rwlockattr_init (&attr);
-    pthread_rwlockattr_setkind_np (&attr,
-                                   PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    pthread_rwlock_init (&profile->lock, &attr);
-    pthread_rwlockattr_destroy (&attr);
-  }
-  pthread_mutex_init (&profile->idle_slots_lock, NULL);
+  /* Like a rw_semaphore, a waiting writer (a miss, an eviction) holds off
+   * new readers.
+   */
+  ic_brlock_init (&profile->lock);
+  pthread_mutex_init (&profile->idle_wait_lock, NULL);
   pthread_cond_init (&profile->idle_slots_wait_queue, NULL);
-  ic_list_init (&profile->idle_slots);
 
   if (num_slots == 0)
     return 0;
 
-  profile->slots = calloc (num_slots, sizeof profile->slots[0]);
-  if (!profile->slots)
+  if (posix_memalign ((void **) &profile->slots, 64,
+                      num_slots * sizeof profile->slots[0]) != 0) {
+    profile->slots = NULL;
     goto out_destroy;
+  }
+  memset (profile->slots, 0, num_slots * sizeof profile->slots[0]);
   profile->num_slots = num_slots;
   for (i = 0; i < num_slots; i++) {
     profile->slots[i].profile = profile;
-    ic_list_add_tail (&profile->slots[i].idle_slot_node,
-                      &profile->idle_slots);
+    profile->slots[i].idle_since = i;
   }
 
   /* A hash of at least 2 buckets, as upstream (hash_ptr needs bits > 0). */
@@ -110,8 +127,8 @@ ic_crypto_profile_destroy (struct ic_crypto_profile *profile)
 {
   if (!profile)
     return;
-  pthread_rwlock_destroy (&profile->lock);
-  pthread_mutex_destroy (&profile->idle_slots_lock);
+  ic_brlock_destroy (&profile->lock);
+  pthread_mutex_destroy (&profile->idle_wait_lock);
   pthread_cond_destroy (&profile->idle_slots_wait_queue);
   free (profile->slot_hashtable);
   if (profile->slots)
@@ -129,17 +146,6 @@ hash_bucket_for_key (struct ic_crypto_profile *profile,
   uint64_t h = (uint64_t) (uintptr_t) key * 0x61C8864680B583EBull;
 
   return &profile->slot_hashtable[h >> (64 - profile->log_slot_ht_size)];
-}
-
-/* blk_crypto_remove_slot_from_lru_list */
-static void
-remove_slot_from_lru_list (struct ic_crypto_keyslot *slot)
-{
-  struct ic_crypto_profile *profile = slot->profile;
-
-  pthread_mutex_lock (&profile->idle_slots_lock);
-  ic_list_del (&slot->idle_slot_node);
-  pthread_mutex_unlock (&profile->idle_slots_lock);
 }
 
 /* blk_crypto_find_keyslot.  Context: profile->lock held. */
@@ -160,18 +166,18 @@ find_keyslot (struct ic_crypto_profile *profile,
   return NULL;
 }
 
-/* blk_crypto_find_and_grab_keyslot.  Context: profile->lock held. */
+/* blk_crypto_find_and_grab_keyslot.  Context: profile->lock held.  (The
+ * first reference needs no list work: a slot with references is simply
+ * not idle.)
+ */
 static struct ic_crypto_keyslot *
 find_and_grab_keyslot (struct ic_crypto_profile *profile,
                        const struct ic_crypto_key *key)
 {
   struct ic_crypto_keyslot *slot = find_keyslot (profile, key);
 
-  if (!slot)
-    return NULL;
-  /* The first reference takes the slot off the LRU list. */
-  if (atomic_fetch_add (&slot->slot_refs, 1) == 0)
-    remove_slot_from_lru_list (slot);
+  if (slot)
+    atomic_fetch_add (&slot->slot_refs, 1);
   return slot;
 }
 
@@ -187,20 +193,61 @@ ic_crypto_keyslot_key (const struct ic_crypto_keyslot *slot)
   return __atomic_load_n (&slot->key, __ATOMIC_ACQUIRE);
 }
 
-/* Wait until the idle list is not empty (the wait_event() of upstream).
- * Unbounded, as upstream: a slot comes back when a request completes.
- * The caller counts the wait: a get may wait more than once.
+/* The idle slot that has been idle the longest (upstream: the head of the
+ * idle list), or NULL.  Context: profile->lock held for writing, so no
+ * slot can gain a reference meanwhile.
+ */
+static struct ic_crypto_keyslot *
+lru_idle_slot (struct ic_crypto_profile *profile)
+{
+  struct ic_crypto_keyslot *best = NULL;
+  uint64_t best_since = UINT64_MAX;
+  unsigned int i;
+
+  for (i = 0; i < profile->num_slots; i++) {
+    struct ic_crypto_keyslot *slot = &profile->slots[i];
+    uint64_t since;
+
+    if (atomic_load (&slot->slot_refs) != 0)
+      continue;
+    since = __atomic_load_n (&slot->idle_since, __ATOMIC_RELAXED);
+    if (since < best_since) {
+      best = slot;
+      best_since = since;
+    }
+  }
+  return best;
+}
+
+static bool
+any_idle_slot (struct ic_crypto_profile *profile)
+{
+  unsigned int i;
+
+  for (i = 0; i < profile->num_slots; i++)
+    if (atomic_load (&profile->slots[i].slot_refs) == 0)
+      return true;
+  return false;
+}
+
+/* Wait until some slot is idle (the wait_event() of upstream).  Unbounded,
+ * as upstream: a slot comes back when a request completes.  The caller
+ * counts the wait: a get may wait more than once.
+ *
+ * The waiter counts itself in, then looks; a put makes a slot idle, then
+ * looks for waiters: with sequentially consistent atomics one of them
+ * sees the other, so no wake-up is lost.
  */
 static void
 wait_for_idle_slot (struct ic_crypto_profile *profile)
 {
-  pthread_mutex_lock (&profile->idle_slots_lock);
-  profile->idle_waiters++;
-  while (ic_list_empty (&profile->idle_slots))
+  pthread_mutex_lock (&profile->idle_wait_lock);
+  __atomic_fetch_add (&profile->idle_waiters, 1, __ATOMIC_SEQ_CST);
+  while (!any_idle_slot (profile))
     pthread_cond_wait (&profile->idle_slots_wait_queue,
-                       &profile->idle_slots_lock);
-  profile->idle_waiters--;
-  pthread_mutex_unlock (&profile->idle_slots_lock);
+                       &profile->idle_wait_lock);
+  __atomic_fetch_sub (&profile->idle_waiters, 1, __ATOMIC_SEQ_CST);
+  pthread_mutex_unlock (&profile->idle_wait_lock);
 }
 
 /* Record the time a get spent waiting since @wait_start (0: no wait). */
@@ -214,10 +261,11 @@ count_wait (struct ic_crypto_profile *profile, uint64_t wait_start)
 static void
 wake_up_waiters (struct ic_crypto_profile *profile)
 {
-  pthread_mutex_lock (&profile->idle_slots_lock);
-  if (profile->idle_waiters)
-    pthread_cond_broadcast (&profile->idle_slots_wait_queue);
-  pthread_mutex_unlock (&profile->idle_slots_lock);
+  if (__atomic_load_n (&profile->idle_waiters, __ATOMIC_SEQ_CST) == 0)
+    return;
+  pthread_mutex_lock (&profile->idle_wait_lock);
+  pthread_cond_broadcast (&profile->idle_slots_wait_queue);
+  pthread_mutex_unlock (&profile->idle_wait_lock);
 }
 
 /* blk_crypto_get_keyslot */
@@ -236,9 +284,9 @@ ic_crypto_get_keyslot (struct ic_crypto_profile *profile,
   if (profile->num_slots == 0)
     return 0;
 
-  pthread_rwlock_rdlock (&profile->lock);
+  ic_brlock_read_lock (&profile->lock);
   slot = find_and_grab_keyslot (profile, key);
-  pthread_rwlock_unlock (&profile->lock);
+  ic_brlock_read_unlock (&profile->lock);
   if (slot)
     goto hit;
 
@@ -251,15 +299,8 @@ ic_crypto_get_keyslot (struct ic_crypto_profile *profile,
       count_wait (profile, wait_start);
       goto hit;
     }
-    /* The least recently used idle slot: releases append to the tail.
-     * Only holders of profile->lock take slots off the list, so the one we
-     * see stays idle while we hold it for writing.
-     */
-    pthread_mutex_lock (&profile->idle_slots_lock);
-    if (!ic_list_empty (&profile->idle_slots))
-      slot = ic_list_first_entry (&profile->idle_slots,
-                                  struct ic_crypto_keyslot, idle_slot_node);
-    pthread_mutex_unlock (&profile->idle_slots_lock);
+    /* The least recently used idle slot. */
+    slot = lru_idle_slot (profile);
     if (slot)
       break;
     hw_exit (profile);
@@ -280,8 +321,8 @@ ic_crypto_get_keyslot (struct ic_crypto_profile *profile,
   if (err) {
     STAT_INC (profile, program_failures);
     /* Let the others try: the slot is still idle. */
-    wake_up_waiters (profile);
     hw_exit (profile);
+    wake_up_waiters (profile);
     return err < 0 ? err : -EIO;
   }
   STAT_INC (profile, programs);
@@ -292,35 +333,18 @@ ic_crypto_get_keyslot (struct ic_crypto_profile *profile,
   __atomic_store_n (&slot->key, key, __ATOMIC_RELEASE);
   ic_hlist_add_head (&slot->hash_node, hash_bucket_for_key (profile, key));
   atomic_store (&slot->slot_refs, 1);
-  remove_slot_from_lru_list (slot);
   hw_exit (profile);
   *slotp = slot;
   return 0;
 
 hit:
-  STAT_INC (profile, hits);
+  /* Counted per shard: a shared counter would be the one cache line that
+   * every request on every key writes.
+   */
+  __atomic_fetch_add (&profile->hit_shards[ic_brlock_shard ()].hits, 1,
+                      __ATOMIC_RELAXED);
   *slotp = slot;
   return 0;
-}
-
-/* atomic_dec_and_lock(): drop a reference; if it was the last, return true
- * with @lock held.  The decrement to zero happens under @lock, so that a
- * concurrent find_and_grab_keyslot() taking the slot off the idle list
- * always finds it on it.
- */
-static bool
-dec_and_lock (atomic_uint *refs, pthread_mutex_t *lock)
-{
-  unsigned int old = atomic_load (refs);
-
-  while (old > 1)
-    if (atomic_compare_exchange_weak (refs, &old, old - 1))
-      return false;
-  pthread_mutex_lock (lock);
-  if (atomic_fetch_sub (refs, 1) == 1)
-    return true;
-  pthread_mutex_unlock (lock);
-  return false;
 }
 
 /* blk_crypto_put_keyslot */
@@ -332,12 +356,24 @@ ic_crypto_put_keyslot (struct ic_crypto_keyslot *slot)
   if (!slot)
     return;
   profile = slot->profile;
-  if (dec_and_lock (&slot->slot_refs, &profile->idle_slots_lock)) {
-    ic_list_add_tail (&slot->idle_slot_node, &profile->idle_slots);
-    if (profile->idle_waiters)
-      pthread_cond_broadcast (&profile->idle_slots_wait_queue);
-    pthread_mutex_unlock (&profile->idle_slots_lock);
+  if (atomic_fetch_sub (&slot->slot_refs, 1) == 1) {
+    /* The slot is idle from now: it goes to the back of the LRU order. */
+    __atomic_store_n (&slot->idle_since, ic_ticks (), __ATOMIC_RELAXED);
+    wake_up_waiters (profile);
   }
+}
+
+unsigned int
+ic_crypto_profile_idle_slots (struct ic_crypto_profile *profile,
+                              unsigned int *waiters)
+{
+  unsigned int n = 0;
+  unsigned int i;
+
+  for (i = 0; i < profile->num_slots; i++)
+    n += atomic_load (&profile->slots[i].slot_refs) == 0;
+  *waiters = __atomic_load_n (&profile->idle_waiters, __ATOMIC_SEQ_CST);
+  return n;
 }
 
 /* __blk_crypto_evict_key */
@@ -734,7 +770,16 @@ ic_crypto_profile_read_stats (struct ic_crypto_profile *profile,
 #define READ(field) \
   dst->field = reset ? __atomic_exchange_n (&s->field, 0, __ATOMIC_RELAXED) \
                      : __atomic_load_n (&s->field, __ATOMIC_RELAXED)
-  READ (hits);
+  {
+    unsigned int i;
+
+    dst->hits = 0;
+    for (i = 0; i < IC_BRLOCK_SHARDS; i++)
+      dst->hits += reset
+        ? __atomic_exchange_n (&profile->hit_shards[i].hits, 0,
+                               __ATOMIC_RELAXED)
+        : __atomic_load_n (&profile->hit_shards[i].hits, __ATOMIC_RELAXED);
+  }
   READ (misses);
   READ (programs);
   READ (program_failures);

@@ -12,10 +12,17 @@
  * Threading (as upstream): profile->lock is a reader/writer lock.  The fast
  * path (the key is already in a slot) takes it for reading; programming,
  * eviction and reprogramming take it for writing, so the ll_ops are
- * serialised.  idle_slots_lock covers the idle (LRU) list and is the mutex
- * of the idle-slot wait.  Lock order: lock, then idle_slots_lock.  No lock
- * is held while data is en/decrypted: a keyslot reference keeps the slot's
- * key in place, and that is all a request holds.
+ * serialised.  Unlike a pthread_rwlock_t, its read side touches no cache
+ * line that other threads write (crypto/brlock.h), so that requests on
+ * different keys scale across cores; for the same reason hits are counted
+ * per shard.  Upstream keeps idle slots on an LRU list under a spinlock
+ * taken on every 0 <-> 1 reference change; here each slot records when it
+ * last became idle, and programming takes the idle slot idle the longest:
+ * the same choice, without a lock on the fast path.  idle_wait_lock is the
+ * mutex of the wait for an idle slot.  Lock order: lock, then
+ * idle_wait_lock.  No lock is held while data is en/decrypted: a keyslot
+ * reference keeps the slot's key in place, and that is all a request
+ * holds.
  *
  * A request must never wait for a keyslot while holding another one (a
  * split request takes and releases its slots piece by piece): with one slot
@@ -28,6 +35,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "brlock.h"
 #include "histogram.h"
 #include "key.h"
 #include "list.h"
@@ -96,16 +104,19 @@ struct ic_crypto_profile {
   /* private: */
   unsigned int num_slots;
   /* Serialises the ll_ops; covers slot->key and the hash table. */
-  pthread_rwlock_t lock;
-  /* Covers idle_slots; the mutex of idle_slots_wait_queue. */
-  pthread_mutex_t idle_slots_lock;
+  struct ic_brlock lock;
+  /* The mutex of idle_slots_wait_queue. */
+  pthread_mutex_t idle_wait_lock;
   pthread_cond_t idle_slots_wait_queue;
-  unsigned int idle_waiters;            /* protected by idle_slots_lock */
-  struct ic_list_head idle_slots;       /* protected by idle_slots_lock */
+  unsigned int idle_waiters;            /* atomic */
   struct ic_hlist_head *slot_hashtable; /* protected by lock */
   unsigned int log_slot_ht_size;
   struct ic_crypto_keyslot *slots;
-  struct ic_keyslot_stats stats;        /* atomics */
+  struct ic_keyslot_stats stats;        /* atomics; hits in hit_shards */
+  struct {
+    uint64_t hits;                      /* atomic */
+    char pad[64 - sizeof (uint64_t)];
+  } hit_shards[IC_BRLOCK_SHARDS];
 };
 
 /* Initialise @profile with @num_slots keyslots, all idle and in index
@@ -141,9 +152,9 @@ int ic_crypto_get_keyslot (struct ic_crypto_profile *profile,
 
 /* Release a reference taken by ic_crypto_get_keyslot()
  * (blk_crypto_put_keyslot).  The last reference puts the slot at the tail
- * of the idle list and wakes waiters.  NULL is ignored.
+ * of the idle slots and wakes waiters.  NULL is ignored.
  *
- * Context: any; takes idle_slots_lock briefly on the last reference.
+ * Context: any; takes idle_wait_lock briefly if a get is waiting.
  */
 void ic_crypto_put_keyslot (struct ic_crypto_keyslot *slot);
 
@@ -178,6 +189,22 @@ int ic_crypto_evict_key (struct ic_crypto_profile *profile,
  * Return: the number of slots that failed.
  */
 unsigned int ic_crypto_reprogram_all_keys (struct ic_crypto_profile *profile);
+
+/* Take and release profile->lock for writing, as the profile does around
+ * every ll_op (blk_crypto_hw_enter/exit): for drivers that change their
+ * hardware state outside an ll_op (an engine losing its keys).
+ */
+void ic_crypto_hw_enter (struct ic_crypto_profile *profile);
+void ic_crypto_hw_exit (struct ic_crypto_profile *profile);
+
+/* True if profile->lock is held for writing (for assertions). */
+bool ic_crypto_hw_entered (struct ic_crypto_profile *profile);
+
+/* The number of idle keyslots (no reference), and of gets waiting for
+ * one.  For tests; a snapshot.
+ */
+unsigned int ic_crypto_profile_idle_slots (struct ic_crypto_profile *profile,
+                                           unsigned int *waiters);
 
 /* The number of keyslots (0: passthrough). */
 unsigned int ic_crypto_profile_num_slots (const struct ic_crypto_profile *p);

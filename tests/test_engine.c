@@ -609,10 +609,10 @@ START_TEST (test_evict_clears_hw)
   /* The driver refuses a slot it does not have (called as the profile
    * calls it, under its lock).
    */
-  pthread_rwlock_wrlock (&p->lock);
+  ic_crypto_hw_enter (p);
   ck_assert_int_eq (p->ll_ops.keyslot_evict (p, k1, -1), -EINVAL);
   ck_assert_int_eq (p->ll_ops.keyslot_evict (p, k1, 1), -EINVAL);
-  pthread_rwlock_unlock (&p->lock);
+  ic_crypto_hw_exit (p);
   ck_assert_uint_eq (stats (e).hw_evictions, 1);
   ic_crypto_key_free (k1);
   ic_engine_free (e);

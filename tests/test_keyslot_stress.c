@@ -657,20 +657,11 @@ watchdog_main (void *arg)
   return NULL;
 }
 
-/* Count the profile's idle slots (private fields: a test may look). */
+/* Count the profile's idle slots. */
 static unsigned int
 count_idle_slots (struct ic_crypto_profile *profile, unsigned int *waiters)
 {
-  struct ic_list_head *node;
-  unsigned int n = 0;
-
-  pthread_mutex_lock (&profile->idle_slots_lock);
-  for (node = profile->idle_slots.next; node != &profile->idle_slots;
-       node = node->next)
-    n++;
-  *waiters = profile->idle_waiters;
-  pthread_mutex_unlock (&profile->idle_slots_lock);
-  return n;
+  return ic_crypto_profile_idle_slots (profile, waiters);
 }
 
 /* After the run: every key once more in every DUN, on a quiet engine. */

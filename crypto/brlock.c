@@ -1,0 +1,97 @@
+/* crypto/brlock.c - see brlock.h.
+ *
+ * The handshake: a reader increments its counter, then looks at the
+ * writer flag; a writer sets the flag, then looks at the counters.  With
+ * sequentially consistent atomics at least one of them sees the other, so
+ * a reader never runs inside a writer's section.
+ */
+#include <config.h>
+
+#include <sched.h>
+#include <string.h>
+
+#include "brlock.h"
+
+/* This thread's counter, picked round robin at its first use. */
+unsigned int
+ic_brlock_shard (void)
+{
+  static unsigned int next;
+  static __thread unsigned int shard_plus_one;
+
+  if (!shard_plus_one)
+    shard_plus_one = __atomic_fetch_add (&next, 1, __ATOMIC_RELAXED) %
+                     IC_BRLOCK_SHARDS + 1;
+  return shard_plus_one - 1;
+}
+
+void
+ic_brlock_init (struct ic_brlock *l)
+{
+  memset (l->shards, 0, sizeof l->shards);
+  l->writer = 0;
+  pthread_mutex_init (&l->writer_lock, NULL);
+  pthread_mutex_init (&l->wait_lock, NULL);
+  pthread_cond_init (&l->wait_cond, NULL);
+}
+
+void
+ic_brlock_destroy (struct ic_brlock *l)
+{
+  pthread_mutex_destroy (&l->writer_lock);
+  pthread_mutex_destroy (&l->wait_lock);
+  pthread_cond_destroy (&l->wait_cond);
+}
+
+void
+ic_brlock_read_lock (struct ic_brlock *l)
+{
+  unsigned int *readers = &l->shards[ic_brlock_shard ()].readers;
+
+  for (;;) {
+    __atomic_fetch_add (readers, 1, __ATOMIC_SEQ_CST);
+    if (!__atomic_load_n (&l->writer, __ATOMIC_SEQ_CST))
+      return;
+    /* A writer holds or wants the lock: step back and wait for it. */
+    __atomic_fetch_sub (readers, 1, __ATOMIC_RELEASE);
+    pthread_mutex_lock (&l->wait_lock);
+    while (__atomic_load_n (&l->writer, __ATOMIC_ACQUIRE))
+      pthread_cond_wait (&l->wait_cond, &l->wait_lock);
+    pthread_mutex_unlock (&l->wait_lock);
+  }
+}
+
+void
+ic_brlock_read_unlock (struct ic_brlock *l)
+{
+  __atomic_fetch_sub (&l->shards[ic_brlock_shard ()].readers, 1, __ATOMIC_RELEASE);
+}
+
+void
+ic_brlock_write_lock (struct ic_brlock *l)
+{
+  unsigned int i;
+
+  pthread_mutex_lock (&l->writer_lock);
+  __atomic_store_n (&l->writer, 1, __ATOMIC_SEQ_CST);
+  /* Readers are inside for a hash lookup at most: spin for them. */
+  for (i = 0; i < IC_BRLOCK_SHARDS; i++)
+    while (__atomic_load_n (&l->shards[i].readers, __ATOMIC_SEQ_CST))
+      sched_yield ();
+}
+
+void
+ic_brlock_write_unlock (struct ic_brlock *l)
+{
+  pthread_mutex_lock (&l->wait_lock);
+  __atomic_store_n (&l->writer, 0, __ATOMIC_SEQ_CST);
+  pthread_cond_broadcast (&l->wait_cond);
+  pthread_mutex_unlock (&l->wait_lock);
+  pthread_mutex_unlock (&l->writer_lock);
+}
+
+bool
+ic_brlock_write_locked (struct ic_brlock *l)
+{
+  return __atomic_load_n (&l->writer, __ATOMIC_ACQUIRE) != 0;
+}
