@@ -9,6 +9,7 @@
 
 #include <sched.h>
 #include <string.h>
+#include <time.h>
 
 #include "brlock.h"
 
@@ -72,12 +73,23 @@ ic_brlock_write_lock (struct ic_brlock *l)
 {
   unsigned int i;
 
+  unsigned int tries = 0;
+
   pthread_mutex_lock (&l->writer_lock);
   __atomic_store_n (&l->writer, 1, __ATOMIC_SEQ_CST);
-  /* Readers are inside for a hash lookup at most: spin for them. */
+  /* Most read sections are a hash lookup: yield to them; some hold the
+   * lock across I/O: then sleep a little at a time.
+   */
   for (i = 0; i < IC_BRLOCK_SHARDS; i++)
-    while (__atomic_load_n (&l->shards[i].readers, __ATOMIC_SEQ_CST))
-      sched_yield ();
+    while (__atomic_load_n (&l->shards[i].readers, __ATOMIC_SEQ_CST)) {
+      if (++tries < 100)
+        sched_yield ();
+      else {
+        struct timespec ts = { 0, 20 * 1000 };
+
+        nanosleep (&ts, NULL);
+      }
+    }
 }
 
 void

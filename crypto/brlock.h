@@ -8,8 +8,9 @@
  * (fixed per thread) and back off while a writer is active; a writer
  * raises its flag, then waits for every counter to drain.  Writers are
  * preferred, as with a rw_semaphore: new readers wait for a waiting
- * writer.  Read sections must be short and must not block (a writer spins
- * for them, yielding).  Not recursive.
+ * writer.  A writer first yields, then sleeps while it waits, so read
+ * sections may be long (a request's I/O) as long as writers are rare (a
+ * reset, a map change).  Not recursive.
  */
 #ifndef IC_BRLOCK_H
 #define IC_BRLOCK_H

@@ -40,10 +40,7 @@ struct ic_engine {
   struct ic_hwkm *hwkm;
 
   /* The gate (blk_mq_quiesce_queue of a reset): see ic_engine_enter(). */
-  atomic_uint in_flight;
-  atomic_bool quiescing;
-  pthread_mutex_t gate_lock;    /* covers the waits on gate_cond */
-  pthread_cond_t gate_cond;
+  struct ic_brlock gate;
   pthread_mutex_t reset_lock;   /* one reset at a time */
 
   pthread_mutex_t fault_lock;   /* covers faults */
@@ -52,8 +49,13 @@ struct ic_engine {
   /* Counters: atomics. */
   uint64_t resets;
   uint64_t hw_evictions;
-  uint64_t requests[IC_ENCRYPTION_MODE_MAX];
-  uint64_t bytes[IC_ENCRYPTION_MODE_MAX];
+  /* Per shard (ic_brlock_shard), so that requests of different threads
+   * write different cache lines.
+   */
+  struct {
+    uint64_t requests[IC_ENCRYPTION_MODE_MAX];
+    uint64_t bytes[IC_ENCRYPTION_MODE_MAX];
+  } __attribute__ ((aligned (64))) io[IC_BRLOCK_SHARDS];
   uint64_t key_mismatches;
 };
 
@@ -316,9 +318,10 @@ ic_engine_new (const struct ic_engine_config *cfg)
       return NULL;
     }
 
-  e = calloc (1, sizeof *e);
-  if (!e)
+  /* Cache-line aligned: the per-shard counters are. */
+  if (posix_memalign ((void **) &e, 64, sizeof *e) != 0)
     goto out_nomem;
+  memset (e, 0, sizeof *e);
   e->cfg = *cfg;
   if (ic_crypto_profile_init (&e->profile, cfg->num_slots) < 0)
     goto out_free;
@@ -347,8 +350,7 @@ ic_engine_new (const struct ic_engine_config *cfg)
   e->profile.priv = e;
   snprintf (e->profile.name, sizeof e->profile.name, "%s", cfg->name);
 
-  pthread_mutex_init (&e->gate_lock, NULL);
-  pthread_cond_init (&e->gate_cond, NULL);
+  ic_brlock_init (&e->gate);
   pthread_mutex_init (&e->reset_lock, NULL);
   pthread_mutex_init (&e->fault_lock, NULL);
   e->faults.program_errno = EIO;
@@ -382,8 +384,7 @@ ic_engine_free (struct ic_engine *e)
   free (e->slots);
   ic_hwkm_put (e->hwkm);
   ic_crypto_profile_destroy (&e->profile);
-  pthread_mutex_destroy (&e->gate_lock);
-  pthread_cond_destroy (&e->gate_cond);
+  ic_brlock_destroy (&e->gate);
   pthread_mutex_destroy (&e->reset_lock);
   pthread_mutex_destroy (&e->fault_lock);
   free (e);
@@ -407,34 +408,20 @@ ic_engine_profile (struct ic_engine *e)
   return &e->profile;
 }
 
-/* The gate.  A request counts itself in, then looks for a reset; a reset
- * raises the flag, then waits for the count to drain.  Both sides use
- * sequentially consistent atomics, so at least one sees the other.
+/* The gate is a brlock: requests hold it for reading (no shared cache
+ * line), a reset for writing, which holds new requests and waits for those
+ * inside to finish, as blk_mq_quiesce_queue does.
  */
 void
 ic_engine_enter (struct ic_engine *e)
 {
-  for (;;) {
-    atomic_fetch_add (&e->in_flight, 1);
-    if (!atomic_load (&e->quiescing))
-      return;
-    ic_engine_exit (e);
-    pthread_mutex_lock (&e->gate_lock);
-    while (atomic_load (&e->quiescing))
-      pthread_cond_wait (&e->gate_cond, &e->gate_lock);
-    pthread_mutex_unlock (&e->gate_lock);
-  }
+  ic_brlock_read_lock (&e->gate);
 }
 
 void
 ic_engine_exit (struct ic_engine *e)
 {
-  if (atomic_fetch_sub (&e->in_flight, 1) == 1 &&
-      atomic_load (&e->quiescing)) {
-    pthread_mutex_lock (&e->gate_lock);
-    pthread_cond_broadcast (&e->gate_cond);
-    pthread_mutex_unlock (&e->gate_lock);
-  }
+  ic_brlock_read_unlock (&e->gate);
 }
 
 /* Every slot forgets its key.  With @drained (a reset: no request is
@@ -464,11 +451,7 @@ ic_engine_reset (struct ic_engine *e)
   unsigned int failed;
 
   pthread_mutex_lock (&e->reset_lock);
-  pthread_mutex_lock (&e->gate_lock);
-  atomic_store (&e->quiescing, true);
-  while (atomic_load (&e->in_flight) != 0)
-    pthread_cond_wait (&e->gate_cond, &e->gate_lock);
-  pthread_mutex_unlock (&e->gate_lock);
+  ic_brlock_write_lock (&e->gate);
 
   /* The controller comes back with empty keyslots ... */
   lose_keys (e, true);
@@ -479,10 +462,7 @@ ic_engine_reset (struct ic_engine *e)
     ic_error ("%s: reset: %u keyslot(s) could not be reprogrammed",
               e->cfg.name, failed);
 
-  pthread_mutex_lock (&e->gate_lock);
-  atomic_store (&e->quiescing, false);
-  pthread_cond_broadcast (&e->gate_cond);
-  pthread_mutex_unlock (&e->gate_lock);
+  ic_brlock_write_unlock (&e->gate);
   pthread_mutex_unlock (&e->reset_lock);
   return failed;
 }
@@ -554,8 +534,10 @@ engine_crypt (struct ic_engine *e, struct ic_crypto_keyslot *slot,
                                    key->crypto_cfg.data_unit_size, ctx->dun);
   ic_cipher_pool_put (&hs->ciphers, pc);
   if (err == 0) {
-    COUNT (e->requests[key->crypto_cfg.crypto_mode], 1);
-    COUNT (e->bytes[key->crypto_cfg.crypto_mode], len);
+    unsigned int shard = ic_brlock_shard ();
+
+    COUNT (e->io[shard].requests[key->crypto_cfg.crypto_mode], 1);
+    COUNT (e->io[shard].bytes[key->crypto_cfg.crypto_mode], len);
   }
   return err;
 }
@@ -589,8 +571,17 @@ ic_engine_read_stats (struct ic_engine *e, struct ic_engine_stats *st,
   READ (st->hw_evictions, e->hw_evictions);
   READ (st->key_mismatches, e->key_mismatches);
   for (m = 0; m < IC_ENCRYPTION_MODE_MAX; m++) {
-    READ (st->requests[m], e->requests[m]);
-    READ (st->bytes[m], e->bytes[m]);
+    unsigned int i;
+
+    st->requests[m] = st->bytes[m] = 0;
+    for (i = 0; i < IC_BRLOCK_SHARDS; i++) {
+      uint64_t n;
+
+      READ (n, e->io[i].requests[m]);
+      st->requests[m] += n;
+      READ (n, e->io[i].bytes[m]);
+      st->bytes[m] += n;
+    }
   }
 #undef READ
 }

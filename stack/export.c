@@ -11,7 +11,6 @@
 #include "export.h"
 
 struct ic_ctx_map {
-  unsigned int refs;            /* atomic */
   size_t n;
   struct ic_ctx_range ranges[]; /* sorted by start, disjoint */
 };
@@ -23,26 +22,28 @@ map_alloc (size_t n)
 {
   struct ic_ctx_map *map = calloc (1, sizeof *map + n * sizeof map->ranges[0]);
 
-  if (map) {
-    map->refs = 1;
+  if (map)
     map->n = n;
-  }
   return map;
 }
 
+/* The current map, for the duration of a request: map_lock held for
+ * reading (map_put releases it).
+ */
 static struct ic_ctx_map *
 map_get (struct ic_export *exp)
 {
-  struct ic_ctx_map *map;
-
-  pthread_mutex_lock (&exp->map_lock);
-  map = exp->map;
-  __atomic_fetch_add (&map->refs, 1, __ATOMIC_RELAXED);
-  pthread_mutex_unlock (&exp->map_lock);
-  return map;
+  ic_brlock_read_lock (&exp->map_lock);
+  return exp->map;
 }
 
-/* The snapshot's references on its keys (see ic_crypto_key.map_refs). */
+static void
+map_put (struct ic_export *exp)
+{
+  ic_brlock_read_unlock (&exp->map_lock);
+}
+
+/* The map's references on its keys (see ic_crypto_key.map_refs). */
 static void
 map_ref_keys (struct ic_ctx_map *map, int delta)
 {
@@ -55,9 +56,9 @@ map_ref_keys (struct ic_ctx_map *map, int delta)
 }
 
 static void
-map_put (struct ic_ctx_map *map)
+map_free (struct ic_ctx_map *map)
 {
-  if (map && __atomic_sub_fetch (&map->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+  if (map) {
     map_ref_keys (map, -1);
     free (map);
   }
@@ -66,8 +67,13 @@ map_put (struct ic_ctx_map *map)
 struct ic_export *
 ic_export_new (const char *name, struct ic_device *dev)
 {
-  struct ic_export *exp = calloc (1, sizeof *exp);
+  struct ic_export *exp = NULL;
 
+  /* Cache-line aligned: the per-shard counters are. */
+  if (posix_memalign ((void **) &exp, 64, sizeof *exp) == 0)
+    memset (exp, 0, sizeof *exp);
+  else
+    exp = NULL;
   if (!exp || !(exp->map = map_alloc (0))) {
     free (exp);
     ic_error ("%s: out of memory", name);
@@ -77,7 +83,7 @@ ic_export_new (const char *name, struct ic_device *dev)
   snprintf (exp->name, sizeof exp->name, "%s", name);
   exp->dev = dev;
   exp->size = dev->size;
-  pthread_mutex_init (&exp->map_lock, NULL);
+  ic_brlock_init (&exp->map_lock);
   return exp;
 }
 
@@ -86,8 +92,8 @@ ic_export_free (struct ic_export *exp)
 {
   if (!exp)
     return;
-  map_put (exp->map);
-  pthread_mutex_destroy (&exp->map_lock);
+  map_free (exp->map);
+  ic_brlock_destroy (&exp->map_lock);
   free (exp);
 }
 
@@ -181,17 +187,19 @@ ic_export_check_ranges (const struct ic_export *exp, const char *what,
   return 0;
 }
 
-/* Install @map as the current map. */
+/* Install @map as the current map: wait for the requests on the old one
+ * to finish (new ones wait meanwhile), then free it.
+ */
 static void
 map_install (struct ic_export *exp, struct ic_ctx_map *map)
 {
   struct ic_ctx_map *old;
 
-  pthread_mutex_lock (&exp->map_lock);
+  ic_brlock_write_lock (&exp->map_lock);
   old = exp->map;
   exp->map = map;
-  pthread_mutex_unlock (&exp->map_lock);
-  map_put (old);
+  ic_brlock_write_unlock (&exp->map_lock);
+  map_free (old);
 }
 
 int
@@ -241,7 +249,7 @@ ic_export_map_range (struct ic_export *exp, uint64_t start, uint64_t len,
   old = map_get (exp);
   out = calloc (old->n + 2, sizeof *out);
   if (!out) {
-    map_put (old);
+    map_put (exp);
     return -ENOMEM;
   }
   for (i = 0; i < old->n; i++) {
@@ -267,7 +275,7 @@ ic_export_map_range (struct ic_export *exp, uint64_t start, uint64_t len,
       n++;
     }
   }
-  map_put (old);
+  map_put (exp);
   if (key)
     out[n++] = fresh;
   /* Cutting old ranges can misalign them when keys differ in data unit
@@ -293,7 +301,7 @@ ic_export_get_map (struct ic_export *exp, struct ic_ctx_range **rangesp,
       memcpy (*rangesp, map->ranges, map->n * sizeof **rangesp);
     *np = map->n;
   }
-  map_put (map);
+  map_put (exp);
   return r;
 }
 
@@ -306,7 +314,7 @@ ic_export_uses_key (struct ic_export *exp, const struct ic_crypto_key *key)
 
   for (i = 0; i < map->n && !used; i++)
     used = map->ranges[i].key == key;
-  map_put (map);
+  map_put (exp);
   return used;
 }
 
@@ -321,7 +329,7 @@ ic_export_max_data_unit_size (struct ic_export *exp)
     if (map->ranges[i].key &&
         map->ranges[i].key->crypto_cfg.data_unit_size > max)
       max = map->ranges[i].key->crypto_cfg.data_unit_size;
-  map_put (map);
+  map_put (exp);
   return max;
 }
 
@@ -395,7 +403,7 @@ do_request (struct ic_export *exp, enum ic_bio_op op, unsigned int flags,
     ic_error ("%s: %s: %" PRIu64 " bytes at %" PRIu64 " go past the end of "
               "the export (%" PRIu64 " bytes)", exp->name,
               ic_bio_op_name (op), len, offset, exp->size);
-    COUNT (exp->stats.errors, 1);
+    COUNT (exp->stats[ic_brlock_shard ()].s.errors, 1);
     return -EINVAL;
   }
   map = map_get (exp);
@@ -425,9 +433,9 @@ do_request (struct ic_export *exp, enum ic_bio_op op, unsigned int flags,
     r = ic_device_submit (exp->dev, &bio);
   }
 out:
-  map_put (map);
+  map_put (exp);
   if (r < 0)
-    COUNT (exp->stats.errors, 1);
+    COUNT (exp->stats[ic_brlock_shard ()].s.errors, 1);
   return r;
 }
 
@@ -438,8 +446,8 @@ ic_export_pread (struct ic_export *exp, void *buf, uint64_t len,
   int r = do_request (exp, IC_OP_READ, 0, buf, len, offset);
 
   if (r == 0) {
-    COUNT (exp->stats.reads, 1);
-    COUNT (exp->stats.bytes_read, len);
+    COUNT (exp->stats[ic_brlock_shard ()].s.reads, 1);
+    COUNT (exp->stats[ic_brlock_shard ()].s.bytes_read, len);
   }
   return r;
 }
@@ -453,8 +461,8 @@ ic_export_pwrite (struct ic_export *exp, const void *buf, uint64_t len,
                       len, offset);
 
   if (r == 0) {
-    COUNT (exp->stats.writes, 1);
-    COUNT (exp->stats.bytes_written, len);
+    COUNT (exp->stats[ic_brlock_shard ()].s.writes, 1);
+    COUNT (exp->stats[ic_brlock_shard ()].s.bytes_written, len);
   }
   return r;
 }
@@ -468,7 +476,7 @@ ic_export_zero (struct ic_export *exp, uint64_t len, uint64_t offset,
                       offset);
 
   if (r == 0)
-    COUNT (exp->stats.zeroes, 1);
+    COUNT (exp->stats[ic_brlock_shard ()].s.zeroes, 1);
   return r;
 }
 
@@ -483,7 +491,7 @@ ic_export_trim (struct ic_export *exp, uint64_t len, uint64_t offset,
                       len, offset);
 
   if (r == 0)
-    COUNT (exp->stats.trims, 1);
+    COUNT (exp->stats[ic_brlock_shard ()].s.trims, 1);
   return r;
 }
 
@@ -494,9 +502,9 @@ ic_export_flush (struct ic_export *exp)
   int r = ic_device_submit (exp->dev, &bio);
 
   if (r == 0)
-    COUNT (exp->stats.flushes, 1);
+    COUNT (exp->stats[ic_brlock_shard ()].s.flushes, 1);
   else
-    COUNT (exp->stats.errors, 1);
+    COUNT (exp->stats[ic_brlock_shard ()].s.errors, 1);
   return r;
 }
 
@@ -504,17 +512,24 @@ void
 ic_export_read_stats (struct ic_export *exp, struct ic_export_stats *st,
                       bool reset)
 {
-#define READ(field) \
-  st->field = reset ? __atomic_exchange_n (&exp->stats.field, 0,        \
-                                           __ATOMIC_RELAXED)            \
-                    : __atomic_load_n (&exp->stats.field, __ATOMIC_RELAXED)
-  READ (reads);
-  READ (writes);
-  READ (bytes_read);
-  READ (bytes_written);
-  READ (zeroes);
-  READ (trims);
-  READ (flushes);
-  READ (errors);
+  unsigned int i;
+
+  memset (st, 0, sizeof *st);
+  for (i = 0; i < IC_BRLOCK_SHARDS; i++) {
+    struct ic_export_stats *sh = &exp->stats[i].s;
+
+#define READ(field)                                                     \
+    st->field += reset                                                  \
+      ? __atomic_exchange_n (&sh->field, 0, __ATOMIC_RELAXED)           \
+      : __atomic_load_n (&sh->field, __ATOMIC_RELAXED)
+    READ (reads);
+    READ (writes);
+    READ (bytes_read);
+    READ (bytes_written);
+    READ (zeroes);
+    READ (trims);
+    READ (flushes);
+    READ (errors);
 #undef READ
+  }
 }

@@ -20,10 +20,13 @@
  *
  * Threading: requests run in parallel.  The map is an immutable,
  * reference-counted snapshot; a request holds a reference for its life,
- * and a new map replaces the old one atomically (map_lock covers the
- * pointer swap and the taking of references only).  Each snapshot counts
- * itself in the map_refs of its keys until it is freed, so a key whose
- * map_refs is 0 is used by no map and no request.
+ * and a new map replaces the old one atomically: map_lock, a reader/writer
+ * lock whose read side shares no cache line between threads
+ * (crypto/brlock.h), is held for reading by each request for its whole
+ * life, and for writing only to swap the pointer, which waits for the
+ * requests on the old map to finish (like synchronize_rcu()).  Each map
+ * counts itself in the map_refs of its keys until it is freed, so a key
+ * whose map_refs is 0 is used by no map and no request.
  */
 #ifndef IC_EXPORT_H
 #define IC_EXPORT_H
@@ -32,6 +35,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "brlock.h"
 #include "device.h"
 
 struct ic_ctx_map;
@@ -64,9 +68,12 @@ struct ic_export {
   uint64_t size;                /* == dev->size */
 
   /* private: */
-  pthread_mutex_t map_lock;     /* covers map (the pointer) */
+  struct ic_brlock map_lock;    /* covers map (the pointer) */
   struct ic_ctx_map *map;       /* protected by map_lock */
-  struct ic_export_stats stats;
+  /* Counters per shard (ic_brlock_shard): threads write their own line. */
+  struct {
+    struct ic_export_stats s;
+  } __attribute__ ((aligned (64))) stats[IC_BRLOCK_SHARDS];
 };
 
 /* Create an export of all of @dev with an empty map.
@@ -91,8 +98,8 @@ int ic_export_check_ranges (const struct ic_export *exp, const char *what,
 
 /* Replace the whole map with @n ranges (checked as above).
  *
- * Context: takes map_lock briefly; requests in flight finish on the old
- * map.
+ * Context: takes map_lock for writing: waits for the requests in flight
+ * on the old map to finish.
  * Return: 0, -EINVAL or -ENOMEM.
  */
 int ic_export_set_map (struct ic_export *exp,

@@ -33,7 +33,20 @@ data = os.urandom(1 << 20)
 h.pwrite(data, 0)
 h.flush()
 
+def stopped(pid):
+    """True once every thread of @pid is stopped (kill() returns before
+    they are: a thread already running may still answer)."""
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+            if f.read().rsplit(")", 1)[1].split()[0] not in ("T", "t"):
+                return False
+    return True
+
 os.kill(peer, signal.SIGSTOP)
+deadline = time.monotonic() + 10
+while not stopped(peer):
+    assert time.monotonic() < deadline, "the peer did not stop"
+    time.sleep(0.01)
 try:
     for i in range(3):
         t0 = time.monotonic()
