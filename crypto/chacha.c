@@ -6,29 +6,34 @@
 #include <config.h>
 
 #include <endian.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "chacha.h"
 #include "error.h"
 #include "secmem.h"
+#include "simd.h"
 
 struct chacha_impl {
-  const char *name;
+  struct ic_impl impl;
   void (*crypt) (uint32_t state[IC_CHACHA_STATE_WORDS], uint8_t *dst,
                  const uint8_t *src, size_t len, int nrounds);
 };
 
 static const struct chacha_impl generic_impl = {
-  "generic", ic_chacha_crypt_generic,
+  { "generic", ic_impl_always }, ic_chacha_crypt_generic,
 };
 static const struct chacha_impl avx2_impl = {
-  "avx2", ic_chacha_crypt_avx2,
+  { "avx2", ic_chacha_avx2_usable }, ic_chacha_crypt_avx2,
 };
 
-static pthread_once_t select_once = PTHREAD_ONCE_INIT;
-static const struct chacha_impl *impl;  /* atomic; set once, or by tests */
+/* Best first. */
+static const struct ic_impl *const impls[] = {
+  &avx2_impl.impl, &generic_impl.impl,
+};
+static struct ic_impl_choice choice = {
+  "chacha", impls, sizeof impls / sizeof impls[0], NULL,
+};
 
 static inline uint32_t
 get_le32 (const uint8_t *p)
@@ -53,46 +58,21 @@ rol32 (uint32_t v, int n)
 }
 
 static const struct chacha_impl *
-best_impl (void)
-{
-  const char *env = getenv ("IC_NO_SIMD");
-
-  /* IC_NO_SIMD=1 (any value but "" and "0") keeps the portable code. */
-  if (env && *env && strcmp (env, "0") != 0)
-    return &generic_impl;
-  if (ic_chacha_avx2_usable ())
-    return &avx2_impl;
-  return &generic_impl;
-}
-
-static void
-select_impl (void)
-{
-  const struct chacha_impl *best = best_impl ();
-
-  ic_debug ("chacha: using the %s implementation", best->name);
-  __atomic_store_n (&impl, best, __ATOMIC_RELEASE);
-}
-
-static const struct chacha_impl *
 current_impl (void)
 {
-  pthread_once (&select_once, select_impl);
-  return __atomic_load_n (&impl, __ATOMIC_ACQUIRE);
+  return (const struct chacha_impl *) ic_impl_current (&choice);
 }
 
 void
 ic_chacha_use_simd (bool enable)
 {
-  pthread_once (&select_once, select_impl);
-  __atomic_store_n (&impl, enable ? best_impl () : &generic_impl,
-                    __ATOMIC_RELEASE);
+  ic_impl_use_simd (&choice, enable);
 }
 
 const char *
 ic_chacha_impl_name (void)
 {
-  return current_impl ()->name;
+  return current_impl ()->impl.name;
 }
 
 void

@@ -5,24 +5,33 @@
 #include <config.h>
 
 #include <endian.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
 #include "nh.h"
+#include "simd.h"
 
 struct nh_impl {
-  const char *name;
+  struct ic_impl impl;
   void (*nh) (const uint32_t key[IC_NH_KEY_WORDS], const uint8_t *msg,
               size_t len, uint8_t hash[IC_NH_HASH_BYTES]);
 };
 
-static const struct nh_impl generic_impl = { "generic", ic_nh_generic };
-static const struct nh_impl avx2_impl = { "avx2", ic_nh_avx2 };
+static const struct nh_impl generic_impl = {
+  { "generic", ic_impl_always }, ic_nh_generic,
+};
+static const struct nh_impl avx2_impl = {
+  { "avx2", ic_nh_avx2_usable }, ic_nh_avx2,
+};
 
-static pthread_once_t select_once = PTHREAD_ONCE_INIT;
-static const struct nh_impl *impl;      /* atomic; set once, or by tests */
+/* Best first. */
+static const struct ic_impl *const impls[] = {
+  &avx2_impl.impl, &generic_impl.impl,
+};
+static struct ic_impl_choice choice = {
+  "nh", impls, sizeof impls / sizeof impls[0], NULL,
+};
 
 static inline uint32_t
 get_le32 (const uint8_t *p)
@@ -41,46 +50,21 @@ put_le64 (uint8_t *p, uint64_t v)
 }
 
 static const struct nh_impl *
-best_impl (void)
-{
-  const char *env = getenv ("IC_NO_SIMD");
-
-  /* IC_NO_SIMD=1 (any value but "" and "0") keeps the portable code. */
-  if (env && *env && strcmp (env, "0") != 0)
-    return &generic_impl;
-  if (ic_nh_avx2_usable ())
-    return &avx2_impl;
-  return &generic_impl;
-}
-
-static void
-select_impl (void)
-{
-  const struct nh_impl *best = best_impl ();
-
-  ic_debug ("nh: using the %s implementation", best->name);
-  __atomic_store_n (&impl, best, __ATOMIC_RELEASE);
-}
-
-static const struct nh_impl *
 current_impl (void)
 {
-  pthread_once (&select_once, select_impl);
-  return __atomic_load_n (&impl, __ATOMIC_ACQUIRE);
+  return (const struct nh_impl *) ic_impl_current (&choice);
 }
 
 void
 ic_nh_use_simd (bool enable)
 {
-  pthread_once (&select_once, select_impl);
-  __atomic_store_n (&impl, enable ? best_impl () : &generic_impl,
-                    __ATOMIC_RELEASE);
+  ic_impl_use_simd (&choice, enable);
 }
 
 const char *
 ic_nh_impl_name (void)
 {
-  return current_impl ()->name;
+  return current_impl ()->impl.name;
 }
 
 void

@@ -13,12 +13,12 @@
 
 #include <endian.h>
 #include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
 #include "secmem.h"
+#include "simd.h"
 #include "sm4.h"
 
 #define XTS_BATCH_UNITS 16      /* first tweaks encrypted per call */
@@ -31,30 +31,30 @@ struct ic_sm4_xts_ctx {
 };
 
 struct sm4_impl {
-  const char *name;
-  bool (*usable) (void);
+  struct ic_impl impl;
   void (*crypt_blocks) (const struct ic_sm4_key *rk, uint8_t *dst,
                         const uint8_t *src, const uint8_t *tweaks,
                         size_t nblocks);
 };
 
-static bool
-generic_usable (void)
-{
-  return true;
-}
+static const struct sm4_impl gfni_impl = {
+  { "gfni-avx512", ic_sm4_gfni_avx512_usable },
+  ic_sm4_crypt_blocks_gfni_avx512,
+};
+static const struct sm4_impl aesni_impl = {
+  { "aesni-avx2", ic_sm4_aesni_avx2_usable }, ic_sm4_crypt_blocks_aesni_avx2,
+};
+static const struct sm4_impl generic_impl = {
+  { "generic", ic_impl_always }, ic_sm4_crypt_blocks_generic,
+};
 
 /* Best first. */
-static const struct sm4_impl impls[] = {
-  { "gfni-avx512", ic_sm4_gfni_avx512_usable,
-    ic_sm4_crypt_blocks_gfni_avx512 },
-  { "aesni-avx2", ic_sm4_aesni_avx2_usable, ic_sm4_crypt_blocks_aesni_avx2 },
-  { "generic", generic_usable, ic_sm4_crypt_blocks_generic },
+static const struct ic_impl *const impls[] = {
+  &gfni_impl.impl, &aesni_impl.impl, &generic_impl.impl,
 };
-#define GENERIC_IMPL (&impls[sizeof impls / sizeof impls[0] - 1])
-
-static pthread_once_t select_once = PTHREAD_ONCE_INIT;
-static const struct sm4_impl *impl;     /* atomic; set once, or by tests */
+static struct ic_impl_choice choice = {
+  "sm4", impls, sizeof impls / sizeof impls[0], NULL,
+};
 
 /* GB/T 32907-2016 section 6.2: the S-box. */
 static const uint8_t sbox[256] = {
@@ -317,64 +317,27 @@ ic_sm4_crypt_blocks_generic (const struct ic_sm4_key *rk, uint8_t *dst,
 }
 
 static const struct sm4_impl *
-best_impl (void)
-{
-  const char *env = getenv ("IC_NO_SIMD");
-  size_t i;
-
-  /* IC_NO_SIMD=1 (any value but "" and "0") keeps the portable code. */
-  if (env && *env && strcmp (env, "0") != 0)
-    return GENERIC_IMPL;
-  for (i = 0; !impls[i].usable (); i++)
-    ;
-  return &impls[i];
-}
-
-static void
-select_impl (void)
-{
-  const struct sm4_impl *best = best_impl ();
-
-  ic_debug ("sm4: using the %s implementation", best->name);
-  __atomic_store_n (&impl, best, __ATOMIC_RELEASE);
-}
-
-static const struct sm4_impl *
 current_impl (void)
 {
-  pthread_once (&select_once, select_impl);
-  return __atomic_load_n (&impl, __ATOMIC_ACQUIRE);
+  return (const struct sm4_impl *) ic_impl_current (&choice);
 }
 
 void
 ic_sm4_use_simd (bool enable)
 {
-  pthread_once (&select_once, select_impl);
-  __atomic_store_n (&impl, enable ? best_impl () : GENERIC_IMPL,
-                    __ATOMIC_RELEASE);
+  ic_impl_use_simd (&choice, enable);
 }
 
 int
 ic_sm4_use_impl (const char *name)
 {
-  size_t i;
-
-  pthread_once (&select_once, select_impl);
-  for (i = 0; i < sizeof impls / sizeof impls[0]; i++) {
-    if (strcmp (impls[i].name, name) != 0)
-      continue;
-    if (!impls[i].usable ())
-      return -ENOTSUP;
-    __atomic_store_n (&impl, &impls[i], __ATOMIC_RELEASE);
-    return 0;
-  }
-  return -ENOENT;
+  return ic_impl_use (&choice, name);
 }
 
 const char *
 ic_sm4_impl_name (void)
 {
-  return current_impl ()->name;
+  return current_impl ()->impl.name;
 }
 
 void
