@@ -48,19 +48,26 @@ ic_device_supports_natively (const struct ic_device *dev,
                                                    __ATOMIC_ACQUIRE), cfg);
 }
 
-/* bio_crypt_check_alignment: every data unit whole. */
+/* bio_crypt_check_alignment: every data unit whole.  As upstream, what
+ * counts is the length of the data, not where it lands on the device (the
+ * DUN travels with the request, so a linear target may remap it to any
+ * sector), and a bio that breaks it fails with BLK_STS_IOERR: EIO, not
+ * EINVAL.  Exports refuse misaligned NBD requests with EINVAL before they
+ * get here; this catches a table that splits a data unit (a striped chunk
+ * smaller than the data unit).
+ */
 static int
 check_alignment (const struct ic_device *dev, const struct ic_bio *bio)
 {
   const struct ic_crypto_key *key = bio->crypt_ctx.key;
   uint64_t mask = key->crypto_cfg.data_unit_size - 1;
 
-  if ((bio->offset | bio->len) & mask) {
+  if (bio->len & mask) {
     ic_error ("%s: %s: %" PRIu64 " bytes at %" PRIu64 " are not aligned to "
               "the %u-byte data units of key %s", dev->name,
               ic_bio_op_name (bio->op), bio->len, bio->offset,
               key->crypto_cfg.data_unit_size, key->name);
-    return -EINVAL;
+    return -EIO;
   }
   return 0;
 }

@@ -7,7 +7,9 @@
  * whose I/O fails is marked failed and reported; the mirror goes on with
  * the others, and a request fails only when no active leg could serve it.
  * EINVAL, EOPNOTSUPP and ENOMEM say nothing about a leg's health and are
- * passed up without failing it.
+ * passed up without failing it, as long as no other leg took the write;
+ * once one did, a leg refusing it no longer holds the same data and is
+ * failed like any other, so reads never alternate between old and new.
  *
  * Beyond upstream: Linux dm-raid1 does not pass inline crypto through
  * (DM_TARGET_PASSES_CRYPTO), because a hot-added leg would need the same
@@ -217,6 +219,7 @@ static int
 write_all (struct ic_target *ti, struct mirror *mc, struct ic_bio *bio)
 {
   unsigned int active_ok = 0;
+  unsigned int written = 0;
   int first_err = 0;
   unsigned int i;
 
@@ -230,14 +233,16 @@ write_all (struct ic_target *ti, struct mirror *mc, struct ic_bio *bio)
       continue;
     clone = leg_bio (bio, leg);
     r = ic_device_submit (leg->dev, &clone);
-    if (r < 0 && !is_leg_error (r))
-      return r;
+    if (r < 0 && !is_leg_error (r) && written == 0)
+      return r;                 /* no leg changed: nothing diverged */
     if (r < 0) {
       fail_leg (ti, leg, r, ic_bio_op_name (bio->op));
       if (!first_err)
         first_err = r;
+      continue;
     }
-    else if (state == IC_LEG_ACTIVE)
+    written++;
+    if (state == IC_LEG_ACTIVE)
       active_ok++;
   }
   if (active_ok)

@@ -8,7 +8,8 @@
  *
  * As dm-stripe: the length must divide by the number of stripes and each
  * stripe's share by the chunk size.  A request with a crypto context whose
- * data units straddle a chunk boundary fails with EINVAL at the child
+ * data units straddle a chunk boundary fails with EIO at the child, as
+ * blk-crypto fails a misaligned bio
  * (the chunk size should be a multiple of the data unit size).
  */
 #include <config.h>

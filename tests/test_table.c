@@ -1254,6 +1254,46 @@ START_TEST (test_split_linear)
 }
 END_TEST
 
+/* Where the data lands on the device does not matter, only that its data
+ * units are whole (bio_crypt_check_alignment looks at lengths): a linear
+ * target at an odd sector carries the DUN there, and a table boundary
+ * that cuts a data unit fails the request with EIO.
+ */
+START_TEST (test_linear_odd_offset)
+{
+  struct ic_device *s;
+  struct ic_device *a;
+  struct ic_device *b;
+  uint8_t *pt = pattern (16 * KiB, 13);
+  uint8_t *ct = encrypt (kx, pt, 16 * KiB, 77);
+  uint8_t *back = malloc (16 * KiB);
+  uint8_t *r;
+
+  a = leaf_full ("a", 1 * MiB);
+  b = leaf_full ("b", 1 * MiB);
+  s = stacked ("s");
+  /* a from sector 3; b from sector 1, starting half a data unit later. */
+  load_resume (s, "0 32 linear a 3\n32 36 linear b 1", 0);
+  ck_submit (s, IC_OP_WRITE, kx, 77, pt, 16 * KiB, 0);
+  r = raw (a, 16 * KiB, 3 * 512);
+  ck_assert_mem_eq (r, ct, 16 * KiB);
+  free (r);
+  ck_submit (s, IC_OP_READ, kx, 77, back, 16 * KiB, 0);
+  ck_assert_mem_eq (back, pt, 16 * KiB);
+
+  /* 8 KiB at sector 28 is 2 KiB on a and 6 KiB on b. */
+  ck_assert_int_eq (submit (s, IC_OP_WRITE, kx, 5, pt, 8 * KiB, 28 * 512),
+                    -EIO);
+  assert_error ("not aligned to the 4096-byte data units of key kx");
+  r = raw (b, 8 * KiB, 512);
+  ck_assert (ic_is_zero (r, 8 * KiB));
+  free (r);
+  free (pt);
+  free (ct);
+  free (back);
+}
+END_TEST
+
 struct stripe_case {
   unsigned int stripes;
   unsigned int chunk;           /* sectors */
@@ -1395,7 +1435,8 @@ START_TEST (test_striped_many)
 END_TEST
 
 /* Chunks smaller than the data unit split data units: such requests fail
- * with EINVAL at the child (as documented), and plain I/O still works.
+ * with EIO at the child (BLK_STS_IOERR from bio_crypt_check_alignment
+ * upstream), and plain I/O still works.
  */
 START_TEST (test_striped_small_chunk)
 {
@@ -1407,7 +1448,7 @@ START_TEST (test_striped_small_chunk)
   s = stacked ("s");
   load_resume (s, "0 2048 striped 2 4 a 0 b 0", 0);
   ck_assert_int_eq (submit (s, IC_OP_WRITE, kx, 0, pt, 8 * KiB, 0),
-                    -EINVAL);
+                    -EIO);
   assert_error ("not aligned to the 4096-byte data units of key kx");
   ck_submit (s, IC_OP_WRITE, NULL, 0, pt, 8 * KiB, 0);
   free (pt);
@@ -1575,19 +1616,25 @@ END_TEST
 
 /* An error that says nothing about a leg's health (here EOPNOTSUPP: a
  * leg without engine and with its fallback off, under per-child fallback)
- * fails the request and fails no leg.
+ * fails the request and fails no leg while no leg took the write.  Once
+ * one did, the leg that refused it holds other data: it is failed, so
+ * reads never alternate between the old and the new data.
  */
 START_TEST (test_mirror_request_error)
 {
   struct ic_device *s;
   struct ic_device *p;
+  struct ic_device *e;
   uint8_t *pt = pattern (8 * KiB, 24);
+  uint8_t *back = malloc (8 * KiB);
+  uint8_t *r;
+  unsigned int i;
 
-  xts_leaf ("e", 1 * MiB);
+  e = xts_leaf ("e", 1 * MiB);
   p = leaf_plain ("p", 1 * MiB);
   p->fallback_enabled = false;
   s = stacked ("s");
-  load_resume (s, "0 2048 mirror 2 e 0 p 0", IC_TABLE_PER_CHILD_FALLBACK);
+  load_resume (s, "0 2048 mirror 2 p 0 e 0", IC_TABLE_PER_CHILD_FALLBACK);
   ck_assert_int_eq (submit (s, IC_OP_WRITE, kx, 0, pt, 8 * KiB, 0),
                     -EOPNOTSUPP);
   assert_error ("p: AES-256-XTS/4096 with 8 DUN bytes is not supported and "
@@ -1595,9 +1642,24 @@ START_TEST (test_mirror_request_error)
   ck_assert_int_eq (leg (s, 0).state, IC_LEG_ACTIVE);
   ck_assert_int_eq (leg (s, 1).state, IC_LEG_ACTIVE);
   ck_assert_uint_eq (leg (s, 1).errors, 0);
+  r = raw (e, 8 * KiB, 0);
+  ck_assert (ic_is_zero (r, 8 * KiB));
+  free (r);
   /* Plain I/O is fine on both. */
   ck_submit (s, IC_OP_WRITE, NULL, 0, pt, 8 * KiB, 0);
+
+  /* e first: e takes the write, p refuses it and is failed. */
+  load_resume (s, "0 2048 mirror 2 e 0 p 0", IC_TABLE_PER_CHILD_FALLBACK);
+  ck_submit (s, IC_OP_WRITE, kx, 0, pt, 8 * KiB, 0);
+  ck_assert_int_eq (leg (s, 0).state, IC_LEG_ACTIVE);
+  ck_assert_int_eq (leg (s, 1).state, IC_LEG_FAILED);
+  ck_assert_uint_eq (leg (s, 1).errors, 1);
+  for (i = 0; i < 4; i++) {
+    ck_submit (s, IC_OP_READ, kx, 0, back, 8 * KiB, 0);
+    ck_assert_mem_eq (back, pt, 8 * KiB);
+  }
   free (pt);
+  free (back);
 }
 END_TEST
 
@@ -2276,6 +2338,7 @@ table_suite (void)
   CASE ("evict_after_growth", test_evict_after_growth);
 
   CASE ("split_linear", test_split_linear);
+  CASE ("linear_odd_offset", test_linear_odd_offset);
   tc = tcase_create ("split_striped");
   tcase_add_checked_fixture (tc, setup, teardown);
   tcase_set_timeout (tc, 120);
