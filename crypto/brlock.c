@@ -13,6 +13,36 @@
 
 #include "brlock.h"
 
+/* Most sections, read or write, are a hash lookup or a keyslot program:
+ * far shorter than a sleep and a wake-up.  Spin this many times before
+ * yielding or sleeping.
+ */
+#define SPINS 2000
+
+static inline void
+cpu_relax (void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause ();
+#elif defined(__aarch64__)
+  __asm__ __volatile__ ("yield");
+#endif
+}
+
+/* Spin while the writer flag is up; true if it came down. */
+static bool
+spin_while_writer (struct ic_brlock *l)
+{
+  unsigned int i;
+
+  for (i = 0; i < SPINS; i++) {
+    if (!__atomic_load_n (&l->writer, __ATOMIC_ACQUIRE))
+      return true;
+    cpu_relax ();
+  }
+  return false;
+}
+
 /* This thread's counter, picked round robin at its first use. */
 unsigned int
 ic_brlock_shard (void)
@@ -29,9 +59,19 @@ ic_brlock_shard (void)
 void
 ic_brlock_init (struct ic_brlock *l)
 {
+  pthread_mutexattr_t attr;
+
   memset (l->shards, 0, sizeof l->shards);
   l->writer = 0;
-  pthread_mutex_init (&l->writer_lock, NULL);
+  /* Writers queue on writer_lock for short sections too: let it spin a
+   * little before sleeping where glibc can.
+   */
+  pthread_mutexattr_init (&attr);
+#ifdef PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP
+  pthread_mutexattr_settype (&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
+#endif
+  pthread_mutex_init (&l->writer_lock, &attr);
+  pthread_mutexattr_destroy (&attr);
   pthread_mutex_init (&l->wait_lock, NULL);
   pthread_cond_init (&l->wait_cond, NULL);
 }
@@ -53,8 +93,12 @@ ic_brlock_read_lock (struct ic_brlock *l)
     __atomic_fetch_add (readers, 1, __ATOMIC_SEQ_CST);
     if (!__atomic_load_n (&l->writer, __ATOMIC_SEQ_CST))
       return;
-    /* A writer holds or wants the lock: step back and wait for it. */
+    /* A writer holds or wants the lock: step back and wait for it, first
+     * spinning, then asleep.
+     */
     __atomic_fetch_sub (readers, 1, __ATOMIC_RELEASE);
+    if (spin_while_writer (l))
+      continue;
     pthread_mutex_lock (&l->wait_lock);
     while (__atomic_load_n (&l->writer, __ATOMIC_ACQUIRE))
       pthread_cond_wait (&l->wait_cond, &l->wait_lock);
@@ -71,18 +115,19 @@ ic_brlock_read_unlock (struct ic_brlock *l)
 void
 ic_brlock_write_lock (struct ic_brlock *l)
 {
-  unsigned int i;
-
   unsigned int tries = 0;
+  unsigned int i;
 
   pthread_mutex_lock (&l->writer_lock);
   __atomic_store_n (&l->writer, 1, __ATOMIC_SEQ_CST);
-  /* Most read sections are a hash lookup: yield to them; some hold the
-   * lock across I/O: then sleep a little at a time.
+  /* Most read sections are a hash lookup: spin, then yield to them; some
+   * hold the lock across I/O: then sleep a little at a time.
    */
   for (i = 0; i < IC_BRLOCK_SHARDS; i++)
     while (__atomic_load_n (&l->shards[i].readers, __ATOMIC_SEQ_CST)) {
-      if (++tries < 100)
+      if (++tries < SPINS)
+        cpu_relax ();
+      else if (tries < SPINS + 100)
         sched_yield ();
       else {
         struct timespec ts = { 0, 20 * 1000 };

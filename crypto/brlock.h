@@ -20,9 +20,14 @@
 
 #define IC_BRLOCK_SHARDS 16
 
+/* 64 bytes of padding on each side of a counter keep it alone on its
+ * cache line wherever the lock lies in memory: the structures that embed
+ * one are not allocated cache-line aligned.
+ */
 struct ic_brlock_shard {
+  char pad_before[64];
   unsigned int readers;         /* atomic */
-  char pad[64 - sizeof (unsigned int)];
+  char pad_after[64 - sizeof (unsigned int)];
 };
 
 struct ic_brlock {

@@ -4,7 +4,6 @@
 #include <config.h>
 
 #include <errno.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,16 +11,13 @@
 #include "profile.h"
 #include "secmem.h"
 
-/* A keyslot, alone on its cache line(s): requests on different keys touch
- * different lines.
+/* A keyslot.  Its references (upstream's slot_refs) and the time it last
+ * became idle (for the least-recently-used choice) are kept per shard in
+ * the profile (profile->shard_refs, ->shard_put_at), so that the fast
+ * path writes no line another thread writes, even when every request
+ * uses the same key; this part is read-mostly.
  */
 struct ic_crypto_keyslot {
-  atomic_uint slot_refs;
-  /* When the slot last became idle (ic_ticks), for the least-recently-used
-   * choice; atomic.  Initially its index, so that idle slots are taken in
-   * index order, as upstream's list starts.
-   */
-  uint64_t idle_since;
   struct ic_hlist_node hash_node;       /* protected by profile->lock */
   /* Written under profile->lock held for writing; read under it, or
    * atomically by a holder of a reference.
@@ -32,6 +28,60 @@ struct ic_crypto_keyslot {
 
 #define STAT_INC(profile, field) \
   __atomic_fetch_add (&(profile)->stats.field, 1, __ATOMIC_RELAXED)
+
+/* --- slot references, per shard --- */
+
+static uint32_t *
+ref_of (struct ic_crypto_profile *profile, unsigned int shard,
+        unsigned int slot)
+{
+  return &profile->shard_refs[(size_t) shard * profile->ref_stride + slot];
+}
+
+static uint64_t *
+put_at_of (struct ic_crypto_profile *profile, unsigned int shard,
+           unsigned int slot)
+{
+  return &profile->shard_put_at[(size_t) shard * profile->ref_stride + slot];
+}
+
+static void
+slot_get (struct ic_crypto_profile *profile, unsigned int slot)
+{
+  __atomic_fetch_add (ref_of (profile, ic_brlock_shard (), slot), 1,
+                      __ATOMIC_SEQ_CST);
+}
+
+/* The references of @slot: exact with profile->lock held for writing
+ * (puts may still drop some meanwhile, which only makes it smaller);
+ * without it, a hint for waiters and status.
+ */
+static uint32_t
+slot_refs (struct ic_crypto_profile *profile, unsigned int slot)
+{
+  uint32_t n = 0;
+  unsigned int s;
+
+  for (s = 0; s < IC_BRLOCK_SHARDS; s++)
+    n += __atomic_load_n (ref_of (profile, s, slot), __ATOMIC_SEQ_CST);
+  return n;
+}
+
+/* When @slot last became idle: the last put. */
+static uint64_t
+slot_idle_since (struct ic_crypto_profile *profile, unsigned int slot)
+{
+  uint64_t t = 0;
+  unsigned int s;
+
+  for (s = 0; s < IC_BRLOCK_SHARDS; s++) {
+    uint64_t u = __atomic_load_n (put_at_of (profile, s, slot),
+                                  __ATOMIC_RELAXED);
+    if (u > t)
+      t = u;
+  }
+  return t;
+}
 
 /* blk_crypto_hw_enter / _exit: no runtime PM here, only the lock. */
 static void
@@ -100,10 +150,32 @@ ic_crypto_profile_init (struct ic_crypto_profile *profile,
   }
   memset (profile->slots, 0, num_slots * sizeof profile->slots[0]);
   profile->num_slots = num_slots;
-  for (i = 0; i < num_slots; i++) {
+  for (i = 0; i < num_slots; i++)
     profile->slots[i].profile = profile;
-    profile->slots[i].idle_since = i;
+
+  /* Each shard's arrays on lines of their own. */
+  profile->ref_stride = (num_slots + 7) & ~7u;
+  if (posix_memalign ((void **) &profile->shard_refs, 64,
+                      (size_t) IC_BRLOCK_SHARDS * profile->ref_stride *
+                      sizeof (uint32_t)) != 0) {
+    profile->shard_refs = NULL;
+    goto out_destroy;
   }
+  memset (profile->shard_refs, 0, (size_t) IC_BRLOCK_SHARDS *
+          profile->ref_stride * sizeof (uint32_t));
+  if (posix_memalign ((void **) &profile->shard_put_at, 64,
+                      (size_t) IC_BRLOCK_SHARDS * profile->ref_stride *
+                      sizeof (uint64_t)) != 0) {
+    profile->shard_put_at = NULL;
+    goto out_destroy;
+  }
+  memset (profile->shard_put_at, 0, (size_t) IC_BRLOCK_SHARDS *
+          profile->ref_stride * sizeof (uint64_t));
+  /* Idle slots are first taken in index order, as upstream's idle list
+   * starts; ic_ticks() is far above num_slots.
+   */
+  for (i = 0; i < num_slots; i++)
+    *put_at_of (profile, 0, i) = i;
 
   /* A hash of at least 2 buckets, as upstream (hash_ptr needs bits > 0). */
   ht_size = roundup_pow_of_two (num_slots);
@@ -135,6 +207,8 @@ ic_crypto_profile_destroy (struct ic_crypto_profile *profile)
     ic_memzero_explicit (profile->slots,
                          profile->num_slots * sizeof profile->slots[0]);
   free (profile->slots);
+  free (profile->shard_refs);
+  free (profile->shard_put_at);
   ic_memzero_explicit (profile, sizeof *profile);
 }
 
@@ -177,7 +251,7 @@ find_and_grab_keyslot (struct ic_crypto_profile *profile,
   struct ic_crypto_keyslot *slot = find_keyslot (profile, key);
 
   if (slot)
-    atomic_fetch_add (&slot->slot_refs, 1);
+    slot_get (profile, ic_crypto_keyslot_index (slot));
   return slot;
 }
 
@@ -205,14 +279,13 @@ lru_idle_slot (struct ic_crypto_profile *profile)
   unsigned int i;
 
   for (i = 0; i < profile->num_slots; i++) {
-    struct ic_crypto_keyslot *slot = &profile->slots[i];
     uint64_t since;
 
-    if (atomic_load (&slot->slot_refs) != 0)
+    if (slot_refs (profile, i) != 0)
       continue;
-    since = __atomic_load_n (&slot->idle_since, __ATOMIC_RELAXED);
+    since = slot_idle_since (profile, i);
     if (since < best_since) {
-      best = slot;
+      best = &profile->slots[i];
       best_since = since;
     }
   }
@@ -225,7 +298,7 @@ any_idle_slot (struct ic_crypto_profile *profile)
   unsigned int i;
 
   for (i = 0; i < profile->num_slots; i++)
-    if (atomic_load (&profile->slots[i].slot_refs) == 0)
+    if (slot_refs (profile, i) == 0)
       return true;
   return false;
 }
@@ -332,7 +405,7 @@ ic_crypto_get_keyslot (struct ic_crypto_profile *profile,
     ic_hlist_del (&slot->hash_node);
   __atomic_store_n (&slot->key, key, __ATOMIC_RELEASE);
   ic_hlist_add_head (&slot->hash_node, hash_bucket_for_key (profile, key));
-  atomic_store (&slot->slot_refs, 1);
+  slot_get (profile, ic_crypto_keyslot_index (slot));
   hw_exit (profile);
   *slotp = slot;
   return 0;
@@ -352,15 +425,23 @@ void
 ic_crypto_put_keyslot (struct ic_crypto_keyslot *slot)
 {
   struct ic_crypto_profile *profile;
+  unsigned int shard;
+  unsigned int i;
 
   if (!slot)
     return;
   profile = slot->profile;
-  if (atomic_fetch_sub (&slot->slot_refs, 1) == 1) {
-    /* The slot is idle from now: it goes to the back of the LRU order. */
-    __atomic_store_n (&slot->idle_since, ic_ticks (), __ATOMIC_RELAXED);
-    wake_up_waiters (profile);
-  }
+  i = ic_crypto_keyslot_index (slot);
+  shard = ic_brlock_shard ();
+  /* Whether this was the last reference only the sum over the shards
+   * says; every put stamps its time, and the slot became idle at the
+   * latest stamp: the back of the LRU order.  The stamp goes first, so
+   * a scan that sees the slot idle sees when it became so.
+   */
+  __atomic_store_n (put_at_of (profile, shard, i), ic_ticks (),
+                    __ATOMIC_RELAXED);
+  __atomic_fetch_sub (ref_of (profile, shard, i), 1, __ATOMIC_SEQ_CST);
+  wake_up_waiters (profile);
 }
 
 unsigned int
@@ -371,7 +452,7 @@ ic_crypto_profile_idle_slots (struct ic_crypto_profile *profile,
   unsigned int i;
 
   for (i = 0; i < profile->num_slots; i++)
-    n += atomic_load (&profile->slots[i].slot_refs) == 0;
+    n += slot_refs (profile, i) == 0;
   *waiters = __atomic_load_n (&profile->idle_waiters, __ATOMIC_SEQ_CST);
   return n;
 }
@@ -404,7 +485,7 @@ ic_crypto_evict_key (struct ic_crypto_profile *profile,
     goto out;
   }
   STAT_INC (profile, evictions);
-  if (atomic_load (&slot->slot_refs) != 0) {
+  if (slot_refs (profile, ic_crypto_keyslot_index (slot)) != 0) {
     /* Upstream WARNs: the caller evicts a key that I/O still uses. */
     STAT_INC (profile, evict_busy);
     ic_error ("%s: evict %s: key is still in use by I/O in keyslot %u",
@@ -455,7 +536,7 @@ ic_crypto_reprogram_all_keys (struct ic_crypto_profile *profile)
       failed++;
       STAT_INC (profile, program_failures);
       ic_debug ("%s: reprogram keyslot %u: error %d", profile->name, i, err);
-      if (atomic_load (&profile->slots[i].slot_refs) == 0) {
+      if (slot_refs (profile, i) == 0) {
         ic_hlist_del (&profile->slots[i].hash_node);
         __atomic_store_n (&profile->slots[i].key, NULL, __ATOMIC_RELEASE);
       }

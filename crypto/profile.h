@@ -112,10 +112,22 @@ struct ic_crypto_profile {
   struct ic_hlist_head *slot_hashtable; /* protected by lock */
   unsigned int log_slot_ht_size;
   struct ic_crypto_keyslot *slots;
+  /* The slots' references, split like percpu refcounts: per brlock shard
+   * (ic_brlock_shard), per slot, the references its threads took minus
+   * those they dropped (atomic, modulo 2^32), and when one of them last
+   * dropped one (ic_ticks, atomic).  A slot's count is the sum over the
+   * shards, exact under lock held for writing (no get can add to it
+   * then); it became idle at the latest of its stamps.  Shard s's arrays
+   * start at s * ref_stride: threads of different shards share no line.
+   */
+  uint32_t *shard_refs;
+  uint64_t *shard_put_at;
+  unsigned int ref_stride;
   struct ic_keyslot_stats stats;        /* atomics; hits in hit_shards */
-  struct {
+  struct {                              /* padded as brlock's shards */
+    char pad_before[64];
     uint64_t hits;                      /* atomic */
-    char pad[64 - sizeof (uint64_t)];
+    char pad_after[64 - sizeof (uint64_t)];
   } hit_shards[IC_BRLOCK_SHARDS];
 };
 

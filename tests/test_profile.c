@@ -687,6 +687,63 @@ START_TEST (test_lru_hit_requeues)
 }
 END_TEST
 
+/* References are counted per thread group (brlock shard): a slot taken
+ * on one thread and released on another is idle once every reference is
+ * dropped, whichever threads took and dropped them, and the LRU order
+ * follows the last release.
+ */
+struct cross_put {
+  struct ic_crypto_keyslot *slot;
+};
+
+static void *
+put_on_other_thread (void *arg)
+{
+  struct cross_put *cp = arg;
+
+  ic_crypto_put_keyslot (cp->slot);
+  return NULL;
+}
+
+static void
+put_elsewhere (struct ic_crypto_keyslot *slot)
+{
+  struct cross_put cp = { slot };
+  pthread_t t;
+
+  ck_assert_int_eq (pthread_create (&t, NULL, put_on_other_thread, &cp), 0);
+  ck_assert_int_eq (pthread_join (t, NULL), 0);
+}
+
+START_TEST (test_put_other_thread)
+{
+  struct fake *f = fake_new (2);
+  struct ic_crypto_keyslot *a1;
+  struct ic_crypto_keyslot *a2;
+  struct ic_crypto_keyslot *b;
+  unsigned int i;
+
+  ck_assert_uint_eq (get_ok (f, keys[2], &a1), 0);
+  ck_assert_uint_eq (get_ok (f, keys[2], &a2), 0);
+  ck_assert_uint_eq (get_ok (f, keys[3], &b), 1);
+  put_elsewhere (a1);
+  /* One reference left: still busy. */
+  ck_assert_int_eq (ic_crypto_evict_key (&f->profile, keys[2]), -EBUSY);
+  put_elsewhere (a2);
+  put_elsewhere (b);
+  /* Both idle; slot 0 was released first: k4 takes it. */
+  ck_assert_uint_eq (use_key (f, keys[4]), 0);
+  /* Many rounds of get here, put there: the count never drifts. */
+  for (i = 0; i < 1000; i++) {
+    ck_assert_uint_eq (get_ok (f, keys[3], &b), 1);
+    put_elsewhere (b);
+  }
+  ck_assert_int_eq (ic_crypto_evict_key (&f->profile, keys[3]), 0);
+  ck_assert_int_eq (ic_crypto_evict_key (&f->profile, keys[4]), 0);
+  fake_free (f);
+}
+END_TEST
+
 /* ---- waiting: unbounded while no slot is idle ---- */
 
 START_TEST (test_wait)
@@ -1723,6 +1780,7 @@ profile_suite (void)
   tcase_add_checked_fixture (tc, keys_setup, keys_teardown);
   tcase_add_test (tc, test_lru);
   tcase_add_test (tc, test_lru_hit_requeues);
+  tcase_add_test (tc, test_put_other_thread);
   suite_add_tcase (s, tc);
 
   tc = tcase_create ("wait");
