@@ -28,17 +28,22 @@
 
 struct cache {
   void *buf;                    /* the cached small buffer, or NULL */
+  unsigned int large_held;      /* large buffers this thread holds */
 };
 
 static pthread_key_t cache_key;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 
-/* The shared pool of large buffers: pool_lock covers pool[] and
- * pool_bytes, and is held for a push or a pop only.
+/* The shared pool of large buffers: pool_lock covers pool[], pool_bytes
+ * and large_in_use, and is held for a push or a pop only (and by a get
+ * waiting for the budget, in pthread_cond_wait).
  */
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t budget_cond = PTHREAD_COND_INITIALIZER;
 static void *pool[CLASSES];             /* linked through their header */
 static size_t pool_bytes;
+static size_t large_in_use;             /* bytes of large buffers out */
+static unsigned int budget_waiters;
 
 static size_t
 buf_size (void *buf)
@@ -153,20 +158,38 @@ ic_bounce_get (size_t len)
     }
     return buf_alloc (size);
   }
+  c = thread_cache ();
+  pthread_mutex_lock (&pool_lock);
+  while (large_in_use && large_in_use + size > IC_BOUNCE_BUDGET &&
+         !(c && c->large_held)) {
+    budget_waiters++;
+    pthread_cond_wait (&budget_cond, &pool_lock);
+    budget_waiters--;
+  }
+  large_in_use += size;
   if (size <= ((size_t) 1 << MAX_SHIFT)) {
     int k = class_of (size);
 
-    pthread_mutex_lock (&pool_lock);
     p = pool[k];
     if (p) {
       pool[k] = *buf_next (p);
       pool_bytes -= size;
     }
-    pthread_mutex_unlock (&pool_lock);
-    if (p)
-      return p;
   }
-  return buf_alloc (size);
+  pthread_mutex_unlock (&pool_lock);
+  if (!p)
+    p = buf_alloc (size);
+  if (!p) {
+    pthread_mutex_lock (&pool_lock);
+    large_in_use -= size;
+    if (budget_waiters)
+      pthread_cond_broadcast (&budget_cond);
+    pthread_mutex_unlock (&pool_lock);
+    return NULL;
+  }
+  if (c)
+    c->large_held++;
+  return p;
 }
 
 void
@@ -191,11 +214,18 @@ ic_bounce_put (void *buf, size_t len)
       return;
     }
   }
-  else if (size <= ((size_t) 1 << MAX_SHIFT)) {
-    int k = class_of (size);
-
+  else {
+    c = thread_cache ();
+    if (c && c->large_held)
+      c->large_held--;
     pthread_mutex_lock (&pool_lock);
-    if (pool_bytes + size <= IC_BOUNCE_POOL_MAX) {
+    large_in_use -= size;
+    if (budget_waiters)
+      pthread_cond_broadcast (&budget_cond);
+    if (size <= ((size_t) 1 << MAX_SHIFT) &&
+        pool_bytes + size <= IC_BOUNCE_POOL_MAX) {
+      int k = class_of (size);
+
       *buf_next (buf) = pool[k];
       pool[k] = buf;
       pool_bytes += size;

@@ -4,8 +4,12 @@
  * No allocation on the hot path: each thread keeps its last small buffer
  * (up to IC_BOUNCE_SMALL bytes), and larger ones come from a pool shared
  * by all threads that keeps at most IC_BOUNCE_POOL_MAX idle bytes, so that
- * the memory of a server with a thousand threads stays bounded.  Buffers
- * are page-aligned.  Thread-safe.
+ * the memory of a server with a thousand threads stays bounded.  Large
+ * buffers in use are bounded too: a get that would take more than
+ * IC_BOUNCE_BUDGET bytes in all waits until others give theirs back (a
+ * request larger than the budget waits until it is alone), so 256 writes
+ * of 1 MiB in flight do not cost 256 MiB more than the server itself.
+ * Buffers are page-aligned.  Thread-safe.
  */
 #ifndef IC_BOUNCE_H
 #define IC_BOUNCE_H
@@ -14,8 +18,12 @@
 
 #define IC_BOUNCE_SMALL (64u << 10)
 #define IC_BOUNCE_POOL_MAX (32u << 20)
+#define IC_BOUNCE_BUDGET (32u << 20)
 
-/* A buffer of at least @len bytes, or NULL with errno = ENOMEM. */
+/* A buffer of at least @len bytes, or NULL with errno = ENOMEM.
+ * Context: may wait for other threads to put theirs (never when this
+ * thread already holds a large one, so nested gets cannot deadlock).
+ */
 void *ic_bounce_get (size_t len);
 
 /* Give back a buffer from ic_bounce_get().  Bounce buffers only ever

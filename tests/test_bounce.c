@@ -1,0 +1,183 @@
+/* tests/test_bounce.c - bounce buffers: sizes, alignment, reuse, and the
+ * budget that bounds the large buffers in use.
+ */
+#include <config.h>
+
+#include <check.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bounce.h"
+
+#define MiB (1024u * 1024u)
+
+static void
+sleep_ms (unsigned int ms)
+{
+  struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+  nanosleep (&ts, NULL);
+}
+
+/* Any size: page-aligned, writable to its end; a small buffer comes back
+ * to the thread that gave it, a large one through the pool.
+ */
+START_TEST (test_sizes)
+{
+  static const size_t lens[] = {
+    1, 512, 4096, 4097, 65536, 65537, 1 * MiB, 3 * MiB + 512, 32 * MiB,
+  };
+  unsigned int i;
+
+  for (i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+    uint8_t *p = ic_bounce_get (lens[i]);
+    uint8_t *q;
+
+    ck_assert_ptr_nonnull (p);
+    ck_assert_uint_eq ((uintptr_t) p % 4096, 0);
+    memset (p, 0xa5, lens[i]);
+    ic_bounce_put (p, lens[i]);
+    q = ic_bounce_get (lens[i]);
+    ck_assert_ptr_nonnull (q);
+    /* Reused: small ones by this thread, large ones from the pool (the
+     * last, 32 MiB, does not fit beside the idle ones already there).
+     */
+    if (lens[i] < 32 * MiB)
+      ck_assert_ptr_eq (q, p);
+    ic_bounce_put (q, lens[i]);
+  }
+  ic_bounce_put (NULL, 0);
+}
+END_TEST
+
+/* Many threads asking for more than the budget at once: the large
+ * buffers out never add up to more than IC_BOUNCE_BUDGET.
+ */
+#define THREADS 8
+#define ROUNDS 40
+#define BIG (6 * MiB)           /* an 8 MiB size class */
+
+static atomic_size_t out;
+static atomic_size_t max_out;
+
+static void *
+budget_worker (void *arg)
+{
+  unsigned int i;
+
+  (void) arg;
+  for (i = 0; i < ROUNDS; i++) {
+    uint8_t *p = ic_bounce_get (BIG);
+    size_t now;
+    size_t m;
+
+    ck_assert_ptr_nonnull (p);
+    now = atomic_fetch_add (&out, 8 * MiB) + 8 * MiB;
+    m = atomic_load (&max_out);
+    while (now > m && !atomic_compare_exchange_weak (&max_out, &m, now))
+      ;
+    p[0] = p[BIG - 1] = (uint8_t) i;
+    sleep_ms (1);
+    atomic_fetch_sub (&out, 8 * MiB);
+    ic_bounce_put (p, BIG);
+  }
+  return NULL;
+}
+
+START_TEST (test_budget)
+{
+  pthread_t t[THREADS];
+  unsigned int i;
+
+  for (i = 0; i < THREADS; i++)
+    ck_assert_int_eq (pthread_create (&t[i], NULL, budget_worker, NULL), 0);
+  for (i = 0; i < THREADS; i++)
+    ck_assert_int_eq (pthread_join (t[i], NULL), 0);
+  ck_assert_uint_le (atomic_load (&max_out), IC_BOUNCE_BUDGET);
+  /* It did run more than one at a time. */
+  ck_assert_uint_ge (atomic_load (&max_out), 16 * MiB);
+}
+END_TEST
+
+/* A request larger than the budget waits until it is alone, then gets
+ * its buffer.
+ */
+static atomic_bool huge_done;
+
+static void *
+huge_worker (void *arg)
+{
+  uint8_t *p = ic_bounce_get (48 * MiB);
+
+  (void) arg;
+  ck_assert_ptr_nonnull (p);
+  p[48 * MiB - 1] = 1;
+  atomic_store (&huge_done, true);
+  ic_bounce_put (p, 48 * MiB);
+  return NULL;
+}
+
+START_TEST (test_larger_than_budget)
+{
+  uint8_t *p = ic_bounce_get (1 * MiB);
+  pthread_t t;
+  unsigned int i;
+
+  ck_assert_int_eq (pthread_create (&t, NULL, huge_worker, NULL), 0);
+  sleep_ms (100);
+  ck_assert (!atomic_load (&huge_done));
+  ic_bounce_put (p, 1 * MiB);
+  for (i = 0; i < 500 && !atomic_load (&huge_done); i++)
+    sleep_ms (10);
+  ck_assert (atomic_load (&huge_done));
+  ck_assert_int_eq (pthread_join (t, NULL), 0);
+}
+END_TEST
+
+/* A thread that holds a large buffer gets a second one without waiting
+ * for the budget (it would wait for itself).
+ */
+START_TEST (test_nested)
+{
+  uint8_t *a = ic_bounce_get (24 * MiB);
+  uint8_t *b;
+
+  ck_assert_ptr_nonnull (a);
+  b = ic_bounce_get (2 * MiB);
+  ck_assert_ptr_nonnull (b);
+  ic_bounce_put (b, 2 * MiB);
+  ic_bounce_put (a, 24 * MiB);
+}
+END_TEST
+
+static Suite *
+bounce_suite (void)
+{
+  Suite *s = suite_create ("bounce");
+  TCase *tc = tcase_create ("bounce");
+
+  tcase_set_timeout (tc, 60);
+  tcase_add_test (tc, test_sizes);
+  tcase_add_test (tc, test_budget);
+  tcase_add_test (tc, test_larger_than_budget);
+  tcase_add_test (tc, test_nested);
+  suite_add_tcase (s, tc);
+  return s;
+}
+
+int
+main (void)
+{
+  SRunner *sr = srunner_create (bounce_suite ());
+  int failed;
+
+  srunner_run_all (sr, CK_ENV);
+  failed = srunner_ntests_failed (sr);
+  srunner_free (sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
