@@ -43,17 +43,27 @@ spin_while_writer (struct ic_brlock *l)
   return false;
 }
 
+/* Threads that have taken a shard so far. */
+static unsigned int next;
+
 /* This thread's counter, picked round robin at its first use. */
 unsigned int
 ic_brlock_shard (void)
 {
-  static unsigned int next;
   static __thread unsigned int shard_plus_one;
 
   if (!shard_plus_one)
     shard_plus_one = __atomic_fetch_add (&next, 1, __ATOMIC_RELAXED) %
                      IC_BRLOCK_SHARDS + 1;
   return shard_plus_one - 1;
+}
+
+unsigned int
+ic_brlock_shards_used (void)
+{
+  unsigned int n = __atomic_load_n (&next, __ATOMIC_SEQ_CST);
+
+  return n < IC_BRLOCK_SHARDS ? n : IC_BRLOCK_SHARDS;
 }
 
 void

@@ -54,6 +54,12 @@ void ic_brlock_write_unlock (struct ic_brlock *l);
  */
 unsigned int ic_brlock_shard (void);
 
+/* How many shards threads have taken so far (they are taken in order, so
+ * shards 0 .. n-1): per-shard counters beyond it are still zero, except
+ * for what a thread that has just taken one is writing there now.
+ */
+unsigned int ic_brlock_shards_used (void);
+
 /* True if some thread holds (or waits for) the lock for writing.  For
  * assertions in tests.
  */

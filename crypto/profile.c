@@ -54,15 +54,19 @@ slot_get (struct ic_crypto_profile *profile, unsigned int slot)
 
 /* The references of @slot: exact with profile->lock held for writing
  * (puts may still drop some meanwhile, which only makes it smaller);
- * without it, a hint for waiters and status.
+ * without it, a hint for waiters and status.  Only the shards taken so
+ * far are read: a get takes its shard before it adds a reference there,
+ * and under the write lock no get is adding one; a put on a shard taken
+ * since is missed, which only makes the count larger for a moment.
  */
 static uint32_t
 slot_refs (struct ic_crypto_profile *profile, unsigned int slot)
 {
+  unsigned int shards = ic_brlock_shards_used ();
   uint32_t n = 0;
   unsigned int s;
 
-  for (s = 0; s < IC_BRLOCK_SHARDS; s++)
+  for (s = 0; s < shards; s++)
     n += __atomic_load_n (ref_of (profile, s, slot), __ATOMIC_SEQ_CST);
   return n;
 }
@@ -71,10 +75,11 @@ slot_refs (struct ic_crypto_profile *profile, unsigned int slot)
 static uint64_t
 slot_idle_since (struct ic_crypto_profile *profile, unsigned int slot)
 {
+  unsigned int shards = ic_brlock_shards_used ();
   uint64_t t = 0;
   unsigned int s;
 
-  for (s = 0; s < IC_BRLOCK_SHARDS; s++) {
+  for (s = 0; s < shards; s++) {
     uint64_t u = __atomic_load_n (put_at_of (profile, s, slot),
                                   __ATOMIC_RELAXED);
     if (u > t)
