@@ -142,10 +142,32 @@ class_of (size_t size)
   return __builtin_ctzll (size) - SMALL_SHIFT - 1;
 }
 
+/* Take idle buffers out of the pool, largest first, while the large
+ * buffers in use and idle together exceed the budget; chain them on
+ * *@unmap for the caller to free after dropping pool_lock.  Context:
+ * pool_lock held.
+ */
+static void
+trim_pool (void **unmap)
+{
+  int k;
+
+  for (k = CLASSES - 1; k >= 0; k--)
+    while (pool[k] && large_in_use + pool_bytes > IC_BOUNCE_BUDGET) {
+      void *p = pool[k];
+
+      pool[k] = *buf_next (p);
+      pool_bytes -= buf_size (p);
+      *buf_next (p) = *unmap;
+      *unmap = p;
+    }
+}
+
 void *
 ic_bounce_get (size_t len)
 {
   size_t size = round_size (len);
+  void *unmap = NULL;
   struct cache *c;
   void *p = NULL;
 
@@ -176,7 +198,18 @@ ic_bounce_get (size_t len)
       pool_bytes -= size;
     }
   }
+  /* A new buffer is mapped: idle ones of other sizes make room for it,
+   * so that in use and idle together stay within the budget.
+   */
+  if (!p)
+    trim_pool (&unmap);
   pthread_mutex_unlock (&pool_lock);
+  while (unmap) {
+    void *next = *buf_next (unmap);
+
+    buf_free (unmap);
+    unmap = next;
+  }
   if (!p)
     p = buf_alloc (size);
   if (!p) {
@@ -190,6 +223,15 @@ ic_bounce_get (size_t len)
   if (c)
     c->large_held++;
   return p;
+}
+
+void
+ic_bounce_usage (size_t *in_use, size_t *idle)
+{
+  pthread_mutex_lock (&pool_lock);
+  *in_use = large_in_use;
+  *idle = pool_bytes;
+  pthread_mutex_unlock (&pool_lock);
 }
 
 void
@@ -223,7 +265,8 @@ ic_bounce_put (void *buf, size_t len)
     if (budget_waiters)
       pthread_cond_broadcast (&budget_cond);
     if (size <= ((size_t) 1 << MAX_SHIFT) &&
-        pool_bytes + size <= IC_BOUNCE_POOL_MAX) {
+        pool_bytes + size <= IC_BOUNCE_POOL_MAX &&
+        large_in_use + pool_bytes + size <= IC_BOUNCE_BUDGET) {
       int k = class_of (size);
 
       *buf_next (buf) = pool[k];

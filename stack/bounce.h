@@ -7,8 +7,10 @@
  * the memory of a server with a thousand threads stays bounded.  Large
  * buffers in use are bounded too: a get that would take more than
  * IC_BOUNCE_BUDGET bytes in all waits until others give theirs back (a
- * request larger than the budget waits until it is alone), so 256 writes
- * of 1 MiB in flight do not cost 256 MiB more than the server itself.
+ * request larger than the budget waits until it is alone), and the idle
+ * ones in the pool make room for new ones, so that 256 writes of 1 MiB in
+ * flight do not cost 256 MiB more than the server itself, nor the pool
+ * another budget on top.
  * Buffers are page-aligned.  Thread-safe.
  */
 #ifndef IC_BOUNCE_H
@@ -31,5 +33,8 @@ void *ic_bounce_get (size_t len);
  * wiped.  NULL is ignored.
  */
 void ic_bounce_put (void *buf, size_t len);
+
+/* Bytes of large buffers in use and idle in the pool, for tests. */
+void ic_bounce_usage (size_t *in_use, size_t *idle);
 
 #endif /* IC_BOUNCE_H */

@@ -55,6 +55,34 @@ START_TEST (test_sizes)
 }
 END_TEST
 
+/* Idle buffers in the pool count against the budget too: mapping a new
+ * size gives back idle ones of other sizes.
+ */
+START_TEST (test_pool_within_budget)
+{
+  static const size_t lens[] = { 1 * MiB, 2 * MiB, 4 * MiB, 8 * MiB,
+                                 16 * MiB, 24 * MiB, 3 * MiB };
+  size_t in_use;
+  size_t idle;
+  unsigned int round;
+  unsigned int i;
+
+  for (round = 0; round < 2; round++)
+    for (i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+      uint8_t *p = ic_bounce_get (lens[i]);
+
+      ck_assert_ptr_nonnull (p);
+      ic_bounce_usage (&in_use, &idle);
+      ck_assert_uint_ge (in_use, lens[i]);
+      ck_assert_uint_le (in_use + idle, IC_BOUNCE_BUDGET);
+      ic_bounce_put (p, lens[i]);
+      ic_bounce_usage (&in_use, &idle);
+      ck_assert_uint_eq (in_use, 0);
+      ck_assert_uint_le (idle, IC_BOUNCE_POOL_MAX);
+    }
+}
+END_TEST
+
 /* Many threads asking for more than the budget at once: the large
  * buffers out never add up to more than IC_BOUNCE_BUDGET.
  */
@@ -163,6 +191,7 @@ bounce_suite (void)
 
   tcase_set_timeout (tc, 60);
   tcase_add_test (tc, test_sizes);
+  tcase_add_test (tc, test_pool_within_budget);
   tcase_add_test (tc, test_budget);
   tcase_add_test (tc, test_larger_than_budget);
   tcase_add_test (tc, test_nested);
