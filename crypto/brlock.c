@@ -17,7 +17,7 @@
  * far shorter than a sleep and a wake-up.  Spin this many times before
  * yielding or sleeping.
  */
-#define SPINS 2000
+#define SPINS 200
 
 static inline void
 cpu_relax (void)
