@@ -129,6 +129,21 @@ roundup_pow_of_two (unsigned int n)
   return p;
 }
 
+/* IC_BRLOCK_SHARDS zeroed arrays of @n elements of @size bytes, one after
+ * the other from a cache-line boundary, or NULL.  Each starts on a line
+ * of its own when @n * @size is a multiple of 64.
+ */
+static void *
+shard_arrays (size_t n, size_t size)
+{
+  size_t bytes = (size_t) IC_BRLOCK_SHARDS * n * size;
+  void *p;
+
+  if (posix_memalign (&p, 64, bytes) != 0)
+    return NULL;
+  return memset (p, 0, bytes);
+}
+
 /* blk_crypto_profile_init */
 int
 ic_crypto_profile_init (struct ic_crypto_profile *profile,
@@ -160,22 +175,11 @@ ic_crypto_profile_init (struct ic_crypto_profile *profile,
 
   /* Each shard's arrays on lines of their own. */
   profile->ref_stride = (num_slots + 7) & ~7u;
-  if (posix_memalign ((void **) &profile->shard_refs, 64,
-                      (size_t) IC_BRLOCK_SHARDS * profile->ref_stride *
-                      sizeof (uint32_t)) != 0) {
-    profile->shard_refs = NULL;
+  profile->shard_refs = shard_arrays (profile->ref_stride, sizeof (uint32_t));
+  profile->shard_put_at = shard_arrays (profile->ref_stride,
+                                        sizeof (uint64_t));
+  if (!profile->shard_refs || !profile->shard_put_at)
     goto out_destroy;
-  }
-  memset (profile->shard_refs, 0, (size_t) IC_BRLOCK_SHARDS *
-          profile->ref_stride * sizeof (uint32_t));
-  if (posix_memalign ((void **) &profile->shard_put_at, 64,
-                      (size_t) IC_BRLOCK_SHARDS * profile->ref_stride *
-                      sizeof (uint64_t)) != 0) {
-    profile->shard_put_at = NULL;
-    goto out_destroy;
-  }
-  memset (profile->shard_put_at, 0, (size_t) IC_BRLOCK_SHARDS *
-          profile->ref_stride * sizeof (uint64_t));
   /* Idle slots are first taken in index order, as upstream's idle list
    * starts; ic_ticks() is far above num_slots.
    */
