@@ -173,8 +173,10 @@ ic_crypto_profile_init (struct ic_crypto_profile *profile,
   for (i = 0; i < num_slots; i++)
     profile->slots[i].profile = profile;
 
-  /* Each shard's arrays on lines of their own. */
-  profile->ref_stride = (num_slots + 7) & ~7u;
+  /* Each shard's arrays on lines of their own: 16 references are a line
+   * (and 16 stamps two).
+   */
+  profile->ref_stride = (num_slots + 15) & ~15u;
   profile->shard_refs = shard_arrays (profile->ref_stride, sizeof (uint32_t));
   profile->shard_put_at = shard_arrays (profile->ref_stride,
                                         sizeof (uint64_t));
