@@ -1,14 +1,10 @@
 /* crypto/cipher.c - see cipher.h.
  *
- * AES-256-XTS: libgcrypt XTS.  libgcrypt treats the IV as the 128-bit
- * little-endian data unit sequence number and adds one after each
- * gcry_cipher_encrypt() call, so one setiv per request followed by one call
- * per data unit gives DUN, DUN+1, ... with the same carry as Linux (the two
- * low limbs are the whole 16-byte IV).
- *
+ * AES-256-XTS: crypto/aes-xts.c (VAES with AVX-512, or libgcrypt), and
  * SM4-XTS: crypto/sm4.c (portable, AES-NI or GFNI; libgcrypt 1.10 has no
- * bulk XTS for SM4), given the IV of the first data unit; it adds one per
- * data unit with the same 128-bit wrap.
+ * bulk XTS for SM4), both given the IV of the first data unit; they add
+ * one per data unit with a 128-bit wrap, the same carry as Linux (the two
+ * low limbs are the whole 16-byte IV).
  *
  * AES-128-CBC-ESSIV: per data unit, IV = AES-256_{SHA-256(key)}(le128(DUN)),
  * then AES-128-CBC with the key, no padding (Linux crypto/essiv.c).
@@ -25,6 +21,7 @@
 #include <gcrypt.h>
 
 #include "adiantum.h"
+#include "aes-xts.h"
 #include "cipher.h"
 #include "crypt-ctx.h"
 #include "error.h"
@@ -35,7 +32,7 @@ struct ic_cipher {
   enum ic_crypto_mode_num mode;
   bool keyed;
   union {
-    gcry_cipher_hd_t xts;              /* AES-256-XTS */
+    struct ic_aes_xts_ctx *aes_xts;    /* AES-256-XTS */
     struct ic_sm4_xts_ctx *sm4_xts;    /* SM4-XTS */
     struct {
       gcry_cipher_hd_t cbc;            /* AES-128-CBC, the data key */
@@ -85,8 +82,9 @@ ic_cipher_new (enum ic_crypto_mode_num mode)
 
   switch (mode) {
   case IC_ENCRYPTION_MODE_AES_256_XTS:
-    r = open_gcry ("xts(aes)", GCRY_CIPHER_AES256, GCRY_CIPHER_MODE_XTS,
-                   &c->u.xts);
+    c->u.aes_xts = ic_aes_xts_new ();
+    if (!c->u.aes_xts)
+      r = -errno;
     break;
   case IC_ENCRYPTION_MODE_SM4_XTS:
     c->u.sm4_xts = ic_sm4_xts_new ();
@@ -123,7 +121,7 @@ ic_cipher_free (struct ic_cipher *c)
     return;
   switch (c->mode) {
   case IC_ENCRYPTION_MODE_AES_256_XTS:
-    gcry_cipher_close (c->u.xts);       /* wipes: opened secure */
+    ic_aes_xts_free (c->u.aes_xts);
     break;
   case IC_ENCRYPTION_MODE_SM4_XTS:
     ic_sm4_xts_free (c->u.sm4_xts);
@@ -203,7 +201,7 @@ ic_cipher_setkey (struct ic_cipher *c, const uint8_t *key, size_t size)
 
   switch (c->mode) {
   case IC_ENCRYPTION_MODE_AES_256_XTS:
-    r = gcry_setkey (mode->name, c->u.xts, key, size);
+    r = ic_aes_xts_setkey (c->u.aes_xts, key);
     break;
   case IC_ENCRYPTION_MODE_SM4_XTS:
     ic_sm4_xts_setkey (c->u.sm4_xts, key);
@@ -246,33 +244,15 @@ check_lengths (const struct ic_cipher *c, size_t len,
 }
 
 static int
-xts_crypt (struct ic_cipher *c, uint8_t *dst, const uint8_t *src, size_t len,
-           unsigned int du, const uint64_t dun[IC_CRYPTO_DUN_ARRAY_SIZE],
-           bool enc)
+aes_xts_crypt (struct ic_cipher *c, uint8_t *dst, const uint8_t *src,
+               size_t len, unsigned int du,
+               const uint64_t dun[IC_CRYPTO_DUN_ARRAY_SIZE], bool enc)
 {
   uint8_t iv[IC_CRYPTO_MAX_IV_SIZE];
-  gcry_error_t err;
-  size_t off;
 
   ic_crypto_dun_to_iv (dun, iv);
-  err = gcry_cipher_setiv (c->u.xts, iv, 16);
-  for (off = 0; !err && off < len; off += du) {
-    /* Each call advances libgcrypt's sequence number by one. */
-    if (enc)
-      err = gcry_cipher_encrypt (c->u.xts, dst + off, du,
-                                 src == dst ? NULL : src + off,
-                                 src == dst ? 0 : du);
-    else
-      err = gcry_cipher_decrypt (c->u.xts, dst + off, du,
-                                 src == dst ? NULL : src + off,
-                                 src == dst ? 0 : du);
-  }
-  if (err) {
-    ic_error ("cipher: %s: %s", ic_crypto_mode_name (c->mode),
-              gcry_strerror (err));
-    return -EIO;
-  }
-  return 0;
+  return enc ? ic_aes_xts_encrypt (c->u.aes_xts, dst, src, len, du, iv)
+             : ic_aes_xts_decrypt (c->u.aes_xts, dst, src, len, du, iv);
 }
 
 static int
@@ -353,7 +333,7 @@ cipher_crypt (struct ic_cipher *c, void *dst, const void *src, size_t len,
     return r;
   switch (c->mode) {
   case IC_ENCRYPTION_MODE_AES_256_XTS:
-    return xts_crypt (c, dst, src, len, du, dun, enc);
+    return aes_xts_crypt (c, dst, src, len, du, dun, enc);
   case IC_ENCRYPTION_MODE_SM4_XTS:
     return sm4_xts_crypt (c, dst, src, len, du, dun, enc);
   case IC_ENCRYPTION_MODE_AES_128_CBC_ESSIV:
