@@ -27,6 +27,7 @@
 #include "nh.h"
 #include "poly1305.h"
 #include "secmem.h"
+#include "testutil.h"
 
 #define ARRAY_SIZE(a) (sizeof (a) / sizeof ((a)[0]))
 
@@ -1547,78 +1548,6 @@ static const char chacha20_ctext[] =
 
 /* Data unit sizes (and odd lengths) for the property tests. */
 static const size_t lengths[] = { 16, 17, 31, 512, 4096, 65536 };
-
-static int
-hex_nibble (char c)
-{
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  ck_abort_msg ("bad hex digit '%c' in a test vector", c);
-  return -1;
-}
-
-/* Decode @hex, which must be @len bytes, into a new buffer. */
-static uint8_t *
-unhex (const char *hex, size_t len)
-{
-  uint8_t *buf = malloc (len ? len : 1);
-  size_t i;
-
-  ck_assert_ptr_nonnull (buf);
-  ck_assert_uint_eq (strlen (hex), 2 * len);
-  for (i = 0; i < len; i++)
-    buf[i] = hex_nibble (hex[2 * i]) << 4 | hex_nibble (hex[2 * i + 1]);
-  return buf;
-}
-
-static void
-unhex_into (uint8_t *buf, const char *hex, size_t len)
-{
-  uint8_t *tmp = unhex (hex, len);
-
-  memcpy (buf, tmp, len);
-  free (tmp);
-}
-
-/* A fixed pseudo-random sequence (splitmix64), so failures reproduce. */
-static uint64_t rng_state;
-
-static void
-rng_seed (uint64_t seed)
-{
-  rng_state = seed;
-}
-
-static uint64_t
-rng_next (void)
-{
-  uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
-
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-static void
-rng_fill (uint8_t *p, size_t len)
-{
-  size_t i;
-
-  for (i = 0; i < len; i++)
-    p[i] = rng_next () >> 56;
-}
-
-static uint8_t *
-rng_alloc (size_t len)
-{
-  uint8_t *p = malloc (len ? len : 1);
-
-  ck_assert_ptr_nonnull (p);
-  rng_fill (p, len);
-  return p;
-}
 
 /* Run ChaCha and NH on the SIMD code (if the CPU has it) or the portable
  * code.  Tests run each vector both ways.

@@ -58,6 +58,7 @@
 #include "key.h"
 #include "mode.h"
 #include "secmem.h"
+#include "testutil.h"
 
 #define ARRAY_SIZE(a) (sizeof (a) / sizeof ((a)[0]))
 
@@ -336,42 +337,6 @@ static const enum ic_crypto_mode_num modes[] = {
   IC_ENCRYPTION_MODE_SM4_XTS,
 };
 
-static int
-hex_nibble (char c)
-{
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  ck_abort_msg ("bad hex digit '%c' in a test vector", c);
-  return -1;
-}
-
-/* Decode @hex, which must be @len bytes, into a new buffer. */
-static uint8_t *
-unhex (const char *hex, size_t len)
-{
-  uint8_t *buf = malloc (len ? len : 1);
-  size_t i;
-
-  ck_assert_ptr_nonnull (buf);
-  ck_assert_uint_eq (strlen (hex), 2 * len);
-  for (i = 0; i < len; i++)
-    buf[i] = hex_nibble (hex[2 * i]) << 4 | hex_nibble (hex[2 * i + 1]);
-  return buf;
-}
-
-static void
-unhex_into (uint8_t *buf, const char *hex, size_t len)
-{
-  uint8_t *tmp = unhex (hex, len);
-
-  memcpy (buf, tmp, len);
-  free (tmp);
-}
-
 /* The DUN whose little-endian image is the @size bytes at @iv (the rest
  * zero), computed here rather than by crypto/crypt-ctx.c.
  */
@@ -417,47 +382,6 @@ assert_error_has (const char *part)
 
   ck_assert_msg (strstr (msg, part) != NULL,
                  "last error \"%s\" does not contain \"%s\"", msg, part);
-}
-
-/* A fixed pseudo-random sequence (splitmix64), so failures reproduce. */
-static uint64_t rng_state = 0x696e6c696e656372ULL;
-
-static uint64_t
-rng_next (void)
-{
-  uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
-
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-static void
-rng_fill (uint8_t *p, size_t len)
-{
-  size_t i;
-
-  for (i = 0; i < len; i++)
-    p[i] = rng_next () >> 56;
-}
-
-static uint8_t *
-rng_alloc (size_t len)
-{
-  uint8_t *p = malloc (len ? len : 1);
-
-  ck_assert_ptr_nonnull (p);
-  rng_fill (p, len);
-  return p;
-}
-
-static uint8_t *
-xmalloc (size_t len)
-{
-  uint8_t *p = malloc (len ? len : 1);
-
-  ck_assert_ptr_nonnull (p);
-  return p;
 }
 
 static struct ic_cipher *
@@ -1473,6 +1397,7 @@ main (void)
     fprintf (stderr, "test_cipher: %s\n", ic_last_error ());
     return EXIT_FAILURE;
   }
+  rng_seed (0x696e6c696e656372ULL);
   sr = srunner_create (cipher_suite ());
   srunner_run_all (sr, CK_ENV);
   failed = srunner_ntests_failed (sr);

@@ -32,6 +32,7 @@
 #include "error.h"
 #include "secmem.h"
 #include "sm4.h"
+#include "testutil.h"
 
 #define ARRAY_SIZE(a) (sizeof (a) / sizeof ((a)[0]))
 
@@ -144,79 +145,6 @@ static const unsigned int du_sizes[] = {
  * size, and a few long runs.
  */
 #define MAX_RUN_BLOCKS 130
-
-static int
-hex_nibble (char c)
-{
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  ck_abort_msg ("bad hex digit '%c' in a test vector", c);
-  return -1;
-}
-
-/* Decode @hex, which must be @len bytes, into a new buffer. */
-static uint8_t *
-unhex (const char *hex, size_t len)
-{
-  uint8_t *buf = malloc (len ? len : 1);
-  size_t i;
-
-  ck_assert_ptr_nonnull (buf);
-  ck_assert_uint_eq (strlen (hex), 2 * len);
-  for (i = 0; i < len; i++)
-    buf[i] = hex_nibble (hex[2 * i]) << 4 | hex_nibble (hex[2 * i + 1]);
-  return buf;
-}
-
-/* A fixed pseudo-random sequence (splitmix64), so failures reproduce. */
-static uint64_t rng_state;
-
-static void
-rng_seed (uint64_t seed)
-{
-  rng_state = seed;
-}
-
-static uint64_t
-rng_next (void)
-{
-  uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
-
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-static void
-rng_fill (uint8_t *p, size_t len)
-{
-  size_t i;
-
-  for (i = 0; i < len; i++)
-    p[i] = rng_next () >> 56;
-}
-
-/* @len random bytes in a buffer of exactly that size. */
-static uint8_t *
-rng_alloc (size_t len)
-{
-  uint8_t *p = malloc (len ? len : 1);
-
-  ck_assert_ptr_nonnull (p);
-  rng_fill (p, len);
-  return p;
-}
-
-static uint8_t *
-xmalloc (size_t len)
-{
-  uint8_t *p = malloc (len ? len : 1);
-
-  ck_assert_ptr_nonnull (p);
-  return p;
-}
 
 /* Select implementation @name.  Return: false if this CPU or build cannot
  * run it (the caller skips it).

@@ -21,6 +21,8 @@ hex_nibble (char c)
     return c - '0';
   if (c >= 'a' && c <= 'f')
     return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
   ck_abort_msg ("bad hex digit '%c' in a test vector", c);
   return -1;
 }
