@@ -202,45 +202,28 @@ first_tweaks (__m512i t[GROUP_VECS], const uint8_t *t0)
     t[j] = mul_xn (t[j - 1], four, rfour);
 }
 
-/* One vector through AES with the tweak @t XORed before and after. */
-static INLINE_TARGET __m512i
-crypt_vec (const struct round_keys *rk, __m512i x, __m512i t, bool enc)
-{
-  int r;
-
-  x = _mm512_ternarylogic_epi64 (x, t, rk->k[0], XOR3);
-  if (enc) {
-    #pragma GCC unroll 16
-    for (r = 1; r < NR; r++)
-      x = _mm512_aesenc_epi128 (x, rk->k[r]);
-    return _mm512_aesenclast_epi128 (x, _mm512_xor_si512 (rk->k[NR], t));
-  }
-  #pragma GCC unroll 16
-  for (r = 1; r < NR; r++)
-    x = _mm512_aesdec_epi128 (x, rk->k[r]);
-  return _mm512_aesdeclast_epi128 (x, _mm512_xor_si512 (rk->k[NR], t));
-}
-
-/* GROUP_VECS vectors through AES side by side, each with its tweak. */
+/* @n vectors (a constant once inlined) through AES side by side, each
+ * XORed with its tweak before and after.
+ */
 static INLINE_TARGET void
-crypt_group (const struct round_keys *rk, __m512i x[GROUP_VECS],
-             const __m512i t[GROUP_VECS], bool enc)
+crypt_vecs (const struct round_keys *rk, __m512i *x, const __m512i *t, int n,
+            bool enc)
 {
   int r;
   int j;
 
   #pragma GCC unroll 16
-  for (j = 0; j < GROUP_VECS; j++)
+  for (j = 0; j < n; j++)
     x[j] = _mm512_ternarylogic_epi64 (x[j], t[j], rk->k[0], XOR3);
   #pragma GCC unroll 16
   for (r = 1; r < NR; r++) {
     #pragma GCC unroll 16
-    for (j = 0; j < GROUP_VECS; j++)
+    for (j = 0; j < n; j++)
       x[j] = enc ? _mm512_aesenc_epi128 (x[j], rk->k[r])
                  : _mm512_aesdec_epi128 (x[j], rk->k[r]);
   }
   #pragma GCC unroll 16
-  for (j = 0; j < GROUP_VECS; j++) {
+  for (j = 0; j < n; j++) {
     __m512i last = _mm512_xor_si512 (rk->k[NR], t[j]);
 
     x[j] = enc ? _mm512_aesenclast_epi128 (x[j], last)
@@ -262,7 +245,7 @@ crypt_unit (const struct round_keys *rk, uint8_t *dst, const uint8_t *src,
     #pragma GCC unroll 16
     for (j = 0; j < GROUP_VECS; j++)
       x[j] = _mm512_loadu_si512 (src + 64 * j);
-    crypt_group (rk, x, t, enc);
+    crypt_vecs (rk, x, t, GROUP_VECS, enc);
     #pragma GCC unroll 16
     for (j = 0; j < GROUP_VECS; j++) {
       _mm512_storeu_si512 (dst + 64 * j, x[j]);
@@ -278,7 +261,8 @@ crypt_unit (const struct round_keys *rk, uint8_t *dst, const uint8_t *src,
     size_t n = nblocks < VEC_BLOCKS ? nblocks : VEC_BLOCKS;
     __mmask8 m = (__mmask8) ((1u << (2 * n)) - 1);
 
-    x[0] = crypt_vec (rk, _mm512_maskz_loadu_epi64 (m, src), t[j], enc);
+    x[0] = _mm512_maskz_loadu_epi64 (m, src);
+    crypt_vecs (rk, x, &t[j], 1, enc);
     _mm512_mask_storeu_epi64 (dst, m, x[0]);
     src += 16 * n;
     dst += 16 * n;
@@ -309,8 +293,7 @@ encrypt_ivs (const struct round_keys *tk, uint8_t out[][IC_AES_BLOCK_SIZE],
   #pragma GCC unroll 16
   for (j = 0; j < GROUP_VECS; j++)
     x[j] = _mm512_loadu_si512 (out[VEC_BLOCKS * j]);
-  crypt_group (tk, x, (const __m512i[GROUP_VECS]) { zero },
-               true);
+  crypt_vecs (tk, x, (const __m512i[GROUP_VECS]) { zero }, GROUP_VECS, true);
   #pragma GCC unroll 16
   for (j = 0; j < GROUP_VECS; j++)
     _mm512_storeu_si512 (out[VEC_BLOCKS * j], x[j]);
