@@ -124,11 +124,14 @@ ic_aes256_expand_key_aesni (struct ic_aes256_key *enc,
   /* The equivalent inverse cipher (FIPS 197 5.3.5): the round keys in
    * reverse order, InvMixColumns on all but the first and the last.
    */
-  _mm_storeu_si128 ((__m128i *) dec->rk[0], rk[NR]);
-  #pragma GCC unroll 16
-  for (i = 1; i < NR; i++)
-    _mm_storeu_si128 ((__m128i *) dec->rk[i], _mm_aesimc_si128 (rk[NR - i]));
-  _mm_storeu_si128 ((__m128i *) dec->rk[NR], rk[0]);
+  if (dec) {
+    _mm_storeu_si128 ((__m128i *) dec->rk[0], rk[NR]);
+    #pragma GCC unroll 16
+    for (i = 1; i < NR; i++)
+      _mm_storeu_si128 ((__m128i *) dec->rk[i],
+                        _mm_aesimc_si128 (rk[NR - i]));
+    _mm_storeu_si128 ((__m128i *) dec->rk[NR], rk[0]);
+  }
   ic_memzero_explicit (rk, sizeof rk);
 }
 

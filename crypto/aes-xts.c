@@ -38,12 +38,9 @@ struct aes_xts_impl {
 static int
 vaes_setkey (struct ic_aes_xts_ctx *ctx, const uint8_t *key)
 {
-  struct ic_aes256_key unused;
-
   ic_aes256_expand_key_aesni (&ctx->data_enc, &ctx->data_dec, key);
-  ic_aes256_expand_key_aesni (&ctx->tweak_enc, &unused,
+  ic_aes256_expand_key_aesni (&ctx->tweak_enc, NULL,
                               key + IC_AES_256_KEY_SIZE);
-  ic_memzero_explicit (&unused, sizeof unused);
   return 0;
 }
 

@@ -126,8 +126,8 @@ const char *ic_aes_xts_ctx_impl_name (const struct ic_aes_xts_ctx *ctx);
  */
 bool ic_aes_xts_vaes_avx512_usable (void);
 
-/* Expand @key into @enc and @dec with AES-NI; call only when
- * ic_aes_xts_vaes_avx512_usable().
+/* Expand @key into @enc and, unless NULL, @dec with AES-NI; call only
+ * when ic_aes_xts_vaes_avx512_usable().
  */
 void ic_aes256_expand_key_aesni (struct ic_aes256_key *enc,
                                  struct ic_aes256_key *dec,

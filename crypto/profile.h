@@ -123,7 +123,12 @@ struct ic_crypto_profile {
   uint32_t *shard_refs;
   uint64_t *shard_put_at;
   unsigned int ref_stride;
+  /* The counters are written on every miss: padding keeps them off the
+   * lines of the fields above, which every request reads.
+   */
+  char stats_pad_before[64];
   struct ic_keyslot_stats stats;        /* atomics; hits in hit_shards */
+  char stats_pad_after[64];
   struct {                              /* padded as brlock's shards */
     char pad_before[64];
     uint64_t hits;                      /* atomic */
