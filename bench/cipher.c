@@ -5,7 +5,10 @@
  * directly in the cheapest correct way (one handle, one setiv per request
  * for XTS, one per data unit for ESSIV), and prints MiB/s and the ratio.
  * Adiantum has no libgcrypt counterpart; its reference column is
- * libgcrypt's ChaCha20 keystream over the same bytes, for scale.
+ * libgcrypt's ChaCha20 keystream over the same bytes, for scale.  Where
+ * crypto/ has SIMD code of its own (AES-256-XTS on VAES/AVX-512, SM4-XTS,
+ * Adiantum's ChaCha12 and NH), the ratio is its gain over libgcrypt;
+ * IC_NO_SIMD=1 measures the portable paths instead.
  *
  *   bench/cipher [--seconds S] [--size BYTES] [--json]
  */
