@@ -2129,20 +2129,9 @@ adiantum_suite (void)
 int
 main (void)
 {
-  SRunner *sr;
-  int failed;
-  int r;
-
-  r = ic_crypto_init ();
-  if (r < 0) {
-    fprintf (stderr, "test_adiantum: %s\n", ic_last_error ());
+  if (!crypto_test_init ("test_adiantum"))
     return EXIT_FAILURE;
-  }
   printf ("test_adiantum: ChaCha %s, NH %s\n", ic_chacha_impl_name (),
           ic_nh_impl_name ());
-  sr = srunner_create (adiantum_suite ());
-  srunner_run_all (sr, CK_ENV);
-  failed = srunner_ntests_failed (sr);
-  srunner_free (sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return run_suite (adiantum_suite ());
 }

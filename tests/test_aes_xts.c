@@ -488,21 +488,10 @@ aes_xts_suite (void)
 int
 main (void)
 {
-  SRunner *sr;
-  int failed;
-  int r;
-
-  r = ic_crypto_init ();
-  if (r < 0) {
-    fprintf (stderr, "test_aes_xts: %s\n", ic_last_error ());
+  if (!crypto_test_init ("test_aes_xts"))
     return EXIT_FAILURE;
-  }
   printf ("test_aes_xts: using %s; vaes-avx512 %s\n", ic_aes_xts_impl_name (),
           ic_aes_xts_vaes_avx512_usable () ? "usable"
                                            : "not usable (skipped)");
-  sr = srunner_create (aes_xts_suite ());
-  srunner_run_all (sr, CK_ENV);
-  failed = srunner_ntests_failed (sr);
-  srunner_free (sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return run_suite (aes_xts_suite ());
 }

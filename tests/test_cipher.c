@@ -1388,19 +1388,8 @@ cipher_suite (void)
 int
 main (void)
 {
-  SRunner *sr;
-  int failed;
-  int r;
-
-  r = ic_crypto_init ();
-  if (r < 0) {
-    fprintf (stderr, "test_cipher: %s\n", ic_last_error ());
+  if (!crypto_test_init ("test_cipher"))
     return EXIT_FAILURE;
-  }
   rng_seed (0x696e6c696e656372ULL);
-  sr = srunner_create (cipher_suite ());
-  srunner_run_all (sr, CK_ENV);
-  failed = srunner_ntests_failed (sr);
-  srunner_free (sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return run_suite (cipher_suite ());
 }

@@ -694,22 +694,11 @@ sm4_suite (void)
 int
 main (void)
 {
-  SRunner *sr;
-  int failed;
-  int r;
-
-  r = ic_crypto_init ();
-  if (r < 0) {
-    fprintf (stderr, "test_sm4: %s\n", ic_last_error ());
+  if (!crypto_test_init ("test_sm4"))
     return EXIT_FAILURE;
-  }
   printf ("test_sm4: using %s; aesni-avx2 %s, gfni-avx512 %s\n",
           ic_sm4_impl_name (),
           ic_sm4_aesni_avx2_usable () ? "usable" : "not usable (skipped)",
           ic_sm4_gfni_avx512_usable () ? "usable" : "not usable (skipped)");
-  sr = srunner_create (sm4_suite ());
-  srunner_run_all (sr, CK_ENV);
-  failed = srunner_ntests_failed (sr);
-  srunner_free (sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return run_suite (sm4_suite ());
 }

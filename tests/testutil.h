@@ -8,11 +8,16 @@
 #ifndef IC_TESTUTIL_H
 #define IC_TESTUTIL_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <check.h>
+
+#include "error.h"
+#include "secmem.h"
 
 static inline int
 hex_nibble (char c)
@@ -94,6 +99,34 @@ rng_alloc (size_t len)
 
   rng_fill (p, len);
   return p;
+}
+
+/* ic_crypto_init() for test program @prog.  Return: false, with the reason
+ * on stderr, if it failed.
+ */
+static inline bool
+crypto_test_init (const char *prog)
+{
+  int r = ic_crypto_init ();
+
+  if (r < 0)
+    fprintf (stderr, "%s: %s\n", prog, ic_last_error ());
+  return r == 0;
+}
+
+/* Run every test of @s as CK_RUN_SUITE, CK_RUN_CASE and CK_FORK say.
+ * Return: the program's exit status.
+ */
+static inline int
+run_suite (Suite *s)
+{
+  SRunner *sr = srunner_create (s);
+  int failed;
+
+  srunner_run_all (sr, CK_ENV);
+  failed = srunner_ntests_failed (sr);
+  srunner_free (sr);
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
 
 #endif /* IC_TESTUTIL_H */
