@@ -74,8 +74,9 @@ cflags=(-std=gnu11 -g -O1 -fno-omit-frame-pointer -pthread
 sources=("$top"/crypto/*.c "$top"/stack/*.c "$top"/config/*.c
          "$top/server/protocol.c")
 if [ "$(uname -m)" != x86_64 ]; then
+    # The x86-64 SIMD files (crypto/Makefile.am, HOST_X86_64).
     mapfile -t sources < <(printf '%s\n' "${sources[@]}" |
-                           grep -v -- '-avx2\.c$')
+                           grep -Ev -- '(-avx2|-aesni|-gfni|-vaes)\.c$')
 fi
 
 # Compile the library objects, $jobs at a time.
