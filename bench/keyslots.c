@@ -12,6 +12,8 @@
  *                  [--pattern round-robin|uniform|zipf] [--zipf-s X]
  *                  [--program-us P] [--bytes B] [--seed N] [--json]
  *
+ *   bench/keyslots --core-latency [--json]
+ *
  * --requests is per thread: the run makes T * N requests.  Key choice per
  * request: round-robin (thread t's i-th request uses key (t + i) mod K),
  * uniform, or zipf (key k with probability proportional to 1/(k+1)^X).
@@ -26,10 +28,19 @@
  * key is programmed once, whatever T; with S = 1, K = 2 round-robin on one
  * thread every request programs.  Exit status: 0, 1 on a failure, 2 on a
  * usage error.
+ *
+ * --core-latency measures, instead of keyslots, what bounds keyslot
+ * thrash on more than one CPU: the time a cache line written on one CPU
+ * takes to reach another, one way (half the round trip of two threads
+ * pinned to two CPUs handing a flag back and forth; the median of
+ * CORE_LATENCY_RUNS runs).  Misses program under the profile lock held
+ * for writing, as upstream, so with two threads thrashing every miss waits
+ * for the lock and the slots' state to come over from the other CPU.
  */
 #include <config.h>
 
 #include <errno.h>
+#include <sched.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
@@ -53,6 +64,8 @@
 #define MAX_KEYS 65536
 #define MAX_BYTES (16u << 20)
 #define SAMPLE_EVERY 16         /* get+put timed in one request of 16 */
+#define CORE_LATENCY_RUNS 7
+#define CORE_LATENCY_TRIPS 100000 /* round trips per run */
 
 enum pattern {
   PATTERN_ROUND_ROBIN,
@@ -78,6 +91,7 @@ static unsigned int program_us;
 static unsigned int bytes;
 static uint64_t seed = 1;
 static bool json;
+static bool core_latency;
 
 /* The run. */
 static struct ic_engine *engine;
@@ -132,6 +146,8 @@ usage (void)
           "512 up to %u;\n"
           "                   0: keyslot get+put only (default 0)\n"
           "  --seed N         seed of the key choice (default 1)\n"
+          "  --core-latency   measure the one-way latency between two "
+          "CPUs instead\n"
           "  --json           one JSON object instead of a table\n"
           "  --help           this text\n",
           IC_ENGINE_MAX_SLOTS, MAX_KEYS, MAX_THREADS, MAX_BYTES);
@@ -176,6 +192,7 @@ parse_args (int argc, char **argv)
   enum {
     OPT_SLOTS = 256, OPT_KEYS, OPT_THREADS, OPT_REQUESTS, OPT_PATTERN,
     OPT_ZIPF_S, OPT_PROGRAM_US, OPT_BYTES, OPT_SEED, OPT_JSON, OPT_HELP,
+    OPT_CORE_LATENCY,
   };
   static const struct option opts[] = {
     { "slots", required_argument, NULL, OPT_SLOTS },
@@ -188,14 +205,18 @@ parse_args (int argc, char **argv)
     { "bytes", required_argument, NULL, OPT_BYTES },
     { "seed", required_argument, NULL, OPT_SEED },
     { "json", no_argument, NULL, OPT_JSON },
+    { "core-latency", no_argument, NULL, OPT_CORE_LATENCY },
     { "help", no_argument, NULL, OPT_HELP },
     { NULL, 0, NULL, 0 },
   };
+  unsigned int keyslot_opts = 0;
   unsigned int i;
   int c;
 
   opterr = 0;
   while ((c = getopt_long (argc, argv, ":", opts, NULL)) != -1) {
+    if (c >= OPT_SLOTS && c <= OPT_SEED)
+      keyslot_opts++;
     switch (c) {
     case OPT_SLOTS:
       num_slots = parse_uint ("slots", optarg, 1, IC_ENGINE_MAX_SLOTS);
@@ -237,6 +258,9 @@ parse_args (int argc, char **argv)
     case OPT_JSON:
       json = true;
       break;
+    case OPT_CORE_LATENCY:
+      core_latency = true;
+      break;
     case OPT_HELP:
       usage ();
       break;
@@ -250,6 +274,8 @@ parse_args (int argc, char **argv)
     usage_error ("unexpected argument '%s'", argv[optind]);
   if (zipf_s_set && pattern != PATTERN_ZIPF)
     usage_error ("--zipf-s needs --pattern zipf");
+  if (core_latency && keyslot_opts)
+    usage_error ("--core-latency takes no option but --json");
 }
 
 /* xorshift64*, one per thread. */
@@ -449,6 +475,110 @@ teardown (void)
   free (zipf_cdf);
 }
 
+/* --core-latency: a flag alone on its cache line, and the CPUs of the
+ * two threads that hand it back and forth.
+ */
+static struct {
+  char pad_before[64];
+  unsigned int turn;            /* atomic: 0 the pinger's, 1 the ponger's */
+  char pad_after[64 - sizeof (unsigned int)];
+} flag;
+
+static int
+pin_to (int cpu)
+{
+  cpu_set_t set;
+
+  CPU_ZERO (&set);
+  CPU_SET (cpu, &set);
+  return pthread_setaffinity_np (pthread_self (), sizeof set, &set);
+}
+
+static void *
+ponger_main (void *arg)
+{
+  unsigned int n;
+
+  if (pin_to (*(int *) arg) != 0)
+    return (void *) 1;
+  for (n = 0; n < CORE_LATENCY_RUNS * CORE_LATENCY_TRIPS; n++) {
+    while (__atomic_load_n (&flag.turn, __ATOMIC_ACQUIRE) != 1)
+      ;
+    __atomic_store_n (&flag.turn, 0, __ATOMIC_RELEASE);
+  }
+  return NULL;
+}
+
+static int
+compare_double (const void *a, const void *b)
+{
+  double x = *(const double *) a;
+  double y = *(const double *) b;
+
+  return (x > y) - (x < y);
+}
+
+static int
+run_core_latency (void)
+{
+  double runs[CORE_LATENCY_RUNS];
+  int cpus[2] = { -1, -1 };
+  cpu_set_t allowed;
+  pthread_t ponger;
+  void *ret;
+  int cpu;
+  int n = 0;
+  int r;
+
+  if (sched_getaffinity (0, sizeof allowed, &allowed) != 0) {
+    perror ("keyslots: sched_getaffinity");
+    return 1;
+  }
+  for (cpu = 0; cpu < CPU_SETSIZE && n < 2; cpu++)
+    if (CPU_ISSET (cpu, &allowed))
+      cpus[n++] = cpu;
+  if (n < 2) {
+    fprintf (stderr, "keyslots: --core-latency needs two CPUs, this "
+             "process may run on %d\n", n);
+    return 1;
+  }
+  if ((r = pin_to (cpus[0])) != 0 ||
+      (r = pthread_create (&ponger, NULL, ponger_main, &cpus[1])) != 0) {
+    fprintf (stderr, "keyslots: cannot pin or start a thread: %s\n",
+             strerror (r));
+    return 1;
+  }
+  for (n = 0; n < CORE_LATENCY_RUNS; n++) {
+    uint64_t start = ic_now_ns ();
+    unsigned int i;
+
+    for (i = 0; i < CORE_LATENCY_TRIPS; i++) {
+      __atomic_store_n (&flag.turn, 1, __ATOMIC_RELEASE);
+      while (__atomic_load_n (&flag.turn, __ATOMIC_ACQUIRE) != 0)
+        ;
+    }
+    runs[n] = (double) (ic_now_ns () - start) / CORE_LATENCY_TRIPS / 2;
+  }
+  pthread_join (ponger, &ret);
+  if (ret) {
+    fprintf (stderr, "keyslots: cannot pin a thread to CPU %d\n", cpus[1]);
+    return 1;
+  }
+  qsort (runs, CORE_LATENCY_RUNS, sizeof runs[0], compare_double);
+  if (json)
+    printf ("{\"core_latency_ns\": %.1f, \"min_ns\": %.1f, "
+            "\"max_ns\": %.1f, \"cpus\": [%d, %d], \"runs\": %d, "
+            "\"round_trips_per_run\": %d}\n",
+            runs[CORE_LATENCY_RUNS / 2], runs[0], runs[CORE_LATENCY_RUNS - 1],
+            cpus[0], cpus[1], CORE_LATENCY_RUNS, CORE_LATENCY_TRIPS);
+  else
+    printf ("core-to-core latency, CPU %d <-> %d: %.1f ns one way (median "
+            "of %d runs of %d round trips; min %.1f, max %.1f)\n", cpus[0],
+            cpus[1], runs[CORE_LATENCY_RUNS / 2], CORE_LATENCY_RUNS,
+            CORE_LATENCY_TRIPS, runs[0], runs[CORE_LATENCY_RUNS - 1]);
+  return 0;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -466,6 +596,8 @@ main (int argc, char **argv)
   int err = 0;
 
   parse_args (argc, argv);
+  if (core_latency)
+    return run_core_latency ();
   if (setup () < 0)
     return 1;
   workers = calloc (num_threads, sizeof workers[0]);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/keyslots counts exactly: with no more keys than keyslots each key
 # is programmed once, whatever the threads; with one keyslot and two keys
-# alternating on one thread every request programs.  Usage errors exit 2.
+# alternating on one thread every request programs.  --core-latency
+# measures between two distinct CPUs.  Usage errors exit 2.
 source ./functions.sh
 set -e -x
 
@@ -68,8 +69,23 @@ check $t.tmp/zipf.json \
 grep 'requests/s' $t.tmp/table
 grep 'hit rate' $t.tmp/table
 
+# The latency between two CPUs: a median inside its range, two CPUs; with
+# one CPU to run on, a clear failure.
+if [ "$(nproc)" -ge 2 ]; then
+    "$KEYSLOTS_BIN" --core-latency --json > $t.tmp/lat.json
+    check $t.tmp/lat.json \
+        '0 < d["min_ns"] <= d["core_latency_ns"] <= d["max_ns"] < 1e6' \
+        'd["cpus"][0] != d["cpus"][1]' 'd["runs"] == 7'
+fi
+if command -v taskset > /dev/null; then
+    status=0
+    taskset -c 0 "$KEYSLOTS_BIN" --core-latency 2> $t.tmp/err || status=$?
+    test "$status" -eq 1
+    grep 'needs two CPUs' $t.tmp/err
+fi
+
 # Usage errors exit 2 and say what is wrong.
-for args in "--slots 0" "--slots 1025" "--keys x" "--threads -1" \
+for args in "--core-latency --slots 4" "--slots 0" "--slots 1025" "--keys x" "--threads -1" \
             "--pattern zigzag" "--bytes 100" "--zipf-s 2" \
             "--pattern zipf --zipf-s -1" "--requests" "--frobnicate" \
             "extra"; do
