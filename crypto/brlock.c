@@ -8,6 +8,7 @@
 #include <config.h>
 
 #include <sched.h>
+#include <stdint.h>
 #include <string.h>
 #include <time.h>
 
@@ -43,8 +44,13 @@ spin_while_writer (struct ic_brlock *l)
   return false;
 }
 
-/* Threads that have taken a shard so far. */
-static unsigned int next;
+/* Threads that have taken a shard so far.  64 bits: it must never wrap,
+ * or ic_brlock_shards_used() would go back below the shards in use and
+ * the per-shard counters beyond it (keyslot references) would be missed;
+ * a server that starts threads for every connection could make 2^32 in
+ * months.
+ */
+static uint64_t next;
 
 /* This thread's counter, picked round robin at its first use. */
 unsigned int
@@ -53,7 +59,10 @@ ic_brlock_shard (void)
   static __thread unsigned int shard_plus_one;
 
   if (!shard_plus_one)
-    shard_plus_one = __atomic_fetch_add (&next, 1, __ATOMIC_RELAXED) %
+    /* Sequentially consistent, as the reader increments that follow:
+     * a scan that reads next after seeing a reader also sees its shard.
+     */
+    shard_plus_one = __atomic_fetch_add (&next, 1, __ATOMIC_SEQ_CST) %
                      IC_BRLOCK_SHARDS + 1;
   return shard_plus_one - 1;
 }
@@ -61,7 +70,7 @@ ic_brlock_shard (void)
 unsigned int
 ic_brlock_shards_used (void)
 {
-  unsigned int n = __atomic_load_n (&next, __ATOMIC_SEQ_CST);
+  uint64_t n = __atomic_load_n (&next, __ATOMIC_SEQ_CST);
 
   return n < IC_BRLOCK_SHARDS ? n : IC_BRLOCK_SHARDS;
 }
