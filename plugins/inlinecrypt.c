@@ -266,10 +266,15 @@ inlinecrypt_block_size (void *handle, uint32_t *minimum, uint32_t *preferred,
   return 0;
 }
 
+/* Read-only if a leaf under the export is: nbdkit then refuses writes
+ * (EROFS) before they reach a leaf that cannot take them.
+ */
 static int
 inlinecrypt_can_write (void *handle)
 {
-  return 1;
+  struct ic_export *exp = handle;
+
+  return !ic_device_is_readonly (exp->dev);
 }
 
 static int

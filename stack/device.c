@@ -10,6 +10,7 @@
 #include "device.h"
 #include "error.h"
 #include "fallback.h"
+#include "table.h"
 
 #define COUNT(field, n) __atomic_fetch_add (&(field), (n), __ATOMIC_RELAXED)
 
@@ -186,4 +187,20 @@ ic_device_read_fallback_stats (struct ic_device *dev, uint64_t *requests,
     *requests = __atomic_load_n (&dev->fallback_requests, __ATOMIC_RELAXED);
     *bytes = __atomic_load_n (&dev->fallback_bytes, __ATOMIC_RELAXED);
   }
+}
+
+static int
+readonly_child (struct ic_target *ti, struct ic_device *dev, uint64_t start,
+                uint64_t len, void *data)
+{
+  return ic_device_is_readonly (dev);
+}
+
+bool
+ic_device_is_readonly (struct ic_device *dev)
+{
+  if (dev->features & IC_DEV_READONLY)
+    return true;
+  /* 0 for a device that is not stacked, or has no live table. */
+  return ic_stacked_iterate_devices (dev, readonly_child, NULL) != 0;
 }

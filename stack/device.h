@@ -25,6 +25,7 @@ struct ic_device;
 #define IC_DEV_CAN_TRIM       0x2  /* TRIM deallocates */
 #define IC_DEV_CAN_ZERO       0x4  /* WRITE_ZEROES without writing data */
 #define IC_DEV_CAN_MULTI_CONN 0x8  /* flushes are visible to all users */
+#define IC_DEV_READONLY       0x10 /* refuses writes (a leaf given readonly) */
 
 struct ic_device_ops {
   const char *type;             /* "memory", "file", "nbd", "stacked" */
@@ -73,6 +74,11 @@ void ic_device_init (struct ic_device *dev, const char *name, uint64_t size,
  * Return: 0 or -errno.
  */
 int ic_device_submit (struct ic_device *dev, struct ic_bio *bio);
+
+/* True if @dev, or any device below it in the live tables, is read-only
+ * (IC_DEV_READONLY): an export on it must not offer writes.
+ */
+bool ic_device_is_readonly (struct ic_device *dev);
 
 /* True if @dev can take @cfg natively (blk_crypto_config_supported_natively). */
 bool ic_device_supports_natively (const struct ic_device *dev,

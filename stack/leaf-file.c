@@ -263,7 +263,8 @@ ic_leaf_file_new (const char *name, const char *path, uint64_t size,
   f->can_punch = true;
   f->can_zero_range = true;
   ic_leaf_init (&f->leaf, name, size, &file_ops, engine,
-                IC_DEV_CAN_TRIM | IC_DEV_CAN_ZERO | IC_DEV_CAN_MULTI_CONN);
+                IC_DEV_CAN_TRIM | IC_DEV_CAN_ZERO | IC_DEV_CAN_MULTI_CONN |
+                (readonly ? IC_DEV_READONLY : 0));
   return &f->leaf.dev;
 
 out_close:

@@ -133,6 +133,16 @@ leaf_submit (struct ic_device *dev, struct ic_bio *bio)
 {
   struct ic_leaf *leaf = (struct ic_leaf *) dev;
 
+  /* Before anything is encrypted.  A read-only export never sends writes
+   * (nbdkit refuses them); a mirror's resync into a read-only leg does.
+   */
+  if (bio->op != IC_OP_READ && bio->op != IC_OP_FLUSH &&
+      (dev->features & IC_DEV_READONLY)) {
+    ic_error ("%s: %s: %" PRIu64 " bytes at %" PRIu64 ": the leaf is "
+              "read-only", dev->name, ic_bio_op_name (bio->op), bio->len,
+              bio->offset);
+    return -EROFS;
+  }
   /* ic_device_submit() only lets a context through if our profile, the
    * engine's, supports it.
    */

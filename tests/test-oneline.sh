@@ -47,3 +47,26 @@ qemu-io -f raw -c 'write -z 0 1M' -c 'discard 1M 1M' "$uri"
 qemu-io -f raw -c 'read -P 0 0 2M' "$uri"
 nbdcopy "$uri" $t.tmp/after
 cmp <(tail -c +$((2 * 1048576 + 1)) $t.tmp/data) <(head -c 16M $t.tmp/after | tail -c +$((2 * 1048576 + 1)))
+
+# readonly=true: the export says it is read-only, reads what a writable
+# export on the same file wrote, and refuses writes, zeroes and trims
+# without touching the file.
+start_nbdkit -P $t.tmp/rw.pid -U $t.tmp/rw.sock $PLUGIN \
+    file=$t.tmp/img size=8M key=+$t.tmp/key
+rw="nbd+unix:///?socket=$t.tmp/rw.sock"
+nbdinfo --json "$rw" | grep '"is_read_only": false'
+head -c 8M $t.tmp/data > $t.tmp/data8
+nbdcopy $t.tmp/data8 "$rw"
+start_nbdkit -P $t.tmp/ro.pid -U $t.tmp/ro.sock $PLUGIN \
+    file=$t.tmp/img readonly=true key=+$t.tmp/key
+ro="nbd+unix:///?socket=$t.tmp/ro.sock"
+nbdinfo --json "$ro" | grep '"is_read_only": true'
+qemu-img compare -f raw -F raw $t.tmp/data8 "$ro"
+cp $t.tmp/img $t.tmp/img.before
+for cmd in 'write -P 0x11 0 4k' 'write -z 0 4k' 'discard 0 4k'; do
+    if qemu-io -f raw -c "$cmd" "$ro" > $t.tmp/qemu-io.out 2>&1; then
+        echo "$cmd on a read-only export did not fail"; exit 1
+    fi
+    grep -i 'permi\|read-only\|read only' $t.tmp/qemu-io.out
+done
+cmp $t.tmp/img $t.tmp/img.before

@@ -384,10 +384,25 @@ START_TEST (test_file_leaf)
   ic_export_free (fe);
   ic_device_destroy (f);
 
-  /* Reopened without a size: the file's size. */
+  /* Reopened without a size: the file's size.  Read-only: it reads what
+   * was written, refuses writes, zeroes and trims with EROFS before
+   * anything is encrypted, and says so to the export.
+   */
   f = ic_leaf_file_new ("f", path, 0, true, NULL);
   ck_assert_ptr_nonnull (f);
   ck_assert_uint_eq (f->size, 1 * MiB);
+  ck_assert (ic_device_is_readonly (f));
+  fe = ic_export_new ("fe", f);
+  ck_assert_int_eq (ic_export_set_map (fe, &range, 1), 0);
+  ck_assert_int_eq (ic_export_pread (fe, back, 65536, 0), 0);
+  ck_assert_mem_eq (back, pt, 65536);
+  ck_assert_int_eq (ic_export_pwrite (fe, zero, 4096, 0, 0), -EROFS);
+  ck_assert_int_eq (ic_export_zero (fe, 4096, 0, 0), -EROFS);
+  ck_assert_int_eq (ic_export_trim (fe, 4096, 0, 0), -EROFS);
+  ck_assert_int_eq (ic_export_flush (fe), 0);
+  ck_assert_int_eq (ic_export_pread (fe, back, 65536, 0), 0);
+  ck_assert_mem_eq (back, pt, 65536);
+  ic_export_free (fe);
   ic_device_destroy (f);
   /* A read-only file shorter than size= is refused. */
   ck_assert_ptr_null (ic_leaf_file_new ("f", path, 2 * MiB, true, NULL));
