@@ -208,8 +208,9 @@ ic_cipher_setkey (struct ic_cipher *c, const uint8_t *key, size_t size)
     break;
   case IC_ENCRYPTION_MODE_AES_128_CBC_ESSIV:
     r = gcry_setkey (mode->name, c->u.essiv.cbc, key, size);
+    if (r == 0)
+      r = ic_sha256_secure (salt, key, size);
     if (r == 0) {
-      gcry_md_hash_buffer (GCRY_MD_SHA256, salt, key, size);
       r = gcry_setkey ("essiv", c->u.essiv.essiv, salt, sizeof salt);
       ic_memzero_explicit (salt, sizeof salt);
     }

@@ -174,11 +174,11 @@ ic_hwkm_master_key_from_raw (const uint8_t *raw_key, size_t raw_key_size,
     return -EINVAL;
   }
   /* The KDF's own size is taken as it is: what xfstests verifies. */
-  if (raw_key_size == IC_HWKM_MASTER_KEY_SIZE)
+  if (raw_key_size == IC_HWKM_MASTER_KEY_SIZE) {
     memcpy (master_key, raw_key, IC_HWKM_MASTER_KEY_SIZE);
-  else
-    gcry_md_hash_buffer (GCRY_MD_SHA256, master_key, raw_key, raw_key_size);
-  return 0;
+    return 0;
+  }
+  return ic_sha256_secure (master_key, raw_key, raw_key_size);
 }
 
 /* ---- wrapping: AES-256-GCM ---- */

@@ -35,6 +35,14 @@ static struct range pool_ranges[MAX_POOL_RANGES];
 static unsigned int npool_ranges;
 static size_t pool_size;
 
+/* The mappings of secure memory marked MADV_DONTDUMP, so that a core dump
+ * holds no key: the pool, and what libgcrypt adds when it grows it.
+ * Protected by nodump_lock.
+ */
+static pthread_mutex_t nodump_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct range nodump[MAX_POOL_RANGES];
+static unsigned int nnodump;
+
 /* The locked mappings of this process (Locked: > 0 in /proc/self/smaps),
  * at most @max of them.  Return: how many, or -1.
  */
@@ -67,6 +75,79 @@ locked_ranges (struct range *r, unsigned int max)
   }
   fclose (fp);
   return n;
+}
+
+/* The mapping of this process that holds @addr, from /proc/self/maps.
+ * Return: true and *r set, or false.
+ */
+static bool
+mapping_of (uintptr_t addr, struct range *r)
+{
+  FILE *fp = fopen ("/proc/self/maps", "re");
+  char line[4096];
+  uintptr_t s;
+  uintptr_t e;
+  bool found = false;
+
+  if (!fp)
+    return false;
+  while (!found && fgets (line, sizeof line, fp))
+    if (sscanf (line, "%" SCNxPTR "-%" SCNxPTR " ", &s, &e) == 2 &&
+        s <= addr && addr < e) {
+      r->start = s;
+      r->end = e;
+      found = true;
+    }
+  fclose (fp);
+  return found;
+}
+
+/* Keep the secure memory holding @p out of core dumps (MADV_DONTDUMP),
+ * once per mapping.  Failure is reported, not fatal: the keys are still
+ * locked and wiped.
+ */
+static void
+no_dump (const void *p)
+{
+  uintptr_t a = (uintptr_t) p;
+  struct range r;
+  unsigned int i;
+
+  pthread_mutex_lock (&nodump_lock);
+  for (i = 0; i < nnodump; i++)
+    if (a >= nodump[i].start && a < nodump[i].end)
+      goto out;
+  if (!mapping_of (a, &r)) {
+    ic_error ("secure memory at %p: not found in /proc/self/maps", p);
+    goto out;
+  }
+  if (madvise ((void *) r.start, r.end - r.start, MADV_DONTDUMP) == -1)
+    ic_error ("madvise (MADV_DONTDUMP) of secure memory: %s",
+              strerror (errno));
+  else if (nnodump < MAX_POOL_RANGES)
+    nodump[nnodump++] = r;
+out:
+  pthread_mutex_unlock (&nodump_lock);
+}
+
+/* True if the process has CAP_IPC_LOCK (bit 14 of CapEff): then it may
+ * lock memory beyond RLIMIT_MEMLOCK.  Being root is not enough: a root
+ * without it is held to the limit like anyone.
+ */
+static bool
+has_cap_ipc_lock (void)
+{
+  FILE *fp = fopen ("/proc/self/status", "re");
+  char line[256];
+  unsigned long long caps = 0;
+  bool found = false;
+
+  if (!fp)
+    return geteuid () == 0;
+  while (!found && fgets (line, sizeof line, fp))
+    found = sscanf (line, "CapEff: %llx", &caps) == 1;
+  fclose (fp);
+  return found ? (caps >> 14 & 1) != 0 : geteuid () == 0;
 }
 
 /* pthread_atfork child handler: lock the pool again.  Only mlock(2)
@@ -102,15 +183,15 @@ locked_kib (void)
   return kib;
 }
 
-/* How big a pool we can lock: IC_SECMEM_SIZE for root or a generous
- * RLIMIT_MEMLOCK, else half the limit, at least IC_SECMEM_MIN.
+/* How big a pool we can lock: IC_SECMEM_SIZE with CAP_IPC_LOCK or a
+ * generous RLIMIT_MEMLOCK, else half the limit, at least IC_SECMEM_MIN.
  */
 static size_t
 secmem_size (void)
 {
   struct rlimit rl;
 
-  if (geteuid () == 0 || getrlimit (RLIMIT_MEMLOCK, &rl) == -1 ||
+  if (has_cap_ipc_lock () || getrlimit (RLIMIT_MEMLOCK, &rl) == -1 ||
       rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= 2 * IC_SECMEM_SIZE)
     return IC_SECMEM_SIZE;
   if (rl.rlim_cur / 2 < IC_SECMEM_MIN)
@@ -167,6 +248,7 @@ init_libgcrypt (void)
     init_result = -ENOMEM;
     return;
   }
+  no_dump (probe);
   gcry_free (probe);
   pool_locked = locked_kib () - before >= (long) (pool_size / 1024);
   if (pool_locked) {
@@ -198,9 +280,12 @@ ic_secure_alloc (size_t size)
 {
   void *p = gcry_calloc_secure (1, size ? size : 1);
 
-  if (!p)
+  if (!p) {
     errno = ENOMEM;
+    return NULL;
+  }
   ic_secmem_check (p);
+  no_dump (p);
   return p;
 }
 
@@ -208,6 +293,21 @@ void
 ic_memzero_explicit (void *p, size_t size)
 {
   explicit_bzero (p, size);
+}
+
+int
+ic_sha256_secure (unsigned char out[32], const void *in, size_t len)
+{
+  gcry_md_hd_t h;
+
+  if (gcry_md_open (&h, GCRY_MD_SHA256, GCRY_MD_FLAG_SECURE) != 0) {
+    ic_error ("SHA-256: out of secure memory");
+    return -ENOMEM;
+  }
+  gcry_md_write (h, in, len);
+  memcpy (out, gcry_md_read (h, GCRY_MD_SHA256), 32);
+  gcry_md_close (h);            /* wipes the state */
+  return 0;
 }
 
 void

@@ -41,6 +41,15 @@ void ic_secure_free (void *p, size_t size);
 /* Wipe @size bytes in a way the compiler cannot elide. */
 void ic_memzero_explicit (void *p, size_t size);
 
+/* SHA-256 of @len bytes at @in into @out, for digests that are keys (the
+ * ESSIV key, a KDF's master key): the hash state lives in secure memory
+ * and is wiped after, where gcry_md_hash_buffer() leaves it, digest
+ * included, on the caller's stack.
+ *
+ * Return: 0, or -ENOMEM.
+ */
+int ic_sha256_secure (unsigned char out[32], const void *in, size_t len);
+
 /* True if the secure memory pool is locked in RAM and nothing secure has
  * been placed outside it.
  */

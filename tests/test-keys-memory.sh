@@ -31,6 +31,7 @@ d=$(cd $t.tmp && pwd)
 random_key $d/kc 64        # from the configuration file
 random_key $d/kr 64        # added over the control socket
 random_key $d/ka 32        # Adiantum, added over the control socket
+random_key $d/ke 16        # AES-128-CBC-ESSIV (its ESSIV key is SHA-256 of it)
 random_key $d/kl 64        # one-line form
 cat > $d/ic.conf <<'CONF'
 key kc key=+kc
@@ -74,12 +75,13 @@ memscan ()
     if [ "$can_scan" = 0 ]; then echo '{"unavailable": true}'; return; fi
     for k in "$@"; do
         args+=($("$PYTHON" - $d/$k $k <<'PY'
-import sys
+import hashlib, sys
 hexkey = open(sys.argv[1]).read().strip()
 raw = bytes.fromhex(hexkey)
 name = sys.argv[2]
 pats = {"raw": raw, "half1": raw[:len(raw) // 2],
         "half2": raw[len(raw) // 2:],
+        "sha256": hashlib.sha256(raw).digest(),
         "hex": hexkey.encode(), "HEX": hexkey.upper().encode(),
         "hexhalf1": hexkey[:len(hexkey) // 2].encode(),
         "hexhalf2": hexkey[len(hexkey) // 2:].encode()}
@@ -132,6 +134,23 @@ if [ "$(id -u)" = 0 ] && [ -z "$SANITIZER_PRELOAD" ]; then
     test "$vmlck" -gt 0
 fi
 locked=$(test "$vmlck" -gt 0 && echo 1 || echo 0)
+# The locked pool stays out of core dumps (MADV_DONTDUMP: "dd").
+"$PYTHON" - $pid <<'PY'
+import sys
+cur, flags, bad, n = None, {}, [], 0
+for line in open("/proc/%s/smaps" % sys.argv[1]):
+    f = line.split()
+    if "-" in f[0] and not f[0].endswith(":"):
+        cur = f[0]
+    elif f[0] == "Locked:" and int(f[1]) > 0:
+        flags[cur] = None
+    elif f[0] == "VmFlags:" and cur in flags:
+        n += 1
+        if "dd" not in f[1:]:
+            bad.append(cur)
+print("locked mappings:", n, "without dd:", bad)
+assert not bad, "locked memory that a core dump would hold: %s" % bad
+PY
 
 # Without the right to lock (no CAP_IPC_LOCK, RLIMIT_MEMLOCK 0) the pool
 # is not locked, and the server says so.
@@ -152,18 +171,39 @@ if [ -z "$drop" ] || $drop true; then
     "$PYTHON" -c '
 import json, sys
 assert json.load(open(sys.argv[1]))["locked_memory"] is False' $d/status2
+    # The same without CAP_IPC_LOCK but with 1 MiB to lock: a pool that
+    # fits is locked (root is held to the limit like anyone).
+    if [ -z "$SANITIZER_PRELOAD" ]; then
+        ( ulimit -l 1024
+          exec $drop bash -c '
+            source ./functions.sh
+            set -e -x
+            nbdkit -U - '"$PLUGIN"' size=1M key=+'"$d"'/kl control='"$d"'/ctl3.sock \
+                --run "for i in \$(seq 100); do test -S '"$d"'/ctl3.sock && break; sleep 0.1; done
+                       grep VmLck /proc/\$PPID/status > '"$d"'/vmlck3;
+                       '"$INLINECRYPTCTL"' -s '"$d"'/ctl3.sock --json status > '"$d"'/status3"
+          ' )
+        cat $d/vmlck3
+        ! grep -E '^VmLck:\s+0 kB' $d/vmlck3
+        "$PYTHON" -c '
+import json, sys
+assert json.load(open(sys.argv[1]))["locked_memory"] is True' $d/status3
+    fi
 fi
 
 # 2. Keys in memory.  kr and ka come over the control socket and are
 # mapped; everything is used.
 ctl key add kr key=+$d/kr
 ctl key add ka mode=Adiantum key=+$d/ka
+ctl key add ke mode=AES-128-CBC-ESSIV key=+$d/ke
 ctl map vol0 4M 4M key=kr dun-base=7
 ctl map vol1 8M 4M key=ka
+ctl map vol1 12M 4M key=ke
 io "$uri0" 0
 io "$uri0" $((4 << 20))
 io "$uri1" 0
 io "$uri1" $((8 << 20))
+io "$uri1" $((12 << 20))
 
 # check_scan FILE MODE KEYS...: MODE "locked" (raw bytes only in locked
 # mappings, hex text nowhere) or "gone" (nothing at all).  (The key text
@@ -220,14 +260,15 @@ memscan kl > $d/scan.oneline
 check_scan $d/scan.oneline locked kl
 pid=$nbdkit_pid
 
-memscan kc kr ka > $d/scan.inuse
-check_scan $d/scan.inuse locked kc kr ka
+memscan kc kr ka ke > $d/scan.inuse
+check_scan $d/scan.inuse locked kc kr ka ke
 # The keys in use really were found (in the locked pool): the scan works.
 "$PYTHON" -c '
 import json, sys
 h = json.load(open(sys.argv[1])).get("hits", {})
-for k in h and ("kc", "kr", "ka"):
+for k in h and ("kc", "kr", "ka", "ke"):
     assert h[k + ".raw"] or h[k + ".half1"], (k, "not found in memory at all")
+assert not h or h["ke.sha256"], "the ESSIV key was not found in memory at all"
 ' $d/scan.inuse
 
 # Remove kr and ka (unmapped first), and kc from the configuration file,
@@ -238,14 +279,16 @@ ctl map vol0 4M 4M key=kc dun-base=1024
 ctl map vol1 8M 4M key=kc dun-base=2048
 ctl key remove kr
 ctl key remove ka
+ctl map vol1 12M 4M none
+ctl key remove ke
 io "$uri0" $((4 << 20))
 ctl map vol0 0 16M none
 ctl map vol1 0 16M none
 ctl key remove kc
 ctl key list
 io "$uri0" 0
-memscan kc kr ka > $d/scan.removed
-check_scan $d/scan.removed gone kc kr ka
+memscan kc kr ka ke > $d/scan.removed
+check_scan $d/scan.removed gone kc kr ka ke
 
 # Many keys in use at once (128 keys on the fallback's 100 keyslots, 32
 # connections): their cipher contexts must all fit in the locked pool, or
