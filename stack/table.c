@@ -312,6 +312,28 @@ find_target (struct ic_table *t, uint64_t offset)
   return &t->targets[lo];
 }
 
+bool
+ic_table_holds (struct ic_table *t, uint64_t begin, uint64_t len,
+                struct ic_device *dev, uint64_t dev_offset)
+{
+  uint64_t end = begin + len;
+  uint64_t pos;
+
+  if (begin > t->size || len > t->size - begin)
+    return false;
+  for (pos = begin; pos < end;) {
+    struct ic_target *ti = find_target (t, pos);
+    uint64_t next = ti->begin + ti->len < end ? ti->begin + ti->len : end;
+
+    if (!ti->type->holds ||
+        !ti->type->holds (ti, pos - ti->begin, next - pos, dev,
+                          dev_offset + (pos - begin)))
+      return false;
+    pos = next;
+  }
+  return true;
+}
+
 static int
 stacked_submit (struct ic_device *dev, struct ic_bio *bio)
 {
@@ -1035,7 +1057,7 @@ ic_stacked_resume (struct ic_device *dev)
           old->targets[j].len == ti->len)
         prev = &old->targets[j];
     if (ti->type->resume)
-      ti->type->resume (ti, prev, old == NULL);
+      ti->type->resume (ti, old, prev);
   }
 
   /* dm_update_crypto_profile: create the profile, or grow it.  The

@@ -101,14 +101,24 @@ struct ic_target_type {
                           void *data);
   /* The table line's arguments, normalised (for table show). */
   void (*table_args) (struct ic_target *ti, char *buf, size_t size);
-  /* Called when the table goes live, with the target at the same place in
-   * the table it replaces, or NULL, and whether this is the device's first
-   * table (mirror: inherit leg states, start a resync).  Optional.
+  /* Called when the table goes live, with the table it replaces (@old,
+   * NULL for the device's first table) and the target of @old at the same
+   * place, with the same begin and length (@prev, or NULL).  @old's
+   * targets are suspended and no request runs on @old any more (mirror:
+   * take the legs' states over, start a resync).  Optional.
    */
-  void (*resume) (struct ic_target *ti, struct ic_target *old,
-                  bool first_table);
+  void (*resume) (struct ic_target *ti, struct ic_table *old,
+                  struct ic_target *prev);
   /* Called when the table stops being live.  Optional. */
   void (*suspend) (struct ic_target *ti);
+  /* True if the target's bytes [@offset, @offset+@len) are stored one for
+   * one on @dev from @dev_offset and read from there, so that what @dev
+   * holds there is the target's data (linear; striped within one stripe;
+   * mirror on a leg in sync there).  Asked of a suspended table only (see
+   * ic_table_holds()).  Optional: without it, false.
+   */
+  bool (*holds) (struct ic_target *ti, uint64_t offset, uint64_t len,
+                 struct ic_device *dev, uint64_t dev_offset);
   /* Mirror legs: fill up to @max of @legs; return how many there are.
    * Optional.
    */
@@ -150,6 +160,16 @@ struct ic_device *ic_target_get_device (struct ic_target *ti,
                                         uint64_t len,
                                         ic_device_lookup_fn lookup,
                                         void *opaque, uint64_t *offset);
+
+/* True if @dev from @dev_offset holds the data of bytes [@begin,
+ * @begin+@len) of table @t: every target of @t over that range says so
+ * (its holds()), for the piece that falls on it.  A mirror taking over
+ * from @t uses it to tell which legs are in sync.
+ *
+ * Context: @t is suspended (no request runs on it), as in resume().
+ */
+bool ic_table_holds (struct ic_table *t, uint64_t begin, uint64_t len,
+                     struct ic_device *dev, uint64_t dev_offset);
 
 /* The target types. */
 extern const struct ic_target_type ic_linear_target;

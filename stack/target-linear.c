@@ -70,6 +70,15 @@ linear_iterate_devices (struct ic_target *ti, ic_iterate_devices_fn fn,
   return fn (ti, lc->dev, lc->start, ti->len, data);
 }
 
+static bool
+linear_holds (struct ic_target *ti, uint64_t offset, uint64_t len,
+              struct ic_device *dev, uint64_t dev_offset)
+{
+  struct linear *lc = ti->private;
+
+  return dev == lc->dev && dev_offset == lc->start + offset;
+}
+
 static void
 linear_table_args (struct ic_target *ti, char *buf, size_t size)
 {
@@ -86,4 +95,5 @@ const struct ic_target_type ic_linear_target = {
   .map = linear_map,
   .iterate_devices = linear_iterate_devices,
   .table_args = linear_table_args,
+  .holds = linear_holds,
 };

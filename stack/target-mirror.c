@@ -18,12 +18,17 @@
  * on every leg is the same, and a narrower leg added by a table reload is
  * refused by the superset rule unless per_child_fallback is on.
  *
- * Hot-add: when a table goes live, a leg that was active at the same place
- * in the old table stays active, a leg that is new (or had failed) starts
- * in resync: it takes writes at once, and a background thread copies the
- * data (raw ciphertext, no crypto) from an active leg region by region
- * before it serves reads.  A leg that was resynchronising carries on where
- * it stopped.  In a device's first table every leg is taken as in sync.
+ * Hot-add: when a table goes live, a leg is taken as in sync only when it
+ * is known to hold the data (see mirror_resume): it was in sync at the
+ * same place in an old mirror, or the old table mapped the whole range
+ * straight onto it (linear targets onto its device at its offset).  Any
+ * other leg starts in resync: it takes writes at once, and a background
+ * thread copies the data (raw ciphertext, no crypto) from an in-sync leg
+ * region by region before it serves reads.  A leg that was
+ * resynchronising at the same place carries on where it stopped.  If no
+ * leg is known to hold the data, the first is the source, as dm-raid1
+ * without nosync.  In a device's first table every leg is taken as in
+ * sync (nosync).
  *
  * Threading: legs' states and counters are atomics.  mirror->lock covers
  * the list of in-flight writes and the region the resync is copying; it is
@@ -77,7 +82,7 @@ struct mirror {
 };
 
 static enum ic_leg_state
-leg_state (struct leg *leg)
+leg_state (const struct leg *leg)
 {
   return __atomic_load_n (&leg->state, __ATOMIC_ACQUIRE);
 }
@@ -420,79 +425,91 @@ find_leg (const struct mirror *mc, const struct ic_device *dev,
   return NULL;
 }
 
-struct linear_child {
-  struct ic_device *dev;
-  uint64_t start;
-};
-
-static int
-get_linear_child (struct ic_target *ti, struct ic_device *dev,
-                  uint64_t start, uint64_t len, void *data)
-{
-  struct linear_child *lc = data;
-
-  lc->dev = dev;
-  lc->start = start;
-  return 1;
-}
-
-/* Take over the legs' states from the target this one replaces:
- * - the device's first table: every leg is taken as in sync;
- * - a mirror before: a leg keeps its state (active, or resync with its
- *   progress); a leg that had failed, or is new, resynchronises from 0;
- * - a linear target before: the leg on its device is in sync, the others
- *   resynchronise;
- * - anything else before: nothing is known; every leg is taken as in sync.
+/* A leg holds the mirror's data where it is in sync: all of it when
+ * active, what the resync has copied when resynchronising (every write
+ * since reached it too).
  */
-static void
-mirror_resume (struct ic_target *ti, struct ic_target *old, bool first_table)
+static bool
+mirror_holds (struct ic_target *ti, uint64_t offset, uint64_t len,
+              struct ic_device *dev, uint64_t dev_offset)
 {
   struct mirror *mc = ti->private;
-  const struct mirror *old_mc = NULL;
-  struct linear_child lin = { NULL };
+  const struct leg *leg;
+
+  if (dev_offset < offset)
+    return false;
+  leg = find_leg (mc, dev, dev_offset - offset);
+  if (!leg)
+    return false;
+  switch (leg_state (leg)) {
+  case IC_LEG_ACTIVE:
+    return true;
+  case IC_LEG_RESYNC:
+    return offset + len <= __atomic_load_n (&leg->resync_done,
+                                            __ATOMIC_RELAXED);
+  default:
+    return false;
+  }
+}
+
+/* Which legs hold the data when the table goes live.  dm-raid1 keeps a
+ * region log for this; we know what the table being replaced held where:
+ * - the device's first table: every leg, as with dm-raid1's nosync (the
+ *   legs are created alike);
+ * - a mirror at the same place before: a leg keeps its state (active, or
+ *   resync with its progress); a leg that had failed starts over;
+ * - otherwise a leg is in sync only if the old table held the whole range
+ *   on it, straight (ic_table_holds: one or more linear targets onto its
+ *   device at the matching offsets, mirrors on which it was in sync
+ *   there); the other legs resynchronise from an in-sync one;
+ * - no leg known to hold the data: as dm-raid1 without nosync, the first
+ *   leg (the default mirror) is the source and every other leg is copied
+ *   from it from the start.
+ */
+static void
+mirror_resume (struct ic_target *ti, struct ic_table *old,
+               struct ic_target *prev)
+{
+  struct mirror *mc = ti->private;
+  const struct mirror *prev_mc = NULL;
+  bool in_sync = false;
   bool syncing = false;
   unsigned int i;
   int err;
 
-  if (old && old->type == &ic_mirror_target)
-    old_mc = old->private;
-  else if (old && old->type == &ic_linear_target)
-    old->type->iterate_devices (old, get_linear_child, &lin);
+  if (prev && prev->type == &ic_mirror_target)
+    prev_mc = prev->private;
 
   for (i = 0; i < mc->n; i++) {
     struct leg *leg = &mc->legs[i];
-    const struct leg *prev = find_leg (old_mc, leg->dev, leg->start);
+    const struct leg *was = find_leg (prev_mc, leg->dev, leg->start);
     enum ic_leg_state state = IC_LEG_ACTIVE;
 
     leg->resync_done = 0;
-    if (old_mc && prev) {
-      state = leg_state ((struct leg *) prev);
+    if (was) {
+      state = leg_state (was);
       if (state == IC_LEG_FAILED)
         state = IC_LEG_RESYNC;
       else if (state == IC_LEG_RESYNC)
-        leg->resync_done = __atomic_load_n (&prev->resync_done,
+        leg->resync_done = __atomic_load_n (&was->resync_done,
                                             __ATOMIC_RELAXED);
-      leg->errors = __atomic_load_n (&prev->errors, __ATOMIC_RELAXED);
+      leg->errors = __atomic_load_n (&was->errors, __ATOMIC_RELAXED);
     }
-    else if (old_mc || lin.dev)
-      state = leg->dev == lin.dev && leg->start == lin.start
-        ? IC_LEG_ACTIVE : IC_LEG_RESYNC;
+    else if (old && !ic_table_holds (old, ti->begin, ti->len, leg->dev,
+                                     leg->start))
+      state = IC_LEG_RESYNC;
     set_leg_state (leg, state);
-    syncing |= state == IC_LEG_RESYNC;
+    in_sync |= state == IC_LEG_ACTIVE;
   }
-  if (first_table)
-    for (i = 0; i < mc->n; i++)
-      set_leg_state (&mc->legs[i], IC_LEG_ACTIVE);
 
-  /* Something must be in sync to copy from. */
-  for (i = 0; i < mc->n && leg_state (&mc->legs[i]) != IC_LEG_ACTIVE; i++)
-    ;
-  if (i == mc->n) {
+  if (!in_sync) {
+    ic_error ("%s: mirror: no leg is known to hold the data; %s, the first "
+              "leg, is the source", ic_target_device_name (ti),
+              mc->legs[0].dev->name);
     set_leg_state (&mc->legs[0], IC_LEG_ACTIVE);
-    ic_error ("%s: mirror: no leg was in sync; taking %s as the source",
-              ic_target_device_name (ti), mc->legs[0].dev->name);
+    for (i = 1; i < mc->n; i++)
+      mc->legs[i].resync_done = 0;
   }
-  syncing = false;
   for (i = 0; i < mc->n; i++)
     syncing |= leg_state (&mc->legs[i]) == IC_LEG_RESYNC;
   if (syncing) {
@@ -576,5 +593,6 @@ const struct ic_target_type ic_mirror_target = {
   .table_args = mirror_table_args,
   .resume = mirror_resume,
   .suspend = mirror_suspend,
+  .holds = mirror_holds,
   .leg_status = mirror_leg_status,
 };

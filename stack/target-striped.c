@@ -152,6 +152,24 @@ striped_iterate_devices (struct ic_target *ti, ic_iterate_devices_fn fn,
   return r;
 }
 
+/* Only a range inside one chunk lies on one stripe, straight (or any
+ * range when there is one stripe).
+ */
+static bool
+striped_holds (struct ic_target *ti, uint64_t offset, uint64_t len,
+               struct ic_device *dev, uint64_t dev_offset)
+{
+  struct striped *sc = ti->private;
+  uint64_t chunk_no = offset / sc->chunk;
+  uint64_t in_chunk = offset % sc->chunk;
+  struct stripe *st = &sc->stripes[chunk_no % sc->n];
+
+  if (sc->n > 1 && len > sc->chunk - in_chunk)
+    return false;
+  return dev == st->dev &&
+    dev_offset == st->start + (chunk_no / sc->n) * sc->chunk + in_chunk;
+}
+
 static void
 striped_table_args (struct ic_target *ti, char *buf, size_t size)
 {
@@ -174,4 +192,5 @@ const struct ic_target_type ic_striped_target = {
   .map = striped_map,
   .iterate_devices = striped_iterate_devices,
   .table_args = striped_table_args,
+  .holds = striped_holds,
 };

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A test rig at work while clients do I/O: evicting a key in use (EBUSY,
 # then success), resetting the engine, failing keyslot programming,
-# failing a mirror leg, refusing a narrower table, hot-adding a mirror leg.
-# Data stays intact throughout (fio verifies, nbdcopy compares).
+# failing a mirror leg, refusing a narrower table, hot-adding a mirror leg,
+# reloading a linear device as mirrors.  Data stays intact throughout (fio
+# verifies, nbdcopy compares).
 source ./functions.sh
 set -e -x
 
@@ -39,6 +40,21 @@ end
 export raw1 device=d1
 end
 export raw2 device=d2
+end
+# A linear device on files, reloaded as mirrors (7).
+engine xe keyslots=4 modes=AES-256-XTS:4096
+leaf fa file=fa.img size=4M engine=xe
+leaf fb file=fb.img size=2M engine=xe
+leaf fc file=fc.img size=4M engine=xe
+device lin
+  0 8192 linear fa 0
+end
+export vol3 device=lin key=k1
+export rawfa device=fa
+end
+export rawfb device=fb
+end
+export rawfc device=fc
 end
 control socket=ctl.sock
 CONF
@@ -176,3 +192,39 @@ done
 cmp $d/raw0 $d/raw1
 cmp $d/raw0 $d/raw2
 fails cmp -s $d/raw0 $d/final
+
+# 7. A mirror loaded over part of a linear device: the old table held that
+#    range on fa, straight, so fa is in sync and the empty fb is copied
+#    from it; reads never return fb's zeros.  Then linear targets over fa
+#    become one mirror with the empty fc first: fa is still the source.
+uri3="nbd+unix:///vol3?socket=$d/sock"
+head -c 4M /dev/urandom > $d/data4
+nbdcopy $d/data4 "$uri3"
+printf '0 4096 mirror 2 fa 0 fb 0\n4096 4096 linear fa 4096\n' |
+    ctl table load lin -
+ctl table resume lin
+ctl wait-resync lin timeout-ms=60000
+ctl status lin | grep 'leg fa 0: active'
+ctl status lin | grep 'leg fb 0: active'
+for i in 1 2 3 4; do
+    nbdcopy "$uri3" $d/back4
+    cmp $d/data4 $d/back4
+done
+nbdcopy "nbd+unix:///rawfa?socket=$d/sock" $d/rawfa
+nbdcopy "nbd+unix:///rawfb?socket=$d/sock" $d/rawfb
+cmp -n 2097152 $d/rawfa $d/rawfb
+printf '0 4096 linear fa 0\n4096 4096 linear fa 4096\n' | ctl table load lin -
+ctl table resume lin
+head -c 4M /dev/urandom > $d/data4
+nbdcopy $d/data4 "$uri3"
+printf '0 8192 mirror 2 fc 0 fa 0\n' | ctl table load lin -
+ctl table resume lin
+ctl wait-resync lin timeout-ms=60000
+ctl status lin | grep 'leg fc 0: active'
+for i in 1 2 3 4; do
+    nbdcopy "$uri3" $d/back4
+    cmp $d/data4 $d/back4
+done
+nbdcopy "nbd+unix:///rawfa?socket=$d/sock" $d/rawfa
+nbdcopy "nbd+unix:///rawfc?socket=$d/sock" $d/rawfc
+cmp $d/rawfa $d/rawfc

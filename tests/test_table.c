@@ -329,6 +329,26 @@ leg (struct ic_device *dev, size_t i)
 
 static struct ic_device *xts_leaf (const char *name, uint64_t size);
 
+/* Read @len bytes at @off of @s with kx from DUN @off / DU, @n times (the
+ * legs of a mirror are taken in turn): @want every time.
+ */
+static void
+assert_reads (struct ic_device *s, const uint8_t *want, uint64_t len,
+              uint64_t off, int n)
+{
+  uint8_t *back = malloc (len);
+  int i;
+
+  ck_assert_ptr_nonnull (back);
+  for (i = 0; i < n; i++) {
+    ck_submit (s, IC_OP_READ, kx, off / DU, back, len, off);
+    ck_assert_msg (memcmp (back, want, len) == 0,
+                   "read %d of %" PRIu64 " bytes at %" PRIu64 " differs", i,
+                   len, off);
+  }
+  free (back);
+}
+
 /* ---- Parsing and validation ---- */
 
 struct parse_case {
@@ -1993,6 +2013,145 @@ START_TEST (test_mirror_resync_stuck)
 }
 END_TEST
 
+/* A mirror loaded over part of a linear device: the old table held that
+ * range on a, straight, so a is in sync; the new leg b was never written
+ * and is copied from a before it serves reads.
+ */
+START_TEST (test_mirror_from_linear_part)
+{
+  struct ic_device *s;
+  struct ic_device *a;
+  struct ic_device *b;
+  uint8_t *pt = pattern (4 * MiB, 25);
+
+  a = leaf_full ("a", 4 * MiB);
+  b = leaf_full ("b", 2 * MiB);
+  s = stacked ("s");
+  load_resume (s, "0 8192 linear a 0", 0);
+  ck_submit (s, IC_OP_WRITE, kx, 0, pt, 4 * MiB, 0);
+  load_resume (s, "0 4096 mirror 2 a 0 b 0\n4096 4096 linear a 4096", 0);
+  ck_assert_int_eq (leg (s, 0).state, IC_LEG_ACTIVE);
+  ck_assert_int_eq (ic_stacked_wait_resync (s, 10000), 0);
+  ck_assert_int_eq (leg (s, 1).state, IC_LEG_ACTIVE);
+  assert_same_raw (a, b, 2 * MiB);
+  assert_reads (s, pt, 4 * MiB, 0, 4);
+  free (pt);
+}
+END_TEST
+
+/* Several linear targets, contiguous on a, become one mirror: a holds the
+ * whole range and is the source although it is not the first leg.
+ */
+START_TEST (test_mirror_from_linears)
+{
+  struct ic_device *s;
+  struct ic_device *a;
+  struct ic_device *c;
+  uint8_t *pt = pattern (4 * MiB, 26);
+
+  a = leaf_full ("a", 4 * MiB);
+  c = leaf_full ("c", 4 * MiB);
+  s = stacked ("s");
+  load_resume (s, "0 2048 linear a 0\n2048 2048 linear a 2048\n"
+               "4096 4096 linear a 4096", 0);
+  ck_submit (s, IC_OP_WRITE, kx, 0, pt, 4 * MiB, 0);
+  load_resume (s, "0 8192 mirror 2 c 0 a 0", 0);
+  ck_assert_int_eq (leg (s, 1).state, IC_LEG_ACTIVE);
+  ck_assert_int_eq (ic_stacked_wait_resync (s, 10000), 0);
+  ck_assert_int_eq (leg (s, 0).state, IC_LEG_ACTIVE);
+  assert_same_raw (a, c, 4 * MiB);
+  assert_reads (s, pt, 4 * MiB, 0, 4);
+  free (pt);
+}
+END_TEST
+
+/* When the old table held the range on no leg straight (here striped over
+ * the legs' devices), nothing is known: as dm-raid1 without nosync, the
+ * first leg is the source and the others are copied from it, so that at
+ * least every leg reads the same.
+ */
+START_TEST (test_mirror_unknown_source)
+{
+  struct ic_device *s;
+  struct ic_device *a;
+  struct ic_device *b;
+  uint8_t *pt = pattern (2 * MiB, 27);
+  uint8_t *want;
+
+  a = leaf_full ("a", 2 * MiB);
+  b = leaf_full ("b", 2 * MiB);
+  s = stacked ("s");
+  load_resume (s, "0 4096 striped 2 8 a 0 b 0", 0);
+  ck_submit (s, IC_OP_WRITE, kx, 0, pt, 2 * MiB, 0);
+  load_resume (s, "0 4096 mirror 2 b 0 a 0", 0);
+  assert_error ("s: mirror: no leg is known to hold the data; b, the first "
+                "leg, is the source");
+  ck_assert_int_eq (leg (s, 0).state, IC_LEG_ACTIVE);
+  ck_assert_int_eq (ic_stacked_wait_resync (s, 10000), 0);
+  ck_assert_int_eq (leg (s, 1).state, IC_LEG_ACTIVE);
+  assert_same_raw (a, b, 2 * MiB);
+  want = malloc (2 * MiB);
+  ck_assert_ptr_nonnull (want);
+  ck_submit (s, IC_OP_READ, kx, 0, want, 2 * MiB, 0);
+  assert_reads (s, want, 2 * MiB, 0, 4);
+  free (want);
+  free (pt);
+}
+END_TEST
+
+/* Mirrors over the halves of a device become one mirror over the whole
+ * and back: legs active in every piece stay in sync without a copy (one
+ * would read a leg, and reads fail); a leg that had failed in one half is
+ * resynchronised.
+ */
+START_TEST (test_mirror_from_mirrors)
+{
+  const char *halves = "0 2048 mirror 2 a 0 b 0\n"
+    "2048 2048 mirror 2 a 2048 b 2048";
+  const char *whole = "0 4096 mirror 2 a 0 b 0";
+  struct ic_device *s;
+  struct ic_device *a;
+  struct ic_device *b;
+  uint8_t *pt = pattern (2 * MiB, 28);
+  uint8_t *d = pattern (64 * KiB, 29);
+  int i;
+
+  a = leaf_full ("a", 2 * MiB);
+  b = leaf_full ("b", 2 * MiB);
+  s = stacked ("s");
+  load_resume (s, halves, 0);
+  ck_submit (s, IC_OP_WRITE, kx, 0, pt, 2 * MiB, 0);
+
+  ic_leaf_set_io_faults (ic_device_to_leaf (a), IC_LEAF_FAULT_READ, -1);
+  ic_leaf_set_io_faults (ic_device_to_leaf (b), IC_LEAF_FAULT_READ, -1);
+  load_resume (s, whole, 0);
+  ck_assert_int_eq (ic_stacked_wait_resync (s, 10000), 0);
+  load_resume (s, halves, 0);
+  ck_assert_int_eq (ic_stacked_wait_resync (s, 10000), 0);
+  for (i = 0; i < 4; i++) {
+    ck_assert_int_eq (leg (s, i).state, IC_LEG_ACTIVE);
+    ck_assert_uint_eq (leg (s, i).errors, 0);
+  }
+  ic_leaf_set_io_faults (ic_device_to_leaf (a), 0, 0);
+  ic_leaf_set_io_faults (ic_device_to_leaf (b), 0, 0);
+
+  /* b fails in the second half and misses a write there. */
+  ic_leaf_set_io_faults (ic_device_to_leaf (b), IC_LEAF_FAULT_WRITE, 1);
+  ck_submit (s, IC_OP_WRITE, kx, 1 * MiB / DU, d, 64 * KiB, 1 * MiB);
+  memcpy (pt + 1 * MiB, d, 64 * KiB);
+  ck_assert_int_eq (leg (s, 1).state, IC_LEG_ACTIVE);
+  ck_assert_int_eq (leg (s, 3).state, IC_LEG_FAILED);
+  load_resume (s, whole, 0);
+  ck_assert_int_eq (leg (s, 0).state, IC_LEG_ACTIVE);
+  ck_assert_int_eq (ic_stacked_wait_resync (s, 10000), 0);
+  ck_assert_int_eq (leg (s, 1).state, IC_LEG_ACTIVE);
+  assert_same_raw (a, b, 2 * MiB);
+  assert_reads (s, pt, 2 * MiB, 0, 4);
+  free (pt);
+  free (d);
+}
+END_TEST
+
 /* ---- Per-child fallback ---- */
 
 /* A leaf whose engine takes AES-256-XTS/4096 only.  The per-child tests
@@ -2359,6 +2518,10 @@ table_suite (void)
   CASE ("mirror_readd_failed", test_mirror_readd_failed);
   CASE ("mirror_from_linear", test_mirror_from_linear);
   CASE ("mirror_resync_stuck", test_mirror_resync_stuck);
+  CASE ("mirror_from_linear_part", test_mirror_from_linear_part);
+  CASE ("mirror_from_linears", test_mirror_from_linears);
+  CASE ("mirror_unknown_source", test_mirror_unknown_source);
+  CASE ("mirror_from_mirrors", test_mirror_from_mirrors);
 
   CASE ("per_child_off", test_per_child_off);
   CASE ("per_child_on", test_per_child_on);
