@@ -4,7 +4,8 @@
  * bio_crypt_clone, __bio_crypt_advance).
  *
  * Requests are synchronous: a device's submit returns when the request is
- * complete, with 0 or -errno.  A bio is a plain value owned by its
+ * complete, with 0 or -errno, and a write that failed says whether it
+ * changed part of its range (partial).  A bio is a plain value owned by its
  * submitter; cloning copies it, splitting cuts it in two.
  */
 #ifndef IC_BIO_H
@@ -38,7 +39,35 @@ struct ic_bio {
   void *buf;
   /* crypt_ctx.key == NULL: plain I/O.  Only READ and WRITE carry one. */
   struct ic_crypt_ctx crypt_ctx;
+  /* Out: set by a device whose WRITE, WRITE_ZEROES or TRIM failed after
+   * changing part of the range: a piece of a split request went through
+   * before another failed, or a leaf's backend failed while writing.  The
+   * range then reads as a mix of old and new.  Left false when the
+   * request failed before changing anything (no keyslot, no bounce
+   * buffer, no support for its context...).  False while the bio is in
+   * flight: submitters build it so, and clones and pieces copy it.
+   */
+  bool partial;
 };
+
+/* True if @op changes data. */
+static inline bool
+ic_bio_op_is_write (enum ic_bio_op op)
+{
+  return op == IC_OP_WRITE || op == IC_OP_WRITE_ZEROES || op == IC_OP_TRIM;
+}
+
+/* Pass up to @bio that its clone or piece @part failed (Linux passes only
+ * the error up a chain of split bios, bio_chain; a mirror must also know
+ * whether its leg changed): @bio failed part-way if @part did, or if an
+ * earlier piece of @bio went through (@done).
+ */
+static inline void
+ic_bio_part_failed (struct ic_bio *bio, const struct ic_bio *part, bool done)
+{
+  if (ic_bio_op_is_write (bio->op) && (part->partial || done))
+    bio->partial = true;
+}
 
 static inline bool
 ic_bio_has_crypt_ctx (const struct ic_bio *bio)

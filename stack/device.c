@@ -115,6 +115,8 @@ fallback_submit (struct ic_device *dev, struct ic_bio *bio)
     COUNT (dev->fallback_requests, 1);
     COUNT (dev->fallback_bytes, bio->len);
   }
+  else
+    ic_bio_part_failed (bio, &plain, false);
   return r;
 }
 

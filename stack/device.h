@@ -30,7 +30,8 @@ struct ic_device;
 struct ic_device_ops {
   const char *type;             /* "memory", "file", "nbd", "stacked" */
   /* Carry out @bio.  A bio with a crypto context reaches this only if the
-   * device's profile supports the context natively.
+   * device's profile supports the context natively.  A write that fails
+   * after changing part of its range sets bio->partial.
    * Return: 0 or -errno.
    */
   int (*submit) (struct ic_device *dev, struct ic_bio *bio);
@@ -68,7 +69,8 @@ void ic_device_init (struct ic_device *dev, const char *name, uint64_t size,
  * otherwise through the fallback (writes encrypted into a bounce buffer,
  * reads decrypted in place after a successful read), or -EOPNOTSUPP
  * without one.  Checks the request lies inside the device (-EINVAL... the
- * caller's bug, reported).
+ * caller's bug, reported).  A WRITE, WRITE_ZEROES or TRIM that fails after
+ * changing part of its range sets bio->partial.
  *
  * Context: may block; holds no lock across I/O.
  * Return: 0 or -errno.

@@ -43,12 +43,17 @@ io_fault (struct ic_leaf *leaf, const struct ic_bio *bio)
   return -EIO;
 }
 
-/* The backend part of a bio, plain or already encrypted (@data). */
+/* The backend part of a bio, plain or already encrypted (@data).  A
+ * backend that fails a write may have written part of it (pwrite some
+ * bytes, the memory leaf some chunks; NBD leaves a failed write's range
+ * undefined): the bio is marked partial.  An injected fault fails before.
+ */
 static int
-backend_io (struct ic_leaf *leaf, const struct ic_bio *bio, void *data)
+backend_io (struct ic_leaf *leaf, struct ic_bio *bio, void *data)
 {
   bool fua = bio->flags & IC_BIO_FUA;
   unsigned int delay = __atomic_load_n (&leaf->io_delay_us, __ATOMIC_RELAXED);
+  int r;
 
   if (delay && bio->op != IC_OP_FLUSH) {
     struct timespec ts = { delay / 1000000, (delay % 1000000) * 1000L };
@@ -65,20 +70,27 @@ backend_io (struct ic_leaf *leaf, const struct ic_bio *bio, void *data)
   case IC_OP_WRITE:
     if (take_fault (leaf, IC_LEAF_FAULT_WRITE))
       return io_fault (leaf, bio);
-    return leaf->ops->pwrite (leaf, data, bio->len, bio->offset, fua);
+    r = leaf->ops->pwrite (leaf, data, bio->len, bio->offset, fua);
+    break;
   case IC_OP_FLUSH:
     return leaf->ops->flush (leaf);
   case IC_OP_TRIM:
     if (take_fault (leaf, IC_LEAF_FAULT_WRITE))
       return io_fault (leaf, bio);
-    return leaf->ops->trim (leaf, bio->len, bio->offset, fua);
+    r = leaf->ops->trim (leaf, bio->len, bio->offset, fua);
+    break;
   case IC_OP_WRITE_ZEROES:
     if (take_fault (leaf, IC_LEAF_FAULT_WRITE))
       return io_fault (leaf, bio);
-    return leaf->ops->zero (leaf, bio->len, bio->offset,
-                            !(bio->flags & IC_BIO_NOUNMAP), fua);
+    r = leaf->ops->zero (leaf, bio->len, bio->offset,
+                         !(bio->flags & IC_BIO_NOUNMAP), fua);
+    break;
+  default:
+    return -EINVAL;
   }
-  return -EINVAL;
+  if (r < 0)
+    bio->partial = true;
+  return r;
 }
 
 /* A bio with a context the engine supports: hold a keyslot for the whole

@@ -339,6 +339,7 @@ stacked_submit (struct ic_device *dev, struct ic_bio *bio)
 {
   struct ic_stacked *md = (struct ic_stacked *) dev;
   struct ic_table *t = get_live_io (md);
+  bool done = false;
   int r = 0;
   size_t i;
 
@@ -354,7 +355,9 @@ stacked_submit (struct ic_device *dev, struct ic_bio *bio)
     table_put (t);
     return r;
   }
-  /* Split at target boundaries (bio_split keeps the DUN right). */
+  /* Split at target boundaries (bio_split keeps the DUN right).  A piece
+   * that fails after others went through leaves the request part done.
+   */
   while (r == 0 && bio->len > 0) {
     struct ic_target *ti = find_target (t, bio->offset);
     uint64_t left = ti->begin + ti->len - bio->offset;
@@ -363,6 +366,9 @@ stacked_submit (struct ic_device *dev, struct ic_bio *bio)
     ic_bio_split (bio, bio->len < left ? bio->len : left, &piece);
     piece.offset -= ti->begin;
     r = ti->type->map (ti, &piece);
+    if (r < 0)
+      ic_bio_part_failed (bio, &piece, done);
+    done = true;
   }
   table_put (t);
   return r;

@@ -93,7 +93,9 @@ struct ic_target_type {
               ic_device_lookup_fn lookup, void *opaque);
   void (*dtr) (struct ic_target *ti);
   /* Carry out @bio, whose offset is relative to the target's start and
-   * which lies inside the target.  Return: 0 or -errno.
+   * which lies inside the target.  A write that fails after changing part
+   * of its range sets bio->partial (ic_bio_part_failed() for the pieces
+   * and clones it submits).  Return: 0 or -errno.
    */
   int (*map) (struct ic_target *ti, struct ic_bio *bio);
   /* Call @fn for each child; stop at the first non-zero result. */

@@ -55,10 +55,14 @@ linear_map (struct ic_target *ti, struct ic_bio *bio)
 {
   struct linear *lc = ti->private;
   struct ic_bio clone = *bio;   /* bio_crypt_clone: same key, same DUN */
+  int r;
 
   if (bio->op != IC_OP_FLUSH)
     clone.offset += lc->start;
-  return ic_device_submit (lc->dev, &clone);
+  r = ic_device_submit (lc->dev, &clone);
+  if (r < 0)
+    ic_bio_part_failed (bio, &clone, false);
+  return r;
 }
 
 static int

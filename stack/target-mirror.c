@@ -7,9 +7,12 @@
  * whose I/O fails is marked failed and reported; the mirror goes on with
  * the others, and a request fails only when no active leg could serve it.
  * EINVAL, EOPNOTSUPP and ENOMEM say nothing about a leg's health and are
- * passed up without failing it, as long as no other leg took the write;
- * once one did, a leg refusing it no longer holds the same data and is
- * failed like any other, so reads never alternate between old and new.
+ * passed up without failing it, as long as nothing changed: no other leg
+ * took the write, and the leg itself did not fail part-way (a striped or
+ * multi-target leg whose first pieces went through, a leaf whose backend
+ * failed while writing; struct ic_bio's partial).  Otherwise the leg no
+ * longer holds the same data as the others and is failed like any other,
+ * so reads never alternate between old and new.
  *
  * Beyond upstream: Linux dm-raid1 does not pass inline crypto through
  * (DM_TARGET_PASSES_CRYPTO), because a hot-added leg would need the same
@@ -219,12 +222,19 @@ unregister_write (struct mirror *mc, struct inflight *me)
   pthread_mutex_unlock (&mc->lock);
 }
 
-/* Every leg that has not failed; success if an active leg succeeded. */
+/* Every leg that has not failed; success if an active leg succeeded.
+ * A leg whose write failed is failed, as dm-raid1 fails a leg on any
+ * write error, except for an error that says nothing about its health
+ * (is_leg_error) when nothing changed anywhere: no leg took the write and
+ * the leg did not fail part-way (a stacked leg, say striped, whose first
+ * chunk went through; bio->partial).  Then the request fails as it is.
+ */
 static int
 write_all (struct ic_target *ti, struct mirror *mc, struct ic_bio *bio)
 {
   unsigned int active_ok = 0;
   unsigned int written = 0;
+  bool changed = false;
   int first_err = 0;
   unsigned int i;
 
@@ -238,10 +248,11 @@ write_all (struct ic_target *ti, struct mirror *mc, struct ic_bio *bio)
       continue;
     clone = leg_bio (bio, leg);
     r = ic_device_submit (leg->dev, &clone);
-    if (r < 0 && !is_leg_error (r) && written == 0)
+    if (r < 0 && !is_leg_error (r) && !clone.partial && written == 0)
       return r;                 /* no leg changed: nothing diverged */
     if (r < 0) {
       fail_leg (ti, leg, r, ic_bio_op_name (bio->op));
+      changed |= clone.partial;
       if (!first_err)
         first_err = r;
       continue;
@@ -252,6 +263,11 @@ write_all (struct ic_target *ti, struct mirror *mc, struct ic_bio *bio)
   }
   if (active_ok)
     return 0;
+  /* Failing, but a leg may have taken some of it (a resynchronising leg,
+   * or one that failed part-way): pass that up.
+   */
+  if ((written || changed) && ic_bio_op_is_write (bio->op))
+    bio->partial = true;
   if (!first_err)
     ic_error ("%s: mirror: %s: no active leg left",
               ic_target_device_name (ti), ic_bio_op_name (bio->op));

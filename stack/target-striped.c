@@ -112,6 +112,7 @@ static int
 striped_map (struct ic_target *ti, struct ic_bio *bio)
 {
   struct striped *sc = ti->private;
+  bool done = false;
   unsigned int i;
   int r = 0;
 
@@ -123,7 +124,9 @@ striped_map (struct ic_target *ti, struct ic_bio *bio)
     }
     return r;
   }
-  /* One piece per chunk, each split off with its DUN advanced. */
+  /* One piece per chunk, each split off with its DUN advanced; one that
+   * fails after others went through leaves the request part done.
+   */
   while (r == 0 && bio->len > 0) {
     uint64_t chunk_no = bio->offset / sc->chunk;
     uint64_t in_chunk = bio->offset % sc->chunk;
@@ -134,6 +137,9 @@ striped_map (struct ic_target *ti, struct ic_bio *bio)
     ic_bio_split (bio, bio->len < n ? bio->len : n, &piece);
     piece.offset = st->start + (chunk_no / sc->n) * sc->chunk + in_chunk;
     r = ic_device_submit (st->dev, &piece);
+    if (r < 0)
+      ic_bio_part_failed (bio, &piece, done);
+    done = true;
   }
   return r;
 }

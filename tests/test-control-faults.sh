@@ -2,8 +2,9 @@
 # A test rig at work while clients do I/O: evicting a key in use (EBUSY,
 # then success), resetting the engine, failing keyslot programming,
 # failing a mirror leg, refusing a narrower table, hot-adding a mirror leg,
-# reloading a linear device as mirrors.  Data stays intact throughout (fio
-# verifies, nbdcopy compares).
+# reloading a linear device as a mirror, a striped mirror leg failing
+# part-way through a write.  Data stays intact throughout (fio verifies,
+# nbdcopy compares).
 source ./functions.sh
 set -e -x
 
@@ -56,6 +57,30 @@ export rawfb device=fb
 end
 export rawfc device=fc
 end
+# Mirrors whose first leg is striped (8): y has its own engine; y2 has
+# none and no fallback, under per_child_fallback.
+engine e1 keyslots=4 modes=AES-256-XTS:4096
+engine e2 keyslots=4 modes=AES-256-XTS:4096
+leaf x memory size=1M engine=e1
+leaf y memory size=1M engine=e2
+leaf z memory size=2M engine=e1
+device st
+  0 4096 striped 2 8 x 0 y 0
+end
+device ms
+  0 4096 mirror 2 st 0 z 0
+end
+export vol4 device=ms key=k1
+leaf x2 memory size=1M engine=e1
+leaf y2 memory size=1M fallback=false
+leaf z2 memory size=2M engine=e1
+device st2 options=per_child_fallback
+  0 4096 striped 2 8 x2 0 y2 0
+end
+device ms2
+  0 4096 mirror 2 st2 0 z2 0
+end
+export vol5 device=ms2 key=k1
 control socket=ctl.sock
 CONF
 start_nbdkit -P $d/pid -U $d/sock $PLUGIN config=$d/ic.conf
@@ -228,3 +253,51 @@ done
 nbdcopy "nbd+unix:///rawfa?socket=$d/sock" $d/rawfa
 nbdcopy "nbd+unix:///rawfc?socket=$d/sock" $d/rawfc
 cmp $d/rawfa $d/rawfc
+
+# 8. A mirror leg that is itself striped fails part-way through a write:
+#    its first chunk went to x (or x2), the second failed on y (ENOMEM
+#    programming e2's keyslot) or y2 (no engine, no fallback).  The leg
+#    holds a mix of old and new, so it is failed and the write succeeds on
+#    the other leg; reads never alternate.  A write whose failure changed
+#    nothing (only y's chunk) fails, and fails no leg.  The client sees
+#    ENOMEM for y, EOPNOTSUPP (or EINVAL, per NBD) for y2.
+"$PYTHON" - "$d/sock" $d/ctl.sock "$INLINECRYPTCTL" <<'PY'
+import errno, nbd, os, subprocess, sys
+sock, ctlsock, ctl = sys.argv[1:]
+def run(*args):
+    return subprocess.check_output([ctl, "-s", ctlsock] + list(args),
+                                   text=True)
+def legs(dev):
+    return [l.strip() for l in run("status", dev).splitlines()
+            if l.strip().startswith("leg ")]
+def reads(h, want):
+    for _ in range(4):
+        assert h.pread(len(want), 0) == want, "reads alternate"
+for vol, dev, fault, errs in (
+        ("vol4", "ms", "program-fail=1,errno=ENOMEM", (errno.ENOMEM,)),
+        ("vol5", "ms2", None, (errno.EINVAL, errno.EOPNOTSUPP))):
+    h = nbd.NBD()
+    h.connect_uri("nbd+unix:///%s?socket=%s" % (vol, sock))
+    old = b"\0" * 16384
+    if fault:
+        old = os.urandom(16384)
+        h.pwrite(old, 0)
+        run("evict", "k1", "y")      # so that the next write programs
+        run("fault", "e2", fault)
+    try:
+        h.pwrite(os.urandom(4096), 4096)
+        raise SystemExit("%s: a write to y alone succeeded" % vol)
+    except nbd.Error as e:
+        assert e.errnum in errs, e
+    assert all(l.endswith(": active") for l in legs(dev)), legs(dev)
+    if fault:                        # (y2 fails reads with a key too)
+        reads(h, old)
+        run("evict", "k1", "y")      # the reads programmed it again
+        run("fault", "e2", fault)
+    new = os.urandom(16384)
+    h.pwrite(new, 0)
+    reads(h, new)
+    st = legs(dev)
+    assert st[0].startswith("leg st") and ": failed" in st[0], st
+    assert st[1].endswith(": active"), st
+PY

@@ -1683,6 +1683,287 @@ START_TEST (test_mirror_request_error)
 }
 END_TEST
 
+/* ---- Writes that fail part-way ---- */
+
+/* Where a split write fails, and whether a piece went through before:
+ * s is "0 2048 linear x 0" then striped 2 8 x 2048 y 0 (4 KiB chunks,
+ * the odd ones on y), u is linear over s, m a one-leg mirror over s; y's
+ * reads or writes fail.
+ */
+struct partial_case {
+  const char *dev;
+  enum ic_bio_op op;
+  bool key;
+  uint64_t offset;
+  uint64_t len;
+  bool partial;
+};
+
+static const struct partial_case partial_cases[] = {
+  /* x through linear, x's chunk, then y's: split by the table. */
+  { "s", IC_OP_WRITE, false, 1 * MiB - 4 * KiB, 12 * KiB, true },
+  /* y's chunk first: nothing changed. */
+  { "s", IC_OP_WRITE, false, 1 * MiB + 4 * KiB, 8 * KiB, false },
+  /* x's chunk, then y's: split by striped. */
+  { "s", IC_OP_WRITE, false, 1 * MiB, 8 * KiB, true },
+  /* Passed up by a clone (linear), and through the fallback (no leaf has
+   * an engine, so kx goes through the fallback at u).
+   */
+  { "u", IC_OP_WRITE, false, 1 * MiB, 8 * KiB, true },
+  { "u", IC_OP_WRITE, true, 1 * MiB, 8 * KiB, true },
+  { "u", IC_OP_WRITE, true, 1 * MiB + 4 * KiB, 4 * KiB, false },
+  { "u", IC_OP_WRITE_ZEROES, false, 1 * MiB, 8 * KiB, true },
+  /* A read changes nothing. */
+  { "u", IC_OP_READ, false, 1 * MiB, 8 * KiB, false },
+  /* A mirror whose last leg failed part-way. */
+  { "m", IC_OP_WRITE, false, 1 * MiB, 8 * KiB, true },
+};
+
+/* A write that fails after one of its pieces went through says so
+ * (bio.partial), passed up by every layer that splits or clones it; one
+ * whose first piece failed, or a read, does not.  The error is the failed
+ * piece's, as Linux passes up the error of a split bio.
+ */
+START_TEST (test_partial)
+{
+  const struct partial_case *c = &partial_cases[_i];
+  uint8_t *buf = c->op == IC_OP_WRITE_ZEROES ? NULL : pattern (c->len, 30);
+  struct ic_bio bio = { .op = c->op, .offset = c->offset, .len = c->len,
+                        .buf = buf };
+  struct ic_device *y;
+
+  leaf_plain ("x", 2 * MiB);
+  y = leaf_plain ("y", 1 * MiB);
+  load_resume (stacked ("s"), "0 2048 linear x 0\n"
+               "2048 2048 striped 2 8 x 2048 y 0", 0);
+  load_resume (stacked ("u"), "0 4096 linear s 0", 0);
+  load_resume (stacked ("m"), "0 4096 mirror 1 s 0", 0);
+  ic_leaf_set_io_faults (ic_device_to_leaf (y), c->op == IC_OP_READ ?
+                         IC_LEAF_FAULT_READ : IC_LEAF_FAULT_WRITE, -1);
+  if (c->key) {
+    bio.crypt_ctx.key = kx;
+    ic_crypt_dun_set_u64 (bio.crypt_ctx.dun, c->offset / DU);
+  }
+  ck_assert_int_eq (ic_device_submit (lookup (NULL, c->dev), &bio), -EIO);
+  ck_assert_msg (bio.partial == c->partial, "partial is %d",
+                 (int) bio.partial);
+  free (buf);
+}
+END_TEST
+
+/* Make the next kx request on y fail with ENOMEM: its key must be
+ * programmed (it is evicted first) and the program fails.
+ */
+static void
+arm_program_fault (struct ic_device *y)
+{
+  struct ic_engine_faults faults = { .program_fail_count = 1,
+                                     .program_errno = ENOMEM };
+
+  ck_assert_int_eq (ic_device_evict_key (y, kx), 0);
+  ic_engine_set_faults (engine_of (y), &faults);
+}
+
+/* A mirror leg that is itself striped fails part-way through a write:
+ * its first chunk went to x, the second failed on y, with ENOMEM (a
+ * keyslot program fails) or EOPNOTSUPP (y has no engine and no fallback,
+ * under per-child fallback).  The leg holds a mix of old and new: it is
+ * failed, as dm-raid1 fails a leg on a write error, and the write
+ * succeeds on the other leg; reads never alternate.  A write whose
+ * failure changed nothing (y's chunk only) fails and fails no leg.
+ */
+START_TEST (test_mirror_partial_write)
+{
+  bool fault = _i == 0;
+  int err = fault ? -ENOMEM : -EOPNOTSUPP;
+  struct ic_device *top;
+  struct ic_device *s;
+  struct ic_device *x;
+  struct ic_device *y;
+  struct ic_device *z;
+  uint8_t *old = fault ? pattern (16 * KiB, 31) : calloc (1, 16 * KiB);
+  uint8_t *d = pattern (16 * KiB, 32);
+  uint8_t *raw_x;
+  uint8_t *raw_z;
+  uint8_t *r;
+  uint8_t *ct;
+
+  x = xts_leaf ("x", 1 * MiB);
+  y = fault ? xts_leaf ("y", 1 * MiB) : leaf_plain ("y", 1 * MiB);
+  y->fallback_enabled = fault;
+  z = xts_leaf ("z", 2 * MiB);
+  s = stacked ("s");
+  load_resume (s, "0 4096 striped 2 8 x 0 y 0",
+               fault ? 0 : IC_TABLE_PER_CHILD_FALLBACK);
+  top = stacked ("top");
+  load_resume (top, "0 4096 mirror 2 s 0 z 0", 0);
+  if (fault)
+    ck_submit (top, IC_OP_WRITE, kx, 0, old, 16 * KiB, 0);
+
+  /* y's chunk only. */
+  raw_x = raw (x, 8 * KiB, 0);
+  raw_z = raw (z, 16 * KiB, 0);
+  if (fault)
+    arm_program_fault (y);
+  ck_assert_int_eq (submit (top, IC_OP_WRITE, kx, 1, d, 4 * KiB, 4 * KiB),
+                    err);
+  ck_assert_int_eq (leg (top, 0).state, IC_LEG_ACTIVE);
+  ck_assert_int_eq (leg (top, 1).state, IC_LEG_ACTIVE);
+  ck_assert_uint_eq (leg (top, 0).errors, 0);
+  r = raw (x, 8 * KiB, 0);
+  ck_assert_mem_eq (r, raw_x, 8 * KiB);
+  free (r);
+  r = raw (z, 16 * KiB, 0);
+  ck_assert_mem_eq (r, raw_z, 16 * KiB);
+  free (r);
+  if (fault)
+    assert_reads (top, old, 16 * KiB, 0, 4);
+
+  /* x's chunk, then y's. */
+  if (fault)
+    arm_program_fault (y);
+  ck_submit (top, IC_OP_WRITE, kx, 0, d, 16 * KiB, 0);
+  assert_error (fault ? "top: mirror leg s failed on write (Cannot "
+                "allocate memory); the mirror goes on with the other legs"
+                : "top: mirror leg s failed on write (Operation not "
+                "supported)");
+  ck_assert_int_eq (leg (top, 0).state, IC_LEG_FAILED);
+  ck_assert_uint_eq (leg (top, 0).errors, 1);
+  ck_assert_int_eq (leg (top, 1).state, IC_LEG_ACTIVE);
+  assert_reads (top, d, 16 * KiB, 0, 4);
+  ct = encrypt (kx, d, 16 * KiB, 0);
+  r = raw (z, 16 * KiB, 0);
+  ck_assert_mem_eq (r, ct, 16 * KiB);
+  free (r);
+  r = raw (x, 4 * KiB, 0);
+  ck_assert_mem_eq (r, ct, 4 * KiB);
+  free (r);
+
+  /* The striped device on its own fails with the error of the chunk
+   * that failed.
+   */
+  if (fault)
+    arm_program_fault (y);
+  ck_assert_int_eq (submit (s, IC_OP_WRITE, kx, 0, d, 16 * KiB, 0), err);
+  free (old);
+  free (d);
+  free (raw_x);
+  free (raw_z);
+  free (ct);
+}
+END_TEST
+
+/* A leaf backend over memory that, when armed, writes the first half of
+ * a write and fails with ENOMEM, as the memory leaf does when it runs out
+ * of memory part-way through a request.
+ */
+struct half_leaf {
+  struct ic_leaf leaf;
+  uint8_t *data;
+  bool armed;
+};
+
+static int
+half_pread (struct ic_leaf *leaf, void *buf, uint64_t len, uint64_t offset)
+{
+  struct half_leaf *h = (struct half_leaf *) leaf;
+
+  memcpy (buf, h->data + offset, len);
+  return 0;
+}
+
+static int
+half_pwrite (struct ic_leaf *leaf, const void *buf, uint64_t len,
+             uint64_t offset, bool fua)
+{
+  struct half_leaf *h = (struct half_leaf *) leaf;
+
+  if (h->armed) {
+    h->armed = false;
+    memcpy (h->data + offset, buf, len / 2);
+    ic_error ("%s: write: out of memory", leaf->dev.name);
+    return -ENOMEM;
+  }
+  memcpy (h->data + offset, buf, len);
+  return 0;
+}
+
+static int
+half_flush (struct ic_leaf *leaf)
+{
+  return 0;
+}
+
+static int
+half_zero (struct ic_leaf *leaf, uint64_t len, uint64_t offset,
+           bool may_trim, bool fua)
+{
+  struct half_leaf *h = (struct half_leaf *) leaf;
+
+  memset (h->data + offset, 0, len);
+  return 0;
+}
+
+static int
+half_trim (struct ic_leaf *leaf, uint64_t len, uint64_t offset, bool fua)
+{
+  return half_zero (leaf, len, offset, true, fua);
+}
+
+static void
+half_destroy (struct ic_leaf *leaf)
+{
+  struct half_leaf *h = (struct half_leaf *) leaf;
+
+  free (h->data);
+  free (h);
+}
+
+static const struct ic_leaf_ops half_ops = {
+  .type = "half",
+  .pread = half_pread,
+  .pwrite = half_pwrite,
+  .flush = half_flush,
+  .trim = half_trim,
+  .zero = half_zero,
+  .destroy = half_destroy,
+};
+
+/* A leaf whose backend fails a write part-way holds a mix of old and new,
+ * whatever the error: as a mirror leg it is failed.
+ */
+START_TEST (test_mirror_partial_leaf)
+{
+  struct half_leaf *h = calloc (1, sizeof *h);
+  struct ic_device *s;
+  uint8_t *old = pattern (64 * KiB, 33);
+  uint8_t *d = pattern (64 * KiB, 34);
+  uint8_t *back = malloc (64 * KiB);
+  int i;
+
+  ck_assert_ptr_nonnull (h);
+  h->data = calloc (1, 1 * MiB);
+  ck_assert_ptr_nonnull (h->data);
+  ic_leaf_init (&h->leaf, "h", 1 * MiB, &half_ops, NULL, 0);
+  add_dev (&h->leaf.dev, NULL);
+  leaf_plain ("z", 1 * MiB);
+  s = stacked ("s");
+  load_resume (s, "0 2048 mirror 2 h 0 z 0", 0);
+  ck_submit (s, IC_OP_WRITE, NULL, 0, old, 64 * KiB, 0);
+  h->armed = true;
+  ck_submit (s, IC_OP_WRITE, NULL, 0, d, 64 * KiB, 0);
+  ck_assert_int_eq (leg (s, 0).state, IC_LEG_FAILED);
+  ck_assert_int_eq (leg (s, 1).state, IC_LEG_ACTIVE);
+  for (i = 0; i < 4; i++) {
+    ck_submit (s, IC_OP_READ, NULL, 0, back, 64 * KiB, 0);
+    ck_assert_mem_eq (back, d, 64 * KiB);
+  }
+  free (old);
+  free (d);
+  free (back);
+}
+END_TEST
+
 /* Write @n scattered 64 KiB pieces with kx over [0, @size). */
 static void
 scatter (struct ic_device *s, uint64_t size, unsigned int n,
@@ -2512,6 +2793,16 @@ table_suite (void)
   CASE ("mirror_read_fault", test_mirror_read_fault);
   CASE ("mirror_all_failed", test_mirror_all_failed);
   CASE ("mirror_request_error", test_mirror_request_error);
+  tc = tcase_create ("partial");
+  tcase_add_checked_fixture (tc, setup, teardown);
+  tcase_add_loop_test (tc, test_partial, 0,
+                       sizeof partial_cases / sizeof partial_cases[0]);
+  suite_add_tcase (s, tc);
+  tc = tcase_create ("mirror_partial_write");
+  tcase_add_checked_fixture (tc, setup, teardown);
+  tcase_add_loop_test (tc, test_mirror_partial_write, 0, 2);
+  suite_add_tcase (s, tc);
+  CASE ("mirror_partial_leaf", test_mirror_partial_leaf);
   CASE ("mirror_hot_add", test_mirror_hot_add);
   CASE ("mirror_resync_writes", test_mirror_resync_writes);
   CASE ("mirror_resume_inflight", test_mirror_resume_inflight);
