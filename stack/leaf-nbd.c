@@ -1,9 +1,23 @@
 /* stack/leaf-nbd.c - a leaf that is a remote NBD export, through libnbd.
  * See ic_leaf_nbd_new() in leaf.h.
  *
- * Threading: pool->lock covers the free list of connections and the
- * reconnect schedule; a request holds one connection (not the lock) for
- * the duration of its NBD command.
+ * Threading: rm->lock covers the free list of connections, the reconnect
+ * schedule and the abandoned commands (conn->abandoned, rm->nabandoned);
+ * it is never held across I/O or a wait for the server.  A request holds
+ * one connection (not the lock) for the duration of its NBD command, and
+ * owns conn->h meanwhile; a connection on the free list is given a handle
+ * only under the lock.  An abandoned command is polled by one request at a
+ * time (abandoned.polling), which owns its handle meanwhile; others wait
+ * on rm->fence_cond.
+ *
+ * Fencing: a write, trim or zero that times out after the server got all
+ * of it may still be carried out later, over newer writes that were
+ * acknowledged.  So its handle is not closed but kept, out of the pool, as
+ * an abandoned command, and write-type requests first wait for its reply
+ * (fence_wait()), or fail with EIO.  Reads and flushes do not wait: a
+ * failed write may read back old or new, never half.  A write-type command
+ * starts only on a connection taken while nothing was abandoned
+ * (conn_get()), so a connection has at most one abandoned command.
  */
 #include <config.h>
 
@@ -12,6 +26,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <libnbd.h>
 
@@ -23,9 +38,25 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 
+enum remote_op { R_READ, R_WRITE, R_FLUSH, R_TRIM, R_ZERO };
+
+static const char *const op_names[] = { "read", "write", "flush", "trim",
+                                        "zero" };
+
+/* A write-type command that timed out after the server got all of it. */
+struct abandoned {
+  struct nbd_handle *h;         /* NULL: none; else its connection */
+  int64_t cookie;
+  enum remote_op op;            /* for messages */
+  uint64_t len;
+  uint64_t offset;
+  bool polling;                 /* a request is waiting for its reply */
+};
+
 struct conn {
   struct nbd_handle *h;         /* NULL: broken, to be reopened */
   struct conn *next;            /* on the free list */
+  struct abandoned abandoned;   /* protected by lock */
 };
 
 struct remote {
@@ -35,9 +66,12 @@ struct remote {
   unsigned int nconns;
   pthread_mutex_t lock;
   pthread_cond_t cond;          /* a connection came back */
+  pthread_cond_t fence_cond;    /* an abandoned command was resolved or
+                                   is no longer polled; CLOCK_MONOTONIC */
   struct conn *free_list;       /* protected by lock */
   uint64_t next_connect_ns;     /* protected by lock: backoff */
   unsigned int backoff_ms;      /* protected by lock */
+  unsigned int nabandoned;      /* protected by lock: > 0 fences writes */
   uint64_t reconnects;          /* atomic */
   unsigned int timeout_ms;      /* per command; 0: none */
   struct conn conns[MAX_CONNS];
@@ -97,16 +131,37 @@ out_failed:
   return NULL;
 }
 
-static struct conn *
-conn_get (struct remote *rm)
+static bool
+is_write_op (enum remote_op op)
 {
-  struct conn *c;
+  return op == R_WRITE || op == R_TRIM || op == R_ZERO;
+}
+
+/* Take a connection from the pool, waiting until one is free.  A
+ * write-type request (@write) gets none while a command is abandoned: the
+ * check and the command are on the connection taken under the same lock,
+ * so no write starts once a timed-out one has been reported.
+ *
+ * Return: the connection, or NULL if @write and writes are fenced.
+ */
+static struct conn *
+conn_get (struct remote *rm, bool write)
+{
+  struct conn *c = NULL;
+  bool fenced;
 
   pthread_mutex_lock (&rm->lock);
-  while (!rm->free_list)
+  while (!(fenced = write && rm->nabandoned > 0) && !rm->free_list)
     pthread_cond_wait (&rm->cond, &rm->lock);
-  c = rm->free_list;
-  rm->free_list = c->next;
+  if (!fenced) {
+    c = rm->free_list;
+    rm->free_list = c->next;
+  }
+  else if (rm->free_list)
+    /* We may have taken the wake-up of conn_put(): pass it on to a
+     * request that can use the connection.
+     */
+    pthread_cond_signal (&rm->cond);
   pthread_mutex_unlock (&rm->lock);
   return c;
 }
@@ -119,6 +174,25 @@ conn_put (struct remote *rm, struct conn *c)
   rm->free_list = c;
   pthread_cond_signal (&rm->cond);
   pthread_mutex_unlock (&rm->lock);
+}
+
+/* Give @h, a live handle nobody uses, to a free connection that has none.
+ *
+ * Context: rm->lock held.
+ * Return: true, or false if every free connection has one (the caller then
+ * closes @h, outside the lock).
+ */
+static bool
+conn_adopt_locked (struct remote *rm, struct nbd_handle *h)
+{
+  struct conn *c;
+
+  for (c = rm->free_list; c; c = c->next)
+    if (!c->h) {
+      c->h = h;
+      return true;
+    }
+  return false;
 }
 
 /* Make sure @c is connected, reopening it if the backoff allows.
@@ -183,8 +257,6 @@ command_failed (struct remote *rm, struct conn *c, const char *op,
   return err ? -err : -EIO;
 }
 
-enum remote_op { R_READ, R_WRITE, R_FLUSH, R_TRIM, R_ZERO };
-
 /* Start one command on @c.  Return: its cookie, or -1. */
 static int64_t
 start_command (struct conn *c, enum remote_op op, void *buf, uint64_t len,
@@ -233,35 +305,197 @@ wait_command (struct remote *rm, struct conn *c, int64_t cookie)
   return r == 1 ? 0 : -1;
 }
 
+/* Set up @ts as @deadline_ns on CLOCK_MONOTONIC, for fence_cond. */
+static void
+deadline_to_timespec (uint64_t deadline_ns, struct timespec *ts)
+{
+  ts->tv_sec = deadline_ns / 1000000000;
+  ts->tv_nsec = deadline_ns % 1000000000;
+}
+
+/* Poll the handle of abandoned command @a until its reply arrives, the
+ * connection dies, or @deadline_ns (0: no limit) passes; then, unless the
+ * deadline passed, resolve it: writes are no longer fenced by it, and its
+ * handle goes to a free connection that has none, or is closed.  The
+ * caller has set a->polling, so that it alone uses the handle.
+ *
+ * Context: called and returns without rm->lock; takes it to resolve.
+ * Return: 0 if resolved, -ETIMEDOUT if the deadline passed first.
+ */
+static int
+abandoned_poll (struct remote *rm, struct abandoned *a, uint64_t deadline_ns)
+{
+  const char *name = rm->leaf.dev.name;
+  struct nbd_handle *h = a->h;
+  bool answered;
+  int r;
+
+  while ((r = nbd_aio_command_completed (h, a->cookie)) == 0) {
+    int left = -1;
+
+    if (deadline_ns) {
+      uint64_t now = ic_now_ns ();
+
+      if (now >= deadline_ns) {
+        pthread_mutex_lock (&rm->lock);
+        a->polling = false;
+        pthread_cond_broadcast (&rm->fence_cond);
+        pthread_mutex_unlock (&rm->lock);
+        return -ETIMEDOUT;
+      }
+      left = (deadline_ns - now + 999999) / 1000000;
+    }
+    if (nbd_poll (h, left) == -1)
+      break;
+  }
+
+  /* Retired with the server's reply, a success or an error, or else
+   * retired (ENOTCONN) or stranded with the connection.
+   */
+  answered = r != 0 && nbd_aio_is_dead (h) != 1 && nbd_aio_is_closed (h) != 1;
+  if (answered)
+    ic_debug ("%s: %s %" PRIu64 " bytes at %" PRIu64 ", which timed out, "
+              "has been answered: %s", name, op_names[a->op], a->len,
+              a->offset, r == 1 ? "done" : nbd_get_error ());
+  else
+    /* Nobody can tell any more whether the server carried it out, or
+     * still will: Linux's nbd driver has the same blind spot when it
+     * requeues a timed-out request.  Writes go on.
+     */
+    ic_error ("%s: %s %" PRIu64 " bytes at %" PRIu64 ", which timed out, "
+              "lost its connection to %s before the reply: it may or may "
+              "not have been done", name, op_names[a->op], a->len,
+              a->offset, rm->uri);
+
+  pthread_mutex_lock (&rm->lock);
+  if (answered && conn_adopt_locked (rm, h))
+    h = NULL;
+  a->h = NULL;
+  a->polling = false;
+  rm->nabandoned--;
+  pthread_cond_broadcast (&rm->fence_cond);
+  pthread_mutex_unlock (&rm->lock);
+  if (h)
+    nbd_close (h);
+  return 0;
+}
+
+/* Wait until no command is abandoned, polling their connections for the
+ * replies, until @deadline_ns (0: no limit).  A command polled by another
+ * request is waited for on fence_cond.
+ *
+ * Context: takes and releases rm->lock, never holding it across a poll.
+ * Return: 0 once writes are no longer fenced, or -ETIMEDOUT.
+ */
+static int
+fence_wait (struct remote *rm, uint64_t deadline_ns)
+{
+  struct timespec ts;
+  int r = 0;
+
+  deadline_to_timespec (deadline_ns, &ts);
+  pthread_mutex_lock (&rm->lock);
+  while (rm->nabandoned > 0) {
+    struct abandoned *a = NULL;
+    unsigned int i;
+
+    for (i = 0; i < rm->nconns && !a; i++)
+      if (rm->conns[i].abandoned.h && !rm->conns[i].abandoned.polling)
+        a = &rm->conns[i].abandoned;
+    if (a) {
+      a->polling = true;
+      pthread_mutex_unlock (&rm->lock);
+      r = abandoned_poll (rm, a, deadline_ns);
+      pthread_mutex_lock (&rm->lock);
+    }
+    else if (deadline_ns == 0)
+      pthread_cond_wait (&rm->fence_cond, &rm->lock);
+    else
+      r = pthread_cond_timedwait (&rm->fence_cond, &rm->lock, &ts)
+        == ETIMEDOUT ? -ETIMEDOUT : 0;
+    if (r == -ETIMEDOUT)
+      break;
+  }
+  r = rm->nabandoned > 0 ? -ETIMEDOUT : 0;
+  pthread_mutex_unlock (&rm->lock);
+  return r;
+}
+
+/* Command @cookie on @c got no answer in time.  A read or a flush is
+ * dropped with its connection: nothing comes of it later.  So is a
+ * write-type command that libnbd had not finished sending (not "ready"):
+ * the server cannot carry out half a request.  Any other write-type
+ * command may still land, after newer writes: its handle is kept as
+ * @c's abandoned command, which fences writes until it is answered, and
+ * @c gets a new connection when it is next used.  libnbd no longer reads a
+ * write's buffer once it has sent it, so the caller may free it.
+ *
+ * Return: -EIO.
+ */
+static int
+command_timed_out (struct remote *rm, struct conn *c, enum remote_op op,
+                   int64_t cookie, uint64_t len, uint64_t offset)
+{
+  const char *name = rm->leaf.dev.name;
+
+  if (is_write_op (op) && nbd_aio_is_ready (c->h) == 1) {
+    ic_error ("%s: %s %" PRIu64 " bytes at %" PRIu64 ": no answer from %s "
+              "within %u ms; writes wait for it", name, op_names[op], len,
+              offset, rm->uri, rm->timeout_ms);
+    pthread_mutex_lock (&rm->lock);
+    /* Empty: @c was taken while nothing was abandoned (conn_get()). */
+    c->abandoned = (struct abandoned) {
+      .h = c->h, .cookie = cookie, .op = op, .len = len, .offset = offset,
+    };
+    rm->nabandoned++;
+    pthread_mutex_unlock (&rm->lock);
+    c->h = NULL;
+    return -EIO;
+  }
+  ic_error ("%s: %s %" PRIu64 " bytes at %" PRIu64 ": no answer from %s "
+            "within %u ms; dropping the connection", name, op_names[op], len,
+            offset, rm->uri, rm->timeout_ms);
+  nbd_close (c->h);
+  c->h = NULL;
+  return -EIO;
+}
+
 /* One command on a connection of the pool.  A server that does not answer
- * within the timeout loses the connection (a later request reconnects),
- * and the request fails with EIO instead of hanging.
+ * within the timeout fails the request with EIO instead of hanging it (see
+ * command_timed_out()).  A write-type request first waits, for as long as
+ * the timeout, until no timed-out write-type command is left that the
+ * server may still carry out; if one is, it fails with EIO.
  */
 static int
 remote_io (struct ic_leaf *leaf, enum remote_op op, void *buf, uint64_t len,
            uint64_t offset, uint32_t flags)
 {
-  static const char *const names[] = { "read", "write", "flush", "trim",
-                                       "zero" };
   struct remote *rm = (struct remote *) leaf;
-  struct conn *c = conn_get (rm);
+  bool write = is_write_op (op);
+  uint64_t deadline = 0;
+  struct conn *c;
   int64_t cookie;
   int r;
 
+  while (!(c = conn_get (rm, write))) {
+    if (!deadline && rm->timeout_ms)
+      deadline = ic_now_ns () + (uint64_t) rm->timeout_ms * 1000000;
+    if (fence_wait (rm, deadline) < 0) {
+      ic_error ("%s: %s %" PRIu64 " bytes at %" PRIu64 ": not sent: a "
+                "write that timed out earlier is still unanswered by %s "
+                "after another %u ms", leaf->dev.name, op_names[op], len,
+                offset, rm->uri, rm->timeout_ms);
+      return -EIO;
+    }
+  }
   r = conn_ready (rm, c);
   if (r == 0) {
     cookie = start_command (c, op, buf, len, offset, flags);
     r = cookie == -1 ? -1 : wait_command (rm, c, cookie);
-    if (r == -ETIMEDOUT) {
-      ic_error ("%s: %s %" PRIu64 " bytes at %" PRIu64 ": no answer from %s "
-                "within %u ms; dropping the connection", leaf->dev.name,
-                names[op], len, offset, rm->uri, rm->timeout_ms);
-      nbd_close (c->h);
-      c->h = NULL;
-      r = -EIO;
-    }
+    if (r == -ETIMEDOUT)
+      r = command_timed_out (rm, c, op, cookie, len, offset);
     else if (r == -1)
-      r = command_failed (rm, c, names[op], len, offset);
+      r = command_failed (rm, c, op_names[op], len, offset);
   }
   conn_put (rm, c);
   return r;
@@ -332,13 +566,20 @@ remote_destroy (struct ic_leaf *leaf)
   struct remote *rm = (struct remote *) leaf;
   unsigned int i;
 
-  for (i = 0; i < rm->nconns; i++)
+  for (i = 0; i < rm->nconns; i++) {
     if (rm->conns[i].h) {
       nbd_shutdown (rm->conns[i].h, 0);
       nbd_close (rm->conns[i].h);
     }
+    /* Still unanswered: what the server does with it is out of our
+     * hands, as it would be after a crash.
+     */
+    if (rm->conns[i].abandoned.h)
+      nbd_close (rm->conns[i].abandoned.h);
+  }
   pthread_mutex_destroy (&rm->lock);
   pthread_cond_destroy (&rm->cond);
+  pthread_cond_destroy (&rm->fence_cond);
   free (rm->uri);
   free (rm);
 }
@@ -360,6 +601,7 @@ ic_leaf_nbd_new (const char *name, const char *uri, uint64_t size,
 {
   struct remote *rm;
   struct nbd_handle *h;
+  pthread_condattr_t attr;
   unsigned int features = 0;
   int64_t export_size;
   unsigned int i;
@@ -412,6 +654,10 @@ ic_leaf_nbd_new (const char *name, const char *uri, uint64_t size,
   rm->backoff_ms = BACKOFF_MIN_MS;
   pthread_mutex_init (&rm->lock, NULL);
   pthread_cond_init (&rm->cond, NULL);
+  pthread_condattr_init (&attr);
+  pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);  /* as ic_now_ns() */
+  pthread_cond_init (&rm->fence_cond, &attr);
+  pthread_condattr_destroy (&attr);
   rm->conns[0].h = h;
   for (i = 1; i < rm->nconns; i++)
     rm->conns[i].h = nbd_open (name, uri, timeout_ms, &err);  /* NULL: later */

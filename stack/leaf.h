@@ -106,8 +106,13 @@ struct ic_device *ic_leaf_file_new (const char *name, const char *path,
  * one, used by one request at a time.  A connection that breaks fails the
  * requests on it with EIO and is reopened by a later request, at most
  * once per backoff interval (100 ms doubling to 5 s).  A command the
- * server does not answer within @timeout_ms (0: no limit) fails with EIO
- * and drops its connection, so a hung server cannot hang clients.
+ * server does not answer within @timeout_ms (0: no limit) fails with EIO,
+ * so a hung server cannot hang clients.  A read or flush then drops its
+ * connection.  A write, trim or zero the server got in full keeps it, as
+ * the server may still carry it out: until it answers, writes, trims and
+ * zeros wait for that answer, up to @timeout_ms more, or fail with EIO;
+ * reads and flushes go on.  If that connection breaks first, the
+ * command's fate is unknown, and writes go on.
  */
 #define IC_NBD_DEFAULT_TIMEOUT_MS 30000
 
