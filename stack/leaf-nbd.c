@@ -63,6 +63,10 @@ struct remote {
   struct ic_leaf leaf;
   char *uri;
   bool readonly;
+  /* The server takes NBD_CMD_FLUSH.  Without it, as Linux's nbd driver
+   * does (no write cache then), flushes and FUA are nothing to do.
+   */
+  bool can_flush;
   unsigned int nconns;
   pthread_mutex_t lock;
   pthread_cond_t cond;          /* a connection came back */
@@ -508,24 +512,36 @@ remote_pread (struct ic_leaf *leaf, void *buf, uint64_t len, uint64_t offset)
 }
 
 static int
-remote_pwrite (struct ic_leaf *leaf, const void *buf, uint64_t len,
-               uint64_t offset, bool fua)
+remote_flush (struct ic_leaf *leaf)
 {
   struct remote *rm = (struct remote *) leaf;
-  int r = remote_io (leaf, R_WRITE, (void *) buf, len, offset,
-                     fua && (leaf->dev.features & IC_DEV_CAN_FUA)
-                     ? LIBNBD_CMD_FLAG_FUA : 0);
 
-  /* A server without FUA: flush instead. */
-  if (r == 0 && fua && !(rm->leaf.dev.features & IC_DEV_CAN_FUA))
-    r = remote_io (leaf, R_FLUSH, NULL, 0, 0, 0);
+  if (!rm->can_flush)
+    return 0;
+  return remote_io (leaf, R_FLUSH, NULL, 0, 0, 0);
+}
+
+/* A write-type command with FUA: the flag where the server takes it, else
+ * the command, then a flush.
+ */
+static int
+remote_io_fua (struct ic_leaf *leaf, enum remote_op op, void *buf,
+               uint64_t len, uint64_t offset, uint32_t flags, bool fua)
+{
+  bool native = leaf->dev.features & IC_DEV_CAN_FUA;
+  int r = remote_io (leaf, op, buf, len, offset,
+                     flags | (fua && native ? LIBNBD_CMD_FLAG_FUA : 0));
+
+  if (r == 0 && fua && !native)
+    r = remote_flush (leaf);
   return r;
 }
 
 static int
-remote_flush (struct ic_leaf *leaf)
+remote_pwrite (struct ic_leaf *leaf, const void *buf, uint64_t len,
+               uint64_t offset, bool fua)
 {
-  return remote_io (leaf, R_FLUSH, NULL, 0, 0, 0);
+  return remote_io_fua (leaf, R_WRITE, (void *) buf, len, offset, 0, fua);
 }
 
 static int
@@ -533,12 +549,11 @@ remote_zero (struct ic_leaf *leaf, uint64_t len, uint64_t offset,
              bool may_trim, bool fua)
 {
   static const char zeros[65536];
-  uint32_t flags = (may_trim ? 0 : LIBNBD_CMD_FLAG_NO_HOLE) |
-                   (fua ? LIBNBD_CMD_FLAG_FUA : 0);
+  uint32_t flags = may_trim ? 0 : LIBNBD_CMD_FLAG_NO_HOLE;
   int r;
 
   if (leaf->dev.features & IC_DEV_CAN_ZERO)
-    return remote_io (leaf, R_ZERO, NULL, len, offset, flags);
+    return remote_io_fua (leaf, R_ZERO, NULL, len, offset, flags, fua);
   /* No WRITE_ZEROES on the server: write them. */
   for (r = 0; r == 0 && len > 0;) {
     uint64_t n = len < sizeof zeros ? len : sizeof zeros;
@@ -556,8 +571,7 @@ remote_trim (struct ic_leaf *leaf, uint64_t len, uint64_t offset, bool fua)
   /* TRIM is advisory: a server without it keeps the data. */
   if (!(leaf->dev.features & IC_DEV_CAN_TRIM))
     return 0;
-  return remote_io (leaf, R_TRIM, NULL, len, offset,
-                    fua ? LIBNBD_CMD_FLAG_FUA : 0);
+  return remote_io_fua (leaf, R_TRIM, NULL, len, offset, 0, fua);
 }
 
 static void
@@ -639,6 +653,8 @@ ic_leaf_nbd_new (const char *name, const char *uri, uint64_t size,
     features |= IC_DEV_CAN_ZERO;
   if (nbd_can_multi_conn (h) == 1)
     features |= IC_DEV_CAN_MULTI_CONN;
+  if (readonly)
+    features |= IC_DEV_READONLY;
 
   rm = calloc (1, sizeof *rm);
   if (!rm || !(rm->uri = strdup (uri))) {
@@ -648,6 +664,7 @@ ic_leaf_nbd_new (const char *name, const char *uri, uint64_t size,
     goto out_close;
   }
   rm->readonly = readonly;
+  rm->can_flush = nbd_can_flush (h) == 1;
   rm->timeout_ms = timeout_ms;
   /* Several connections only when flushes cover them all. */
   rm->nconns = (features & IC_DEV_CAN_MULTI_CONN) ? MAX_CONNS : 1;

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# A remote NBD leaf tells the truth about what its peer can do:
+#  - a peer without flush: flushes and FUA are nothing to do, as for a
+#    Linux nbd device without a write cache, and succeed (they failed
+#    with EINVAL, the FUA write after its data was written);
+#  - a peer with flush but without FUA: WRITE_ZEROES and TRIM with FUA
+#    become the command and a flush (they failed with EINVAL);
+#  - readonly=true: the export is read-only and nothing reaches the peer.
+source ./functions.sh
+set -e -x
+
+requires_plugin
+requires "$PYTHON" -c 'import nbd'
+requires nbdinfo --version
+requires nbdkit eval --version
+requires nbdkit --filter=fua memory --version
+
+t=test-remote-features
+rm -rf $t.tmp && mkdir $t.tmp
+cleanup_fn rm -rf $t.tmp
+d=$(cd $t.tmp && pwd)
+random_key $d/k 64
+truncate -s 16M $d/noflush.img $d/ro.img
+
+# A peer without flush and without FUA (a file through shell scripts).
+start_nbdkit -P $d/noflush.pid -U $d/noflush.sock eval \
+    get_size='echo 16777216' \
+    pread="dd if=$d/noflush.img skip=\$4 count=\$3 iflag=skip_bytes,count_bytes status=none" \
+    pwrite="dd of=$d/noflush.img seek=\$4 oflag=seek_bytes conv=notrunc status=none" \
+    can_write='exit 0' can_flush='exit 3' can_fua='echo none'
+nbdinfo --json "nbd+unix:///?socket=$d/noflush.sock" | grep '"can_flush": false'
+# A peer with flush but without FUA.
+# (fuamode=none is the default; Debian 12's nbdkit refuses it spelled out.)
+start_nbdkit -P $d/nofua.pid -U $d/nofua.sock --filter=fua memory 16M
+nbdinfo --json "nbd+unix:///?socket=$d/nofua.sock" | grep '"can_fua": false'
+nbdinfo --json "nbd+unix:///?socket=$d/nofua.sock" | grep '"can_flush": true'
+# A peer whose export inlinecrypt opens read-only.
+start_nbdkit -P $d/ro.pid -U $d/ro.sock file $d/ro.img
+
+cat > $d/ic.conf <<CONF
+key k key=+k
+leaf nf nbd=nbd+unix:///?socket=$d/noflush.sock
+leaf nu nbd=nbd+unix:///?socket=$d/nofua.sock
+leaf ro nbd=nbd+unix:///?socket=$d/ro.sock readonly=true
+export noflush device=nf key=k
+export nofua device=nu key=k
+export ro device=ro key=k
+CONF
+start_nbdkit -P $d/pid -U $d/sock $PLUGIN config=$d/ic.conf
+
+nbdinfo --json "nbd+unix:///ro?socket=$d/sock" | grep '"is_read_only": true'
+nbdinfo --json "nbd+unix:///nofua?socket=$d/sock" | grep '"is_read_only": false'
+cp $d/ro.img $d/ro.before
+
+"$PYTHON" - "nbd+unix:///noflush?socket=$d/sock" \
+    "nbd+unix:///nofua?socket=$d/sock" "nbd+unix:///ro?socket=$d/sock" <<'PY'
+import nbd, os, sys
+for uri in sys.argv[1:3]:
+    h = nbd.NBD()
+    h.connect_uri(uri)
+    data = os.urandom(65536)
+    h.pwrite(data, 0, nbd.CMD_FLAG_FUA)
+    h.flush()
+    assert h.pread(65536, 0) == data, uri
+    h.zero(4096, 0, nbd.CMD_FLAG_FUA)
+    h.trim(4096, 4096, nbd.CMD_FLAG_FUA)
+    back = h.pread(65536, 0)
+    assert back[:8192] == bytes(8192), uri
+    assert back[8192:] == data[8192:], uri
+    h.shutdown()
+    print(uri, "ok")
+h = nbd.NBD()
+h.connect_uri(sys.argv[3])
+assert h.is_read_only()
+h.pread(4096, 0)
+try:
+    h.pwrite(b"x" * 4096, 0)
+    sys.exit("a write to a read-only export went through")
+except nbd.Error as e:
+    print("read-only:", e)
+PY
+cmp $d/ro.img $d/ro.before
