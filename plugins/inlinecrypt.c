@@ -259,9 +259,11 @@ inlinecrypt_block_size (void *handle, uint32_t *minimum, uint32_t *preferred,
 {
   struct ic_export *exp = handle;
   unsigned int du = ic_export_max_data_unit_size (exp);
+  uint32_t dev_min = ic_device_min_block (exp->dev);
 
-  *minimum = du ? du : 1;
-  *preferred = du > 4096 ? du : 4096;
+  /* Both are powers of 2: the larger is a multiple of the other. */
+  *minimum = du > dev_min ? du : dev_min;
+  *preferred = *minimum > 4096 ? *minimum : 4096;
   *maximum = MAX_REQUEST;
   return 0;
 }

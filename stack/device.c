@@ -206,3 +206,24 @@ ic_device_is_readonly (struct ic_device *dev)
   /* 0 for a device that is not stacked, or has no live table. */
   return ic_stacked_iterate_devices (dev, readonly_child, NULL) != 0;
 }
+
+static int
+min_block_child (struct ic_target *ti, struct ic_device *dev, uint64_t start,
+                 uint64_t len, void *data)
+{
+  uint32_t *min = data;
+  uint32_t m = ic_device_min_block (dev);
+
+  if (m > *min)
+    *min = m;
+  return 0;
+}
+
+uint32_t
+ic_device_min_block (struct ic_device *dev)
+{
+  uint32_t min = dev->min_block ? dev->min_block : 1;
+
+  ic_stacked_iterate_devices (dev, min_block_child, &min);
+  return min;
+}

@@ -44,6 +44,11 @@ struct ic_device {
   char name[64];
   uint64_t size;                /* bytes */
   unsigned int features;        /* IC_DEV_* */
+  /* The alignment of offsets and lengths the device itself needs (an NBD
+   * export's minimum block size, a power of 2), or 0: any byte.  Stacked
+   * devices leave it 0: ic_device_min_block() looks below them.
+   */
+  uint32_t min_block;
   /* The device's crypto profile, or NULL.  Its capabilities may grow
    * while requests run (stacked devices), never shrink.
    */
@@ -76,6 +81,12 @@ void ic_device_init (struct ic_device *dev, const char *name, uint64_t size,
  * Return: 0 or -errno.
  */
 int ic_device_submit (struct ic_device *dev, struct ic_bio *bio);
+
+/* The largest min_block of @dev and of the devices below it in the live
+ * tables, at least 1: what requests to @dev must be aligned to
+ * (the logical block size that blk_stack_limits() passes up).
+ */
+uint32_t ic_device_min_block (struct ic_device *dev);
 
 /* True if @dev, or any device below it in the live tables, is read-only
  * (IC_DEV_READONLY): an export on it must not offer writes.

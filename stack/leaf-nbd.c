@@ -67,6 +67,11 @@ struct remote {
    * does (no write cache then), flushes and FUA are nothing to do.
    */
   bool can_flush;
+  /* The largest request the server takes (its maximum block size, whole
+   * 4 KiB pages of it), or 0: any.  Larger ones are split, as the block
+   * layer splits bios at max_hw_sectors.
+   */
+  uint64_t max_request;
   unsigned int nconns;
   pthread_mutex_t lock;
   pthread_cond_t cond;          /* a connection came back */
@@ -505,10 +510,33 @@ remote_io (struct ic_leaf *leaf, enum remote_op op, void *buf, uint64_t len,
   return r;
 }
 
+/* remote_io() in pieces the server takes. */
+static int
+remote_io_split (struct ic_leaf *leaf, enum remote_op op, void *buf,
+                 uint64_t len, uint64_t offset, uint32_t flags)
+{
+  struct remote *rm = (struct remote *) leaf;
+  uint64_t max = rm->max_request;
+  int r = 0;
+
+  if (max == 0 || len <= max)
+    return remote_io (leaf, op, buf, len, offset, flags);
+  while (r == 0 && len > 0) {
+    uint64_t n = len < max ? len : max;
+
+    r = remote_io (leaf, op, buf, n, offset, flags);
+    if (buf)
+      buf = (char *) buf + n;
+    offset += n;
+    len -= n;
+  }
+  return r;
+}
+
 static int
 remote_pread (struct ic_leaf *leaf, void *buf, uint64_t len, uint64_t offset)
 {
-  return remote_io (leaf, R_READ, buf, len, offset, 0);
+  return remote_io_split (leaf, R_READ, buf, len, offset, 0);
 }
 
 static int
@@ -529,8 +557,8 @@ remote_io_fua (struct ic_leaf *leaf, enum remote_op op, void *buf,
                uint64_t len, uint64_t offset, uint32_t flags, bool fua)
 {
   bool native = leaf->dev.features & IC_DEV_CAN_FUA;
-  int r = remote_io (leaf, op, buf, len, offset,
-                     flags | (fua && native ? LIBNBD_CMD_FLAG_FUA : 0));
+  int r = remote_io_split (leaf, op, buf, len, offset,
+                           flags | (fua && native ? LIBNBD_CMD_FLAG_FUA : 0));
 
   if (r == 0 && fua && !native)
     r = remote_flush (leaf);
@@ -618,6 +646,7 @@ ic_leaf_nbd_new (const char *name, const char *uri, uint64_t size,
   pthread_condattr_t attr;
   unsigned int features = 0;
   int64_t export_size;
+  int64_t block;
   unsigned int i;
   int err = 0;
 
@@ -665,6 +694,10 @@ ic_leaf_nbd_new (const char *name, const char *uri, uint64_t size,
   }
   rm->readonly = readonly;
   rm->can_flush = nbd_can_flush (h) == 1;
+  block = nbd_get_block_size (h, LIBNBD_SIZE_MAXIMUM);
+  if (block > 0)
+    rm->max_request = block >= 4096 ? (uint64_t) block / 4096 * 4096
+                                    : (uint64_t) block;
   rm->timeout_ms = timeout_ms;
   /* Several connections only when flushes cover them all. */
   rm->nconns = (features & IC_DEV_CAN_MULTI_CONN) ? MAX_CONNS : 1;
@@ -683,6 +716,10 @@ ic_leaf_nbd_new (const char *name, const char *uri, uint64_t size,
     rm->free_list = &rm->conns[i];
   }
   ic_leaf_init (&rm->leaf, name, size, &remote_ops, engine, features);
+  /* What requests must be aligned to, for the export to advertise. */
+  block = nbd_get_block_size (h, LIBNBD_SIZE_MINIMUM);
+  if (block > 1)
+    rm->leaf.dev.min_block = block;
   return &rm->leaf.dev;
 
 out_close:

@@ -5,7 +5,10 @@
 #    with EINVAL, the FUA write after its data was written);
 #  - a peer with flush but without FUA: WRITE_ZEROES and TRIM with FUA
 #    become the command and a flush (they failed with EINVAL);
-#  - readonly=true: the export is read-only and nothing reaches the peer.
+#  - readonly=true: the export is read-only and nothing reaches the peer;
+#  - a peer with a minimum block size of 4 KiB and a maximum of 64 KiB: the
+#    export advertises the minimum even for 512-byte data units, and
+#    requests larger than the maximum are split (a 1 MiB write failed).
 source ./functions.sh
 set -e -x
 
@@ -36,6 +39,10 @@ nbdinfo --json "nbd+unix:///?socket=$d/nofua.sock" | grep '"can_fua": false'
 nbdinfo --json "nbd+unix:///?socket=$d/nofua.sock" | grep '"can_flush": true'
 # A peer whose export inlinecrypt opens read-only.
 start_nbdkit -P $d/ro.pid -U $d/ro.sock file $d/ro.img
+# A peer that refuses requests below 4 KiB or above 64 KiB.
+start_nbdkit -P $d/bs.pid -U $d/bs.sock --filter=blocksize-policy \
+    memory 16M blocksize-minimum=4096 blocksize-maximum=65536 \
+    blocksize-error-policy=error
 
 cat > $d/ic.conf <<CONF
 key k key=+k
@@ -45,6 +52,9 @@ leaf ro nbd=nbd+unix:///?socket=$d/ro.sock readonly=true
 export noflush device=nf key=k
 export nofua device=nu key=k
 export ro device=ro key=k
+key k512 key=+k data-unit-size=512
+leaf bs nbd=nbd+unix:///?socket=$d/bs.sock
+export bs device=bs key=k512
 CONF
 start_nbdkit -P $d/pid -U $d/sock $PLUGIN config=$d/ic.conf
 
@@ -80,3 +90,17 @@ except nbd.Error as e:
     print("read-only:", e)
 PY
 cmp $d/ro.img $d/ro.before
+
+nbdinfo --json "nbd+unix:///bs?socket=$d/sock" > $d/bs.json
+grep '"block_size_minimum": 4096' $d/bs.json
+"$PYTHON" - "nbd+unix:///bs?socket=$d/sock" <<'PY'
+import nbd, os, sys
+h = nbd.NBD()
+h.connect_uri(sys.argv[1])
+data = os.urandom(1 << 20)
+h.pwrite(data, 4096, nbd.CMD_FLAG_FUA)
+assert h.pread(1 << 20, 4096) == data
+h.zero(1 << 20, 4096)
+assert h.pread(1 << 20, 4096) == bytes(1 << 20)
+print("1 MiB through a 64 KiB peer: ok")
+PY
