@@ -26,18 +26,30 @@
 #include "protocol.h"
 #include "secmem.h"
 
+/* The input buffer: one line of the longest request, its newline and room
+ * to read on.
+ */
+#define IN_SIZE (IC_PROTOCOL_MAX_LINE + 4096)
+
+/* Back-pressure: while this many bytes of a client's replies wait to be
+ * written, nothing more of its input is read or run.
+ */
+#define OUT_HIGH (1024 * 1024)
+
 struct client {
   struct ic_control *ctl;
   int fd;
   ev_io rio;
   ev_io wio;
-  char *in;                     /* bytes read, no full line yet */
+  char *in;                     /* bytes read and not yet handled: whole
+                                   lines, then at most part of one */
   size_t in_len;
   bool discarding;              /* skipping the rest of a too-long line */
-  char *out;                    /* replies not yet written */
+  char *out;                    /* replies; out[out_off..out_len) unsent */
   size_t out_len;
   size_t out_off;
   bool waiting;                 /* a slow command is running for it */
+  bool eof;                     /* it sends no more (shutdown or close) */
   bool closed;                  /* gone; freed when no worker refers to it */
   unsigned int refs;            /* the loop's + a worker's */
   struct client *next;          /* ctl->clients */
@@ -69,6 +81,7 @@ struct ic_control {
 };
 
 static void client_close (struct client *c);
+static void client_kick (struct client *c);
 
 static void
 client_unref (struct client *c)
@@ -82,6 +95,12 @@ client_unref (struct client *c)
   }
 }
 
+static size_t
+out_pending (const struct client *c)
+{
+  return c->out_len - c->out_off;
+}
+
 /* Queue @text and a newline for @c. */
 static void
 client_send (struct client *c, const char *text)
@@ -91,6 +110,14 @@ client_send (struct client *c, const char *text)
 
   if (c->closed)
     return;
+  /* Drop what was written, so that a client that reads as fast as it
+   * asks does not grow the buffer for ever.
+   */
+  if (c->out_off > 0) {
+    memmove (c->out, c->out + c->out_off, out_pending (c));
+    c->out_len -= c->out_off;
+    c->out_off = 0;
+  }
   bigger = realloc (c->out, c->out_len + n + 1);
   if (!bigger) {
     client_close (c);
@@ -230,32 +257,43 @@ handle_line (struct client *c, const char *line, size_t len)
   client_send_json (c, reply);
 }
 
-/* Handle the complete lines in the input buffer, in order, stopping when a
- * slow command starts.
+/* Handle the lines in the input buffer, in order, while no slow command
+ * runs for the client and its replies are being taken.  Once it sends no
+ * more, a last line without a newline is a request too.  Whatever is left
+ * is then part of one line: refused once it is longer than a request may
+ * be, when every line before it has had its reply.
  */
 static void
 process_input (struct client *c)
 {
   size_t start = 0;
-  char *nl;
 
-  while (!c->closed && !c->waiting &&
-         (nl = memchr (c->in + start, '\n', c->in_len - start))) {
-    size_t len = nl - (c->in + start);
+  while (!c->closed && !c->waiting && out_pending (c) < OUT_HIGH &&
+         start < c->in_len) {
+    char *nl = memchr (c->in + start, '\n', c->in_len - start);
+    size_t len;
+    size_t used;
 
+    if (nl)
+      used = (len = nl - (c->in + start)) + 1;
+    else if (c->eof)
+      used = len = c->in_len - start;
+    else
+      break;
     if (c->discarding)
       c->discarding = false;
     else
       handle_line (c, c->in + start, len);
     /* The line may have held a key. */
-    ic_memzero_explicit (c->in + start, len + 1);
-    start += len + 1;
+    ic_memzero_explicit (c->in + start, used);
+    start += used;
   }
   if (c->closed)
     return;
   memmove (c->in, c->in + start, c->in_len - start);
   c->in_len -= start;
-  if (c->in_len > IC_PROTOCOL_MAX_LINE) {
+  if (!c->waiting && out_pending (c) < OUT_HIGH &&
+      c->in_len > IC_PROTOCOL_MAX_LINE) {
     /* Refuse it now and skip to its end. */
     if (!c->discarding) {
       struct json_object *r =
@@ -270,6 +308,30 @@ process_input (struct client *c)
   }
 }
 
+/* After anything that changes what a client can do next: handle what can
+ * be handled, then read on if it may send more and we may take it; close
+ * it once it sends no more and every request it sent has its reply
+ * written.
+ */
+static void
+client_kick (struct client *c)
+{
+  /* Closing it on the way (out of memory) must not free it under us. */
+  c->refs++;
+  process_input (c);
+  if (c->closed)
+    goto out_unref;
+  if (c->eof && !c->waiting && c->in_len == 0 && out_pending (c) == 0)
+    client_close (c);
+  else if (!c->eof && !c->waiting && out_pending (c) < OUT_HIGH &&
+           c->in_len < IN_SIZE)
+    ev_io_start (c->ctl->loop, &c->rio);
+  else
+    ev_io_stop (c->ctl->loop, &c->rio);
+out_unref:
+  client_unref (c);
+}
+
 static void
 read_cb (struct ev_loop *loop, ev_io *w, int revents)
 {
@@ -277,21 +339,27 @@ read_cb (struct ev_loop *loop, ev_io *w, int revents)
   ssize_t n;
 
   if (!c->in) {
-    c->in = malloc (IC_PROTOCOL_MAX_LINE + 4096);
+    c->in = malloc (IN_SIZE);
     if (!c->in) {
       client_close (c);
       return;
     }
   }
-  n = read (c->fd, c->in + c->in_len, IC_PROTOCOL_MAX_LINE + 4096 - c->in_len);
+  n = read (c->fd, c->in + c->in_len, IN_SIZE - c->in_len);
   if (n == -1 && (errno == EAGAIN || errno == EINTR))
     return;
-  if (n <= 0) {
+  if (n == -1) {
     client_close (c);
     return;
   }
+  /* End of input is a half-close (shutdown (SHUT_WR), as socat and nc -N
+   * do) as often as a close: the requests already sent still get their
+   * replies.
+   */
+  if (n == 0)
+    c->eof = true;
   c->in_len += n;
-  process_input (c);
+  client_kick (c);
 }
 
 static void
@@ -300,20 +368,27 @@ write_cb (struct ev_loop *loop, ev_io *w, int revents)
   struct client *c = w->data;
   ssize_t n;
 
-  while (c->out_off < c->out_len) {
-    n = write (c->fd, c->out + c->out_off, c->out_len - c->out_off);
+  while (out_pending (c) > 0) {
+    /* A client that went away entirely: no SIGPIPE, just close. */
+    n = send (c->fd, c->out + c->out_off, out_pending (c), MSG_NOSIGNAL);
     if (n == -1 && errno == EINTR)
       continue;
     if (n == -1 && errno == EAGAIN)
-      return;
+      break;
     if (n <= 0) {
       client_close (c);
       return;
     }
     c->out_off += n;
   }
-  c->out_off = c->out_len = 0;
-  ev_io_stop (loop, w);
+  if (out_pending (c) == 0) {
+    c->out_off = c->out_len = 0;
+    ev_io_stop (loop, w);
+  }
+  /* Input held back for the replies to be taken, or the close that
+   * waited for the last reply.
+   */
+  client_kick (c);
 }
 
 /* Only our own user and root may talk to us. */
@@ -381,17 +456,18 @@ wake_cb (struct ev_loop *loop, ev_async *w, int revents)
     struct done *next = d->next;
     struct client *c = d->client;
 
-    if (!c->closed) {
+    /* Once stopping, nothing more is run: a line handled now could
+     * start a worker that stop no longer waits for.
+     */
+    if (!c->closed && !stopping) {
       c->waiting = false;
       if (d->reply)
         client_send (c, d->reply);
       else
         client_send_json (c, ic_protocol_error (ENOMEM, "out of memory"));
-      if (!c->closed) {
-        ev_io_start (loop, &c->rio);
-        /* Lines that arrived meanwhile. */
-        process_input (c);
-      }
+      /* Lines that arrived meanwhile, then read on or close. */
+      if (!c->closed)
+        client_kick (c);
     }
     client_unref (c);
     free (d->reply);
@@ -541,7 +617,7 @@ ic_control_stop (struct ic_control *ctl)
     pthread_join (ctl->thread, NULL);
   }
   /* Workers still running finish their command (and queue a reply that
-   * nobody reads).
+   * nobody reads: wake_cb below frees it).
    */
   pthread_mutex_lock (&ctl->done_lock);
   while (ctl->workers > 0)

@@ -5,7 +5,12 @@
  * their requests, line by line; many clients at once.  Commands that may
  * wait (engine reset, key removal, resync) run on a worker thread each and
  * post their reply back to the loop through an ev_async, so they stall
- * neither other clients nor I/O.  The socket is created with the
+ * neither other clients nor I/O.  Each client's replies come in the order
+ * of its requests: nothing more of its input is run while a command of
+ * its own runs, or while many of its replies wait to be written (it is
+ * not read from meanwhile: back-pressure, nothing is dropped).  A client
+ * that half-closes after sending still gets every reply; it is closed
+ * once the last one is written.  The socket is created with the
  * configured mode (0600 by default); a peer whose uid (SO_PEERCRED) is
  * neither ours nor root's is told so and disconnected.  A malformed,
  * oversized or unknown request gets an error reply and the connection goes

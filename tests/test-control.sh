@@ -165,6 +165,81 @@ for i in $(seq 20); do ctl status > $d/many.$i & done
 wait
 for i in $(seq 20); do cmp $d/status $d/many.$i || grep -q . $d/many.$i; done
 
+# Clients that half-close after their requests (shutdown (SHUT_WR), as
+# socat and nc -N do) get every reply, then the end of the stream: many at
+# once, one whose last line has no newline, one behind a slow command.
+"$PYTHON" - $d/ctl.sock <<'PY'
+import json, socket, sys
+
+def ask(data):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+    return s
+
+def answers(s):
+    s.settimeout(60)
+    got = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        got += b
+    s.close()
+    assert got.endswith(b"\n"), got[-80:]
+    return [json.loads(line) for line in got.splitlines()]
+
+clients = [ask(b'{"cmd": "status"}\n') for _ in range(200)]
+for s in clients:
+    (r,) = answers(s)
+    assert r["ok"] is True and r["devices"], r
+r = answers(ask(b'{"cmd": "ping"}\n{"cmd": "ping"}'))
+assert [x["ok"] for x in r] == [True, True], r
+r = answers(ask(b'{"cmd": "engine-reset", "engine": "ufs"}\n'
+                b'{"cmd": "ping"}\n'))
+assert "failed_keyslots" in r[0] and "version" in r[1], r
+PY
+
+# Requests pipelined behind a slow one, in one write far beyond the 64 KiB
+# of a request: each gets its reply, in order, none is taken for a line
+# too long.  A line that is too long still is, in its place.  A client
+# that sends without reading is not served faster than it reads, and
+# loses nothing.
+"$PYTHON" - $d/ctl.sock <<'PY'
+import json, socket, sys, threading, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+f = s.makefile("rb")
+s.sendall(b'{"cmd": "engine-reset", "engine": "ufs"}\n' +
+          b'{"cmd": "ping"}\n' * 5000 +
+          b'{"cmd": "status", "device": "' + b"A" * 70000 + b'"}\n' +
+          b'{"cmd": "key-list"}\n')
+r = json.loads(f.readline())
+assert r["ok"] is True and r["failed_keyslots"] == 0, r
+for i in range(5000):
+    r = json.loads(f.readline())
+    assert r["ok"] is True and "version" in r, (i, r)
+r = json.loads(f.readline())
+assert r["errno"] == "EMSGSIZE", r
+r = json.loads(f.readline())
+assert "keys" in r, r
+
+n = 200000
+def send():
+    s.sendall(b'{"cmd": "ping"}\n' * n)
+    s.shutdown(socket.SHUT_WR)
+sender = threading.Thread(target=send)
+sender.start()
+time.sleep(1)
+count = 0
+for line in f:
+    assert json.loads(line)["ok"] is True
+    count += 1
+sender.join()
+assert count == n, count
+PY
+
 # Another user: with mode 0600 the socket is closed to them; made 0666,
 # the server itself refuses them (SO_PEERCRED).
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
