@@ -79,6 +79,10 @@ ic_parse_size (const char *what, const char *str, uint64_t *out)
     goto bad;
   errno = 0;
   v = strtoull (str, &end, 10);
+  if (errno == ERANGE) {
+    ic_error ("%s: size '%s' is too large", what, str);
+    return -EINVAL;
+  }
   if (errno)
     goto bad;
   for (i = 0; i < sizeof units / sizeof units[0]; i++)

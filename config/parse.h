@@ -13,9 +13,10 @@
 
 #include "mode.h"
 
-/* A size in bytes: a number with an optional suffix K, M, G, T, P (powers
- * of 1024, also as KiB...; "KB" is accepted as 1024 too) or s (512-byte
- * sectors).
+/* A size in bytes: a decimal number with an optional suffix K, M, G, T, P
+ * (powers of 1024, also as KiB...; "KB" is accepted as 1024 too) or s
+ * (512-byte sectors).  Beyond 2^64-1, with or without suffix, it is "too
+ * large".
  *
  * Return: 0, or -EINVAL with the reason in ic_last_error().
  */

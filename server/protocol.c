@@ -188,6 +188,66 @@ ic_protocol_parse (const char *line, size_t len, struct json_object **reply)
   return req;
 }
 
+/* json-c reads an integer beyond its range as the nearest end of it
+ * (18446744073709551616 and 10^23 as 2^64-1, -2^63-1 as -2^63), saying
+ * nothing; the request would then say something else than what was sent.
+ * Find such an integer in the text of a request that parsed: a JSON
+ * number without fraction or exponent, outside -2^63 .. 2^64-1.
+ *
+ * Return: true, with the number (shortened) in @msg, if there is one.
+ */
+static bool
+number_out_of_range (const char *text, size_t len, char *msg, size_t size)
+{
+  const char *end = text + len;
+  const char *p = text;
+  bool escaped;
+
+  while (p < end) {
+    const char *num = p;
+    const char *digits;
+    const char *limit;
+    size_t n;
+
+    if (*p == '"') {
+      p = skip_string (p, end, &escaped);
+      if (!p)
+        return false;
+      continue;
+    }
+    if (*p != '-' && (*p < '0' || *p > '9')) {
+      p++;
+      continue;
+    }
+    if (*p == '-')
+      p++;
+    digits = p;
+    while (p < end && *p >= '0' && *p <= '9')
+      p++;
+    if (p < end && (*p == '.' || *p == 'e' || *p == 'E')) {
+      /* A double: json-c keeps what it can of it, and the commands that
+       * take integers refuse doubles.
+       */
+      while (p < end && strchr ("0123456789.eE+-", *p))
+        p++;
+      continue;
+    }
+    while (digits < p - 1 && *digits == '0')
+      digits++;
+    n = p - digits;
+    limit = *num == '-' ? "9223372036854775808" : "18446744073709551615";
+    if (n < strlen (limit) ||
+        (n == strlen (limit) && memcmp (digits, limit, n) <= 0))
+      continue;
+    snprintf (msg, size, "malformed request: the number %.*s%s is out of "
+              "range (integers go from -2^63 to 2^64-1)",
+              (int) ((p - num) < 40 ? p - num : 40), num,
+              p - num > 40 ? "..." : "");
+    return true;
+  }
+  return false;
+}
+
 static struct json_object *
 parse_object (const char *line, size_t len, struct json_object **reply)
 {
@@ -229,6 +289,11 @@ parse_object (const char *line, size_t len, struct json_object **reply)
     return NULL;
   }
   json_tokener_free (tok);
+  if (number_out_of_range (line, len, msg, sizeof msg)) {
+    json_object_put (req);
+    *reply = ic_protocol_error (EINVAL, msg);
+    return NULL;
+  }
   if (!json_object_is_type (req, json_type_object)) {
     json_object_put (req);
     *reply = ic_protocol_error (EINVAL, "malformed request: expected a JSON "
@@ -302,7 +367,30 @@ arg_secret (struct json_object *req, const char *field, const char **out)
   return r;
 }
 
-/* A number: a JSON integer >= 0, or a string with a size suffix. */
+/* A JSON integer >= 0 into @out, exactly: the parser has refused those
+ * beyond 2^64-1 (number_out_of_range), and json-c keeps the ones beyond
+ * 2^63-1 as unsigned.  Doubles are refused, not rounded.
+ */
+static int
+json_to_u64 (const char *what, struct json_object *v, uint64_t *out)
+{
+  if (json_object_is_type (v, json_type_double)) {
+    ic_error ("%s: expected a whole number, got %s", what,
+              json_object_to_json_string (v));
+    return -EINVAL;
+  }
+  if (json_object_get_int64 (v) < 0) {
+    ic_error ("%s: expected a number >= 0, got %s", what,
+              json_object_to_json_string (v));
+    return -EINVAL;
+  }
+  *out = json_object_get_uint64 (v);
+  return 0;
+}
+
+/* A number: a JSON integer from 0 to 2^64-1, or a string: a decimal
+ * number with an optional size suffix (ic_parse_size).
+ */
 static int
 arg_size (struct json_object *req, const char *field, bool required,
           uint64_t *out, bool *given)
@@ -321,16 +409,9 @@ arg_size (struct json_object *req, const char *field, bool required,
   if (given)
     *given = true;
   snprintf (what, sizeof what, "%s: '%s'", cmd_name (req), field);
-  if (json_object_is_type (v, json_type_int)) {
-    int64_t n = json_object_get_int64 (v);
-
-    if (n < 0 || (n == INT64_MAX && errno == ERANGE)) {
-      ic_error ("%s: expected a number >= 0", what);
-      return -EINVAL;
-    }
-    *out = n;
-    return 0;
-  }
+  if (json_object_is_type (v, json_type_int) ||
+      json_object_is_type (v, json_type_double))
+    return json_to_u64 (what, v, out);
   if (json_object_is_type (v, json_type_string))
     return ic_parse_size (what, json_object_get_string (v), out);
   ic_error ("%s: expected a number", what);
@@ -1260,7 +1341,6 @@ cmd_map (struct ic_graph *g, struct json_object *req,
   struct ic_export *exp;
   const char *name;
   const char *keyname;
-  const char *base = NULL;
   struct json_object *v;
   uint64_t offset;
   uint64_t length;
@@ -1282,15 +1362,18 @@ cmd_map (struct ic_graph *g, struct json_object *req,
       return -ENOENT;
   }
   if (json_object_object_get_ex (req, "dun_base", &v)) {
-    if (json_object_is_type (v, json_type_int)) {
-      if (json_object_get_int64 (v) < 0) {
-        ic_error ("map: 'dun_base': expected a number >= 0");
-        return -EINVAL;
-      }
-      dun_base[0] = json_object_get_int64 (v);
+    /* A number up to 2^64-1, or a string up to 2^256-1. */
+    if (json_object_is_type (v, json_type_int) ||
+        json_object_is_type (v, json_type_double)) {
+      if ((r = json_to_u64 ("map: 'dun_base'", v, &dun_base[0])) < 0)
+        return r;
     }
-    else if ((r = arg_string (req, "dun_base", true, &base)) < 0 ||
-             (r = ic_parse_dun ("map: 'dun_base'", base, dun_base)) < 0)
+    else if (!json_object_is_type (v, json_type_string)) {
+      ic_error ("map: 'dun_base': expected a number or a string");
+      return -EINVAL;
+    }
+    else if ((r = ic_parse_dun ("map: 'dun_base'", json_object_get_string (v),
+                                dun_base)) < 0)
       return r;
     if (!key) {
       ic_error ("map: 'dun_base' needs a key");

@@ -160,6 +160,55 @@ PY
 nbdcopy "$uri0" $d/back2
 cmp $d/back $d/back2
 
+# Numbers are taken exactly or refused, never clamped.  A DUN base of
+# 2^64-1 given as a JSON number is that DUN: data written with it reads
+# back with "0xffffffffffffffff", not with 2^63-1.  Beyond 2^64-1, a
+# fraction or an exponent: EINVAL, with the number in the message; an
+# offset of 2^64-1 is reported as itself.
+"$PYTHON" - $d/ctl.sock "$uri0" <<'PY'
+import json, nbd, os, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+f = s.makefile("rwb")
+def ask(text):
+    f.write(text.encode() + b"\n")
+    f.flush()
+    return json.loads(f.readline())
+def dun(base):
+    return ask('{"cmd": "map", "export": "vol0", "offset": 3145728, '
+               '"length": 4096, "key": "k1", "dun_base": %s}' % base)
+h = nbd.NBD()
+h.connect_uri(sys.argv[2])
+data = os.urandom(4096)
+orig = h.pread(4096, 3 << 20)
+assert dun("18446744073709551615")["ok"] is True
+h.pwrite(data, 3 << 20)
+assert dun('"0xffffffffffffffff"')["ok"] is True
+assert h.pread(4096, 3 << 20) == data
+assert dun("9223372036854775807")["ok"] is True
+assert h.pread(4096, 3 << 20) != data
+for bad in ["18446744073709551616", "100000000000000000000000", "1e3",
+            "4096.0", "-1", "true"]:
+    r = dun(bad)
+    assert r["ok"] is False and r["errno"] == "EINVAL", (bad, r)
+    assert bad in r["error"] or bad == "true", (bad, r)
+for off, says in [("18446744073709551615", "18446744073709551615+4096 goes "
+                   "past the end"),
+                  ("100000000000000000000000", "100000000000000000000000 is "
+                   "out of range"),
+                  ('"18446744073709551616"', "'18446744073709551616' is too "
+                   "large"),
+                  ("-1", "expected a number >= 0, got -1"),
+                  ("4096.5", "expected a whole number, got 4096.5")]:
+    r = ask('{"cmd": "map", "export": "vol0", "offset": %s, "length": 4096,'
+            ' "key": "k1"}' % off)
+    assert r["ok"] is False and r["errno"] == "EINVAL", (off, r)
+    assert says in r["error"], (off, r)
+# As it was: the export's one range, DUN base 0.
+assert dun("768")["ok"] is True
+h.pwrite(orig, 3 << 20)
+PY
+
 # Many clients at once.
 for i in $(seq 20); do ctl status > $d/many.$i & done
 wait
