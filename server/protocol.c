@@ -1504,8 +1504,174 @@ cmd_engine_reset (struct ic_graph *g, struct json_object *req,
   return 0;
 }
 
+/* The longest delay a fault may add to each program or request. */
+#define FAULT_MAX_DELAY_US 10000000
+
+/* arg_size with an upper bound, refused beyond it. */
+static int
+arg_size_max (struct json_object *req, const char *field, uint64_t max,
+              uint64_t *out, bool *given)
+{
+  int r = arg_size (req, field, false, out, given);
+
+  if (r == 0 && *given && *out > max) {
+    ic_error ("%s: '%s': at most %" PRIu64 ", got %" PRIu64, cmd_name (req),
+              field, max, *out);
+    return -EINVAL;
+  }
+  return r;
+}
+
+/* Refuse @field in a fault command on @name, a @kind. */
+static int
+fault_refuse (struct json_object *req, const char *field, const char *name,
+              const char *why)
+{
+  struct json_object *v;
+
+  if (!json_object_object_get_ex (req, field, &v))
+    return 0;
+  ic_error ("fault: %s: '%s' %s", name, field, why);
+  return -EINVAL;
+}
+
+/* fault engine [program_fail errno program_fail_prob program_delay_us]
+ * [clear]: every argument is checked before the faults change.
+ */
+static int
+fault_engine (struct ic_engine *engine, struct json_object *req,
+              const char *name, bool clear)
+{
+  struct ic_engine_faults f;
+  struct json_object *v;
+  const char *errname;
+  uint64_t fail;
+  uint64_t delay;
+  double prob = 0;
+  bool fail_given;
+  bool delay_given;
+  bool prob_given;
+  int err = 0;
+  int r;
+
+  if ((r = fault_refuse (req, "io_error", name, "is for leaves; this is an "
+                         "engine")) < 0 ||
+      (r = fault_refuse (req, "io_delay_us", name, "is for leaves; this is "
+                         "an engine")) < 0 ||
+      (r = fault_refuse (req, "count", name, "is for a leaf's io_error; "
+                         "an engine takes program_fail")) < 0 ||
+      (r = arg_size_max (req, "program_fail", UINT32_MAX, &fail,
+                         &fail_given)) < 0 ||
+      (r = arg_size_max (req, "program_delay_us", FAULT_MAX_DELAY_US, &delay,
+                         &delay_given)) < 0 ||
+      (r = arg_string (req, "errno", false, &errname)) < 0)
+    return r;
+  prob_given = json_object_object_get_ex (req, "program_fail_prob", &v);
+  if (prob_given) {
+    prob = json_object_get_double (v);
+    if (!(json_object_is_type (v, json_type_double) ||
+          json_object_is_type (v, json_type_int)) ||
+        !(prob >= 0 && prob <= 1)) {
+      ic_error ("fault: 'program_fail_prob': expected a number from 0 to 1");
+      return -EINVAL;
+    }
+  }
+  if (errname) {
+    err = ic_errno_from_name (errname);
+    if (err <= 0) {
+      ic_error ("fault: unknown errno '%.32s' (e.g. EIO, EINVAL, ENOMEM)",
+                errname);
+      return -EINVAL;
+    }
+  }
+  if (!clear && !fail_given && !delay_given && !prob_given && !errname) {
+    ic_error ("fault: %s: expected program_fail, program_fail_prob, "
+              "program_delay_us, errno or clear", name);
+    return -EINVAL;
+  }
+
+  /* All good: clear, then set what was given. */
+  ic_engine_get_faults (engine, &f);
+  if (clear)
+    memset (&f, 0, sizeof f);
+  if (fail_given)
+    f.program_fail_count = fail;
+  if (delay_given)
+    f.program_delay_us = delay;
+  if (prob_given)
+    f.program_fail_prob = prob;
+  if (errname)
+    f.program_errno = err;
+  ic_engine_set_faults (engine, &f);
+  return 0;
+}
+
+/* fault leaf [io_error [count]] [io_delay_us] [clear]: every argument is
+ * checked before the faults change.
+ */
+static int
+fault_leaf (struct ic_leaf *leaf, struct json_object *req, const char *name,
+            bool clear)
+{
+  unsigned int kinds = 0;
+  const char *io;
+  uint64_t delay;
+  uint64_t n;
+  int64_t count = -1;
+  bool delay_given;
+  bool count_given;
+  int r;
+
+  if ((r = fault_refuse (req, "program_fail", name, "is for engines; this "
+                         "is a leaf")) < 0 ||
+      (r = fault_refuse (req, "program_fail_prob", name, "is for engines; "
+                         "this is a leaf")) < 0 ||
+      (r = fault_refuse (req, "program_delay_us", name, "is for engines; "
+                         "this is a leaf")) < 0 ||
+      (r = fault_refuse (req, "errno", name, "is for engines; a leaf fails "
+                         "with EIO")) < 0 ||
+      (r = arg_string (req, "io_error", false, &io)) < 0 ||
+      (r = arg_size_max (req, "io_delay_us", FAULT_MAX_DELAY_US, &delay,
+                         &delay_given)) < 0 ||
+      (r = arg_size_max (req, "count", INT64_MAX, &n, &count_given)) < 0)
+    return r;
+  if (io && strcmp (io, "read") == 0)
+    kinds = IC_LEAF_FAULT_READ;
+  else if (io && strcmp (io, "write") == 0)
+    kinds = IC_LEAF_FAULT_WRITE;
+  else if (io && strcmp (io, "all") == 0)
+    kinds = IC_LEAF_FAULT_READ | IC_LEAF_FAULT_WRITE;
+  else if (io) {
+    ic_error ("fault: 'io_error': expected read, write or all");
+    return -EINVAL;
+  }
+  if (count_given && !io) {
+    ic_error ("fault: %s: 'count' goes with io_error", name);
+    return -EINVAL;
+  }
+  if (!io && !delay_given && !clear) {
+    ic_error ("fault: %s: expected io_error, io_delay_us or clear", name);
+    return -EINVAL;
+  }
+  if (count_given)
+    count = n;
+
+  /* All good: clear, then set what was given. */
+  if (clear) {
+    ic_leaf_set_io_delay (leaf, 0);
+    ic_leaf_set_io_faults (leaf, 0, -1);
+  }
+  if (delay_given)
+    ic_leaf_set_io_delay (leaf, delay);
+  if (io)
+    ic_leaf_set_io_faults (leaf, kinds, count);
+  return 0;
+}
+
 /* fault target [program_fail errno program_fail_prob program_delay_us |
- *               io_error count] [clear]
+ *               io_error count io_delay_us] [clear]
+ *
+ * A refused fault command changes nothing.
  */
 static int
 cmd_fault (struct ic_graph *g, struct json_object *req,
@@ -1513,105 +1679,25 @@ cmd_fault (struct ic_graph *g, struct json_object *req,
 {
   struct ic_engine *engine;
   struct ic_device *dev;
-  struct json_object *v;
   const char *name;
-  const char *errname;
-  const char *io;
   bool clear = false;
-  uint64_t n;
-  bool given;
   int r;
 
   if ((r = arg_string (req, "target", true, &name)) < 0 ||
       (r = arg_bool (req, "clear", &clear)) < 0)
     return r;
   engine = ic_graph_find_engine (g, name);
-  dev = engine ? NULL : ic_graph_find_device (g, name);
-  if (engine) {
-    struct ic_engine_faults f;
-
-    if (json_object_object_get_ex (req, "io_error", &v) ||
-        json_object_object_get_ex (req, "io_delay_us", &v)) {
-      ic_error ("fault: %s is an engine: io faults are for leaves", name);
-      return -EINVAL;
-    }
-    ic_engine_get_faults (engine, &f);
-    if (clear)
-      memset (&f, 0, sizeof f);
-    if ((r = arg_size (req, "program_fail", false, &n, &given)) < 0)
-      return r;
-    if (given)
-      f.program_fail_count = n > UINT32_MAX ? UINT32_MAX : n;
-    if ((r = arg_size (req, "program_delay_us", false, &n, &given)) < 0)
-      return r;
-    if (given)
-      f.program_delay_us = n > 10000000 ? 10000000 : n;
-    if (json_object_object_get_ex (req, "program_fail_prob", &v)) {
-      double p = json_object_get_double (v);
-
-      if (!(json_object_is_type (v, json_type_double) ||
-            json_object_is_type (v, json_type_int)) || p < 0 || p > 1) {
-        ic_error ("fault: 'program_fail_prob': expected a number from 0 to "
-                  "1");
-        return -EINVAL;
-      }
-      f.program_fail_prob = p;
-    }
-    if ((r = arg_string (req, "errno", false, &errname)) < 0)
-      return r;
-    if (errname) {
-      f.program_errno = ic_errno_from_name (errname);
-      if (f.program_errno <= 0) {
-        ic_error ("fault: unknown errno '%.32s' (e.g. EIO, EINVAL, "
-                  "ENOMEM)", errname);
-        return -EINVAL;
-      }
-    }
-    ic_engine_set_faults (engine, &f);
-    return 0;
-  }
-  if (dev && ic_device_to_leaf (dev)) {
-    unsigned int kinds = 0;
-    int64_t count = -1;
-
-    if ((r = arg_string (req, "io_error", false, &io)) < 0)
-      return r;
-    if ((r = arg_size (req, "io_delay_us", false, &n, &given)) < 0)
-      return r;
-    if (given || clear)
-      ic_leaf_set_io_delay (ic_device_to_leaf (dev),
-                            clear ? 0 : n > 10000000 ? 10000000 : n);
-    if (json_object_object_get_ex (req, "program_fail", &v) ||
-        json_object_object_get_ex (req, "program_fail_prob", &v) ||
-        json_object_object_get_ex (req, "program_delay_us", &v)) {
-      ic_error ("fault: %s is a leaf: program faults are for engines", name);
-      return -EINVAL;
-    }
-    if (io && strcmp (io, "read") == 0)
-      kinds = IC_LEAF_FAULT_READ;
-    else if (io && strcmp (io, "write") == 0)
-      kinds = IC_LEAF_FAULT_WRITE;
-    else if (io && strcmp (io, "all") == 0)
-      kinds = IC_LEAF_FAULT_READ | IC_LEAF_FAULT_WRITE;
-    else if (io) {
-      ic_error ("fault: 'io_error': expected read, write or all");
-      return -EINVAL;
-    }
-    else if (!clear && !given) {
-      ic_error ("fault: %s: expected io_error, io_delay_us or clear", name);
-      return -EINVAL;
-    }
-    if ((r = arg_size (req, "count", false, &n, &given)) < 0)
-      return r;
-    if (given)
-      count = n > INT64_MAX ? INT64_MAX : (int64_t) n;
-    if (io || clear)
-      ic_leaf_set_io_faults (ic_device_to_leaf (dev), clear ? 0 : kinds,
-                             count);
-    return 0;
-  }
-  ic_error ("fault: no engine or leaf named '%s'", name);
-  return -ENOENT;
+  if (engine)
+    return fault_engine (engine, req, name, clear);
+  dev = ic_graph_find_device (g, name);
+  if (dev && ic_device_to_leaf (dev))
+    return fault_leaf (ic_device_to_leaf (dev), req, name, clear);
+  if (dev)
+    ic_error ("fault: %s is a stacked device; faults are for engines and "
+              "leaves", name);
+  else
+    ic_error ("fault: no engine or leaf named '%s'", name);
+  return dev ? -EINVAL : -ENOENT;
 }
 
 /* wait-resync device [timeout_ms] */

@@ -301,3 +301,57 @@ for vol, dev, fault, errs in (
     assert st[0].startswith("leg st") and ": failed" in st[0], st
     assert st[1].endswith(": active"), st
 PY
+
+# 9. A refused fault command changes nothing: neither the leaf's delay set
+#    next to a bad io_error (or a count without io_error, or a delay over
+#    the 10 s limit), nor an engine's faults next to a bad errno or
+#    probability.  Each request stays fast; programming still works.
+"$PYTHON" - "$uri1" $d/ctl.sock "$INLINECRYPTCTL" <<'PY'
+import json, nbd, socket, subprocess, sys, time
+uri1, sock, ctl = sys.argv[1:]
+s = socket.socket(socket.AF_UNIX)
+s.connect(sock)
+f = s.makefile("rwb")
+def ask(req):
+    f.write(json.dumps(req).encode() + b"\n")
+    f.flush()
+    return json.loads(f.readline())
+h = nbd.NBD()
+h.connect_uri(uri1)
+def read_time():
+    subprocess.check_call([ctl, "-s", sock, "evict", "k2", "d4"])
+    t0 = time.monotonic()
+    h.pread(4096, 0)
+    return time.monotonic() - t0
+for req in [
+        {"target": "d4", "io_delay_us": 2000000, "io_error": "bogus"},
+        {"target": "d4", "io_delay_us": 2000000, "count": 3},
+        {"target": "d4", "io_delay_us": 2000000, "errno": "EIO"},
+        {"target": "d4", "io_delay_us": 2000000, "program_fail": 1},
+        {"target": "d4", "io_delay_us": 20000000},
+        {"target": "d4", "io_delay_us": 2000000, "clear": "yes"},
+        {"target": "ufs", "program_delay_us": 2000000, "program_fail": 1,
+         "errno": "ENOTANERRNO"},
+        {"target": "ufs", "program_delay_us": 2000000, "program_fail": 1,
+         "program_fail_prob": 7},
+        {"target": "ufs", "program_fail": 1, "io_error": "read"},
+        {"target": "ufs", "program_fail": 1, "count": 3},
+        {"target": "ufs", "program_fail": 4294967296},
+        {"target": "ufs", "program_delay_us": 10000001},
+        {"target": "m0", "clear": True},
+        ]:
+    req["cmd"] = "fault"
+    r = ask(req)
+    assert r["ok"] is False and r["errno"] == "EINVAL", (req, r)
+    took = read_time()
+    assert took < 1, (req, r, took)
+print("last:", r["error"])
+assert subprocess.call([ctl, "-s", sock, "fault", "d4", "io-delay-us=2000000",
+                        "io-error=bogus"]) == 1
+assert read_time() < 1
+# What is allowed still works: a delay, then clear.
+assert ask({"cmd": "fault", "target": "d4", "io_delay_us": 300000})["ok"]
+assert read_time() >= 0.3
+assert ask({"cmd": "fault", "target": "d4", "clear": True})["ok"]
+assert read_time() < 0.3
+PY
