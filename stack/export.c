@@ -28,7 +28,8 @@ map_alloc (size_t n)
 }
 
 /* The current map, for the duration of a request: map_lock held for
- * reading (map_put releases it).
+ * reading (map_put releases it).  Waits while a change of the map waits
+ * for the requests on the old one.
  */
 static struct ic_ctx_map *
 map_get (struct ic_export *exp)
@@ -83,7 +84,9 @@ ic_export_new (const char *name, struct ic_device *dev)
   snprintf (exp->name, sizeof exp->name, "%s", name);
   exp->dev = dev;
   exp->size = dev->size;
+  pthread_mutex_init (&exp->update_lock, NULL);
   ic_brlock_init (&exp->map_lock);
+  pthread_mutex_init (&exp->peek_lock, NULL);
   return exp;
 }
 
@@ -93,7 +96,9 @@ ic_export_free (struct ic_export *exp)
   if (!exp)
     return;
   map_free (exp->map);
+  pthread_mutex_destroy (&exp->update_lock);
   ic_brlock_destroy (&exp->map_lock);
+  pthread_mutex_destroy (&exp->peek_lock);
   free (exp);
 }
 
@@ -189,22 +194,27 @@ ic_export_check_ranges (const struct ic_export *exp, const char *what,
 
 /* Install @map as the current map: wait for the requests on the old one
  * to finish (new ones wait meanwhile), then free it.
+ *
+ * Context: update_lock held.
  */
 static void
-map_install (struct ic_export *exp, struct ic_ctx_map *map)
+map_install_locked (struct ic_export *exp, struct ic_ctx_map *map)
 {
   struct ic_ctx_map *old;
 
   ic_brlock_write_lock (&exp->map_lock);
+  pthread_mutex_lock (&exp->peek_lock);
   old = exp->map;
   exp->map = map;
+  pthread_mutex_unlock (&exp->peek_lock);
   ic_brlock_write_unlock (&exp->map_lock);
   map_free (old);
 }
 
-int
-ic_export_set_map (struct ic_export *exp, const struct ic_ctx_range *ranges,
-                   size_t n)
+/* Context: update_lock held. */
+static int
+set_map_locked (struct ic_export *exp, const struct ic_ctx_range *ranges,
+                size_t n)
 {
   struct ic_ctx_map *map;
   int r;
@@ -222,8 +232,20 @@ ic_export_set_map (struct ic_export *exp, const struct ic_ctx_range *ranges,
     qsort (map->ranges, n, sizeof *ranges, cmp_range);
   }
   map_ref_keys (map, 1);
-  map_install (exp, map);
+  map_install_locked (exp, map);
   return 0;
+}
+
+int
+ic_export_set_map (struct ic_export *exp, const struct ic_ctx_range *ranges,
+                   size_t n)
+{
+  int r;
+
+  pthread_mutex_lock (&exp->update_lock);
+  r = set_map_locked (exp, ranges, n);
+  pthread_mutex_unlock (&exp->update_lock);
+  return r;
 }
 
 int
@@ -245,11 +267,15 @@ ic_export_map_range (struct ic_export *exp, uint64_t start, uint64_t len,
   if (r < 0)
     return r;
 
-  /* Every old range minus [start, end): at most one more piece. */
-  old = map_get (exp);
+  /* Every old range minus [start, end): at most one more piece.  The map
+   * stays the current one until ours replaces it: only changes, which
+   * wait for update_lock, replace it.
+   */
+  pthread_mutex_lock (&exp->update_lock);
+  old = exp->map;
   out = calloc (old->n + 2, sizeof *out);
   if (!out) {
-    map_put (exp);
+    pthread_mutex_unlock (&exp->update_lock);
     return -ENOMEM;
   }
   for (i = 0; i < old->n; i++) {
@@ -275,13 +301,13 @@ ic_export_map_range (struct ic_export *exp, uint64_t start, uint64_t len,
       n++;
     }
   }
-  map_put (exp);
   if (key)
     out[n++] = fresh;
   /* Cutting old ranges can misalign them when keys differ in data unit
    * size; the check says so.
    */
-  r = ic_export_set_map (exp, out, n);
+  r = set_map_locked (exp, out, n);
+  pthread_mutex_unlock (&exp->update_lock);
   free (out);
   return r;
 }
@@ -290,9 +316,11 @@ int
 ic_export_get_map (struct ic_export *exp, struct ic_ctx_range **rangesp,
                    size_t *np)
 {
-  struct ic_ctx_map *map = map_get (exp);
+  struct ic_ctx_map *map;
   int r = 0;
 
+  pthread_mutex_lock (&exp->peek_lock);
+  map = exp->map;
   *rangesp = malloc ((map->n ? map->n : 1) * sizeof **rangesp);
   if (!*rangesp)
     r = -ENOMEM;
@@ -301,20 +329,22 @@ ic_export_get_map (struct ic_export *exp, struct ic_ctx_range **rangesp,
       memcpy (*rangesp, map->ranges, map->n * sizeof **rangesp);
     *np = map->n;
   }
-  map_put (exp);
+  pthread_mutex_unlock (&exp->peek_lock);
   return r;
 }
 
 bool
 ic_export_uses_key (struct ic_export *exp, const struct ic_crypto_key *key)
 {
-  struct ic_ctx_map *map = map_get (exp);
+  struct ic_ctx_map *map;
   bool used = false;
   size_t i;
 
+  pthread_mutex_lock (&exp->peek_lock);
+  map = exp->map;
   for (i = 0; i < map->n && !used; i++)
     used = map->ranges[i].key == key;
-  map_put (exp);
+  pthread_mutex_unlock (&exp->peek_lock);
   return used;
 }
 

@@ -27,6 +27,14 @@
  * requests on the old map to finish (like synchronize_rcu()).  Each map
  * counts itself in the map_refs of its keys until it is freed, so a key
  * whose map_refs is 0 is used by no map and no request.
+ *
+ * Changes of the map (a read of the current one, a new one made from it,
+ * the swap) are serialised by update_lock, held across that wait, so
+ * that two changes at once both count.  The control server's looks at the
+ * map (ic_export_uses_key, ic_export_get_map) take neither: they must
+ * answer while a change waits for slow or hung requests, and new requests
+ * wait behind it.  They take peek_lock, which the swap takes too, only
+ * for the pointer's assignment.
  */
 #ifndef IC_EXPORT_H
 #define IC_EXPORT_H
@@ -68,8 +76,15 @@ struct ic_export {
   uint64_t size;                /* == dev->size */
 
   /* private: */
-  struct ic_brlock map_lock;    /* covers map (the pointer) */
-  struct ic_ctx_map *map;       /* protected by map_lock */
+  /* Locks, in the order they are taken.  update_lock serialises changes
+   * of the map and is held while one waits for requests.  map_lock and
+   * peek_lock cover the pointer, for requests and for the control plane;
+   * it is written holding both.
+   */
+  pthread_mutex_t update_lock;
+  struct ic_brlock map_lock;
+  pthread_mutex_t peek_lock;
+  struct ic_ctx_map *map;       /* protected by map_lock and peek_lock */
   /* Counters per shard (ic_brlock_shard): threads write their own line. */
   struct {
     struct ic_export_stats s;
@@ -98,8 +113,9 @@ int ic_export_check_ranges (const struct ic_export *exp, const char *what,
 
 /* Replace the whole map with @n ranges (checked as above).
  *
- * Context: takes map_lock for writing: waits for the requests in flight
- * on the old map to finish.
+ * Context: takes update_lock, then map_lock for writing: waits for the
+ * requests in flight on the old map to finish, and for other changes of
+ * the map.
  * Return: 0, -EINVAL or -ENOMEM.
  */
 int ic_export_set_map (struct ic_export *exp,
@@ -116,12 +132,20 @@ int ic_export_map_range (struct ic_export *exp, uint64_t start, uint64_t len,
                          const uint64_t dun_base[IC_CRYPTO_DUN_ARRAY_SIZE]);
 
 /* Copy the current map into a new array (*rangesp, free() it) of *np
- * ranges.  Return: 0 or -ENOMEM.
+ * ranges.
+ *
+ * Context: takes peek_lock; never waits for requests, nor for a change
+ * of the map that waits for them.
+ * Return: 0 or -ENOMEM.
  */
 int ic_export_get_map (struct ic_export *exp, struct ic_ctx_range **rangesp,
                        size_t *np);
 
-/* True if some range of the map uses @key. */
+/* True if some range of the current map uses @key (a change of the map
+ * still waiting for requests is not current yet).
+ *
+ * Context: as ic_export_get_map().
+ */
 bool ic_export_uses_key (struct ic_export *exp,
                          const struct ic_crypto_key *key);
 

@@ -9,8 +9,10 @@
 
 #include <check.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cipher.h"
@@ -309,6 +311,90 @@ START_TEST (test_map_errors)
 }
 END_TEST
 
+struct map_change {
+  uint64_t start;
+  const struct ic_crypto_key *key;
+  int r;
+};
+
+static void *
+change_map (void *arg)
+{
+  struct map_change *c = arg;
+  uint64_t base[4] = { 7 };
+
+  c->r = ic_export_map_range (vol, c->start, 1 * MiB, c->key, base);
+  return NULL;
+}
+
+static void *
+read_one (void *arg)
+{
+  uint8_t buf[4096];
+
+  *(int *) arg = ic_export_pread (vol, buf, sizeof buf, 0);
+  return NULL;
+}
+
+static double
+now (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* A change of the map waits for a slow request in flight on the old map.
+ * Meanwhile ic_export_uses_key and ic_export_get_map answer at once with
+ * the old map, and a second change waits for the first instead of being
+ * made from the same old map and undoing it.
+ */
+START_TEST (test_map_change_waits)
+{
+  struct map_change c1 = { .start = 1 * MiB, .key = k1 };
+  struct map_change c2 = { .start = 3 * MiB, .key = k2 };
+  struct ic_ctx_range *got;
+  pthread_t reader;
+  pthread_t t1;
+  pthread_t t2;
+  double t0;
+  size_t n;
+  int r = -1;
+
+  ic_leaf_set_io_delay (ic_device_to_leaf (dev), 1000000);
+  ck_assert_int_eq (pthread_create (&reader, NULL, read_one, &r), 0);
+  usleep (100000);
+  ck_assert_int_eq (pthread_create (&t1, NULL, change_map, &c1), 0);
+  ck_assert_int_eq (pthread_create (&t2, NULL, change_map, &c2), 0);
+  usleep (100000);
+
+  t0 = now ();
+  ck_assert (!ic_export_uses_key (vol, k1));
+  ck_assert (!ic_export_uses_key (vol, k2));
+  ck_assert_int_eq (ic_export_get_map (vol, &got, &n), 0);
+  ck_assert_uint_eq (n, 0);
+  free (got);
+  ck_assert_msg (now () - t0 < 0.3, "looks at the map waited %.3f s",
+                 now () - t0);
+
+  ck_assert_int_eq (pthread_join (reader, NULL), 0);
+  ck_assert_int_eq (pthread_join (t1, NULL), 0);
+  ck_assert_int_eq (pthread_join (t2, NULL), 0);
+  ic_leaf_set_io_delay (ic_device_to_leaf (dev), 0);
+  ck_assert_int_eq (r, 0);
+  ck_assert_int_eq (c1.r, 0);
+  ck_assert_int_eq (c2.r, 0);
+  ck_assert_int_eq (ic_export_get_map (vol, &got, &n), 0);
+  ck_assert_uint_eq (n, 2);
+  ck_assert_ptr_eq (got[0].key, k1);
+  ck_assert_ptr_eq (got[1].key, k2);
+  free (got);
+  ck_assert (ic_export_uses_key (vol, k1));
+  ck_assert (ic_export_uses_key (vol, k2));
+}
+END_TEST
+
 /* The stats count requests and errors. */
 START_TEST (test_stats)
 {
@@ -482,6 +568,7 @@ export_suite (void)
   tcase_add_test (tc, test_holes);
   tcase_add_test (tc, test_map_range);
   tcase_add_test (tc, test_map_errors);
+  tcase_add_test (tc, test_map_change_waits);
   tcase_add_test (tc, test_stats);
   tcase_add_test (tc, test_leaf_faults);
   tcase_add_test (tc, test_file_leaf);
