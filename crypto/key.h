@@ -38,8 +38,9 @@ struct ic_crypto_key {
   /* Beyond upstream: a name for messages ("k1"); never secret. */
   char name[IC_CRYPTO_KEY_NAME_MAX];
   /* Beyond upstream: how many context-map snapshots refer to the key
-   * (stack/export.c), so that a key is only freed once no request can
-   * still be using it.  Atomic.
+   * (stack/export.c), plus map commands making one (server/protocol.c),
+   * so that a key is only freed once no request can still be using it.
+   * Atomic.
    */
   unsigned int map_refs;
   /* Beyond upstream, hardware-wrapped keys: the name of the engine whose

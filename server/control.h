@@ -3,9 +3,10 @@
  *
  * One thread runs a libev loop that accepts clients and reads and answers
  * their requests, line by line; many clients at once.  Commands that may
- * wait (engine reset, key removal, resync) run on a worker thread each and
- * post their reply back to the loop through an ev_async, so they stall
- * neither other clients nor I/O.  Each client's replies come in the order
+ * wait (ic_protocol_is_slow: engine reset, key removal, resync, map and
+ * table changes) run on a worker thread each and post their reply back to
+ * the loop through an ev_async, so they stall neither other clients nor
+ * I/O.  Each client's replies come in the order
  * of its requests: nothing more of its input is run while a command of
  * its own runs, or while many of its replies wait to be written (it is
  * not read from meanwhile: back-pressure, nothing is dropped).  A client

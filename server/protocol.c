@@ -24,6 +24,27 @@
  */
 static pthread_mutex_t command_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* A key that key-remove waits to free: it stays in the graph meanwhile,
+ * so that its name is not taken and a failed removal has nothing to undo,
+ * but no map may take it.  The nodes live on key-remove's stack.
+ */
+struct removing {
+  const struct ic_crypto_key *key;
+  struct removing *next;
+};
+static struct removing *removing;       /* protected by command_lock */
+
+static bool
+key_is_removing (const struct ic_crypto_key *key)
+{
+  const struct removing *r;
+
+  for (r = removing; r; r = r->next)
+    if (r->key == key)
+      return true;
+  return false;
+}
+
 typedef int (*command_fn) (struct ic_graph *g, struct json_object *req,
                            struct json_object *reply);
 
@@ -1012,38 +1033,57 @@ cmd_key_remove (struct ic_graph *g, struct json_object *req,
                 struct json_object *reply)
 {
   struct ic_crypto_key *key = arg_key (g, req, "name");
+  struct removing self;
+  struct removing **pp;
   struct ic_export *user;
   unsigned int waited = 0;
 
   if (!key)
     return -ENOENT;
-  user = export_using (g, key);
-  if (user) {
-    ic_error ("key-remove: key %s is used by the map of export %s; map the "
-              "range to another key or none first", key->name, user->name);
+  if (key_is_removing (key)) {
+    ic_error ("key-remove: key %s is being removed already", key->name);
     return -EBUSY;
   }
-  /* Out of the graph: no new map can take it from here on. */
-  ic_graph_remove_key (g, key);
+  user = export_using (g, key);
+  if (user)
+    goto out_used;
+  /* From here on no new map can take it. */
+  self.key = key;
+  self.next = removing;
+  removing = &self;
 
-  /* Requests that took an older map may still run with it. */
+  /* Requests that took an older map may still run with it.  A map
+   * command that had found the key before may also be installing a map
+   * with it (cmd_map): then the key stays, as if the map had come first.
+   */
   pthread_mutex_unlock (&command_lock);
   while (__atomic_load_n (&key->map_refs, __ATOMIC_ACQUIRE) != 0 &&
-         waited < KEY_DRAIN_MS) {
+         waited < KEY_DRAIN_MS && !(user = export_using (g, key))) {
     sleep_ms (10);
     waited += 10;
   }
   pthread_mutex_lock (&command_lock);
+  for (pp = &removing; *pp != &self; pp = &(*pp)->next)
+    ;
+  *pp = self.next;
+  if (user || (user = export_using (g, key)))
+    goto out_used;
   if (__atomic_load_n (&key->map_refs, __ATOMIC_ACQUIRE) != 0) {
-    ic_graph_add_key (g, key);
     ic_error ("key-remove: key %s is still used by requests after %d ms; "
               "it stays", key->name, KEY_DRAIN_MS);
     return -ETIMEDOUT;
   }
+  /* Unused, and under command_lock nothing can take it now. */
+  ic_graph_remove_key (g, key);
   evict_everywhere (g, key, NULL);
   add_str (reply, "name", key->name);
   ic_crypto_key_free (key);
   return 0;
+
+out_used:
+  ic_error ("key-remove: key %s is used by the map of export %s; map the "
+            "range to another key or none first", key->name, user->name);
+  return -EBUSY;
 }
 
 /* key-list: names and configurations, never key bytes. */
@@ -1360,6 +1400,10 @@ cmd_map (struct ic_graph *g, struct json_object *req,
     key = arg_key (g, req, "key");
     if (!key)
       return -ENOENT;
+    if (key_is_removing (key)) {
+      ic_error ("map: key %s is being removed", key->name);
+      return -EBUSY;
+    }
   }
   if (json_object_object_get_ex (req, "dun_base", &v)) {
     /* A number up to 2^64-1, or a string up to 2^256-1. */
@@ -1380,7 +1424,20 @@ cmd_map (struct ic_graph *g, struct json_object *req,
       return -EINVAL;
     }
   }
-  return ic_export_map_range (exp, offset, length, key, dun_base);
+  /* The new map waits for the requests on the old one, which may be slow
+   * or hung: not under command_lock, so that other commands (a fault
+   * clear that would unhang them) go on.  The key must outlive the wait
+   * all the same: counted as used by a map from here on, a key-remove
+   * meanwhile waits for it, and keeps it if the map takes it.
+   */
+  if (key)
+    __atomic_add_fetch (&key->map_refs, 1, __ATOMIC_ACQ_REL);
+  pthread_mutex_unlock (&command_lock);
+  r = ic_export_map_range (exp, offset, length, key, dun_base);
+  pthread_mutex_lock (&command_lock);
+  if (key)
+    __atomic_sub_fetch (&key->map_refs, 1, __ATOMIC_ACQ_REL);
+  return r;
 }
 
 static struct ic_device *
@@ -1426,25 +1483,47 @@ cmd_table_load (struct ic_graph *g, struct json_object *req,
     }
     options |= IC_TABLE_PER_CHILD_FALLBACK;
   }
-  return ic_stacked_load (dev, text, options, NULL, 1, lookup_device, g);
+  /* Waits while a resume of the device waits for its requests: not under
+   * command_lock (devices live as long as the graph).
+   */
+  pthread_mutex_unlock (&command_lock);
+  r = ic_stacked_load (dev, text, options, NULL, 1, lookup_device, g);
+  pthread_mutex_lock (&command_lock);
+  return r;
 }
 
+/* table-resume device: waits for the requests on the live table, which
+ * may be slow or hung; not under command_lock.
+ */
 static int
 cmd_table_resume (struct ic_graph *g, struct json_object *req,
                   struct json_object *reply)
 {
   struct ic_device *dev = stacked_arg (g, req);
+  int r;
 
-  return dev ? ic_stacked_resume (dev) : -ENOENT;
+  if (!dev)
+    return -ENOENT;
+  pthread_mutex_unlock (&command_lock);
+  r = ic_stacked_resume (dev);
+  pthread_mutex_lock (&command_lock);
+  return r;
 }
 
+/* table-clear device: waits while a resume of the device waits. */
 static int
 cmd_table_clear (struct ic_graph *g, struct json_object *req,
                  struct json_object *reply)
 {
   struct ic_device *dev = stacked_arg (g, req);
+  int r;
 
-  return dev ? ic_stacked_clear (dev) : -ENOENT;
+  if (!dev)
+    return -ENOENT;
+  pthread_mutex_unlock (&command_lock);
+  r = ic_stacked_clear (dev);
+  pthread_mutex_lock (&command_lock);
+  return r;
 }
 
 static void
@@ -1764,10 +1843,10 @@ static const struct command commands[] = {
   { "key-prepare", false, f_key_prepare, cmd_key_prepare },
   { "key-derive-secret", false, f_key_derive, cmd_key_derive_secret },
   { "evict", false, f_evict, cmd_evict },
-  { "map", false, f_map, cmd_map },
-  { "table-load", false, f_table_load, cmd_table_load },
-  { "table-resume", false, f_device, cmd_table_resume },
-  { "table-clear", false, f_device, cmd_table_clear },
+  { "map", true, f_map, cmd_map },
+  { "table-load", true, f_table_load, cmd_table_load },
+  { "table-resume", true, f_device, cmd_table_resume },
+  { "table-clear", true, f_device, cmd_table_clear },
   { "table-show", false, f_device, cmd_table_show },
   { "engine-reset", true, f_engine, cmd_engine_reset },
   { "fault", false, f_fault, cmd_fault },

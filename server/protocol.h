@@ -41,8 +41,10 @@
 struct json_object *ic_protocol_parse (const char *line, size_t len,
                                        struct json_object **reply);
 
-/* True if the request may wait (engine reset, key removal, resync):
- * the server runs it on a worker thread.
+/* True if the request may wait (engine reset, key removal, resync; map,
+ * table load, resume and clear, which wait for requests in flight): the
+ * server runs it on a worker thread.  Such a command drops the lock that
+ * serialises commands while it waits, so that the others go on.
  */
 bool ic_protocol_is_slow (struct json_object *req);
 

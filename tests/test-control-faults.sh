@@ -355,3 +355,103 @@ assert read_time() >= 0.3
 assert ask({"cmd": "fault", "target": "d4", "clear": True})["ok"]
 assert read_time() < 0.3
 PY
+
+# 8. Commands that wait for requests in flight (map, table resume) do not
+#    hold up other clients: while one waits for a slow read, another
+#    client's ping, key list, table show and fault clear answer at once.
+#    The waiting client's own replies stay in order.
+"$PYTHON" - "$uri1" "$uri0" $d/ctl.sock <<'PY'
+import json, nbd, select, socket, sys, threading, time
+uri1, uri0, sock = sys.argv[1:]
+def client():
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sock)
+    return s, s.makefile("rwb")
+def send(f, req):
+    f.write(json.dumps(req).encode() + b"\n")
+    f.flush()
+def recv(f):
+    return json.loads(f.readline())
+b, fb = client()
+def ask(req):
+    send(fb, req)
+    return recv(fb)
+
+def slow_read(uri):
+    h = nbd.NBD()
+    h.connect_uri(uri)
+    h.pread(4096, 0)
+
+def check(uri, legs, waiting, quick):
+    for leg in legs:
+        assert ask({"cmd": "fault", "target": leg, "io_delay_us": 3000000})["ok"]
+    reader = threading.Thread(target=slow_read, args=(uri,))
+    reader.start()
+    time.sleep(0.5)                     # the read is in flight
+    a, fa = client()
+    for req in waiting:
+        send(fa, req)
+    send(fa, {"cmd": "ping"})
+    time.sleep(0.5)                     # the command waits for the read
+    for req in quick:
+        t0 = time.monotonic()
+        r = ask(req)
+        took = time.monotonic() - t0
+        assert r["ok"] is True, (req, r)
+        assert took < 0.5, (req, took)
+        print(req["cmd"], "answered in %.3f s" % took)
+    assert select.select([a], [], [], 0)[0] == [], "it did not wait"
+    for leg in legs:
+        t0 = time.monotonic()
+        assert ask({"cmd": "fault", "target": leg, "clear": True})["ok"]
+        assert time.monotonic() - t0 < 0.5
+    for req in waiting:
+        r = recv(fa)
+        assert r["ok"] is True and "version" not in r, (req, r)
+    assert "version" in recv(fa)
+    reader.join()
+    a.close()
+
+check(uri1, ["d4"],
+      [{"cmd": "map", "export": "vol1", "offset": 0, "length": 4096,
+        "key": "k2", "dun_base": 0}],
+      [{"cmd": "ping"}, {"cmd": "key-list"}, {"cmd": "status"}])
+
+# A key being mapped while it is removed: the removal waits for the map,
+# no other map may take the key meanwhile, and once the map has it the
+# removal is refused (EBUSY) and the key stays.
+import os
+assert ask({"cmd": "key-add", "name": "k3", "key": os.urandom(64).hex()})["ok"]
+assert ask({"cmd": "fault", "target": "d4", "io_delay_us": 3000000})["ok"]
+reader = threading.Thread(target=slow_read, args=(uri1,))
+reader.start()
+time.sleep(0.5)
+a, fa = client()
+send(fa, {"cmd": "map", "export": "vol1", "offset": 1 << 20, "length": 4096,
+          "key": "k3"})
+time.sleep(0.3)
+c, fc = client()
+send(fc, {"cmd": "key-remove", "name": "k3"})
+time.sleep(0.3)
+r = ask({"cmd": "map", "export": "vol1", "offset": 2 << 20, "length": 4096,
+         "key": "k3"})
+assert r["errno"] == "EBUSY" and "being removed" in r["error"], r
+r = ask({"cmd": "key-remove", "name": "k3"})
+assert r["errno"] == "EBUSY" and "removed already" in r["error"], r
+assert ask({"cmd": "fault", "target": "d4", "clear": True})["ok"]
+assert recv(fa)["ok"] is True
+r = recv(fc)
+assert r["errno"] == "EBUSY" and "used by the map of export vol1" in r["error"], r
+reader.join()
+assert ask({"cmd": "map", "export": "vol1", "offset": 1 << 20, "length": 4096,
+            "key": "k2", "dun_base": 256})["ok"]
+assert ask({"cmd": "key-remove", "name": "k3"})["ok"]
+assert "k3" not in json.dumps(ask({"cmd": "key-list"}))
+table = "0 65536 mirror 3 d0 0 d1 0 d2 0\n"
+assert ask({"cmd": "table-load", "device": "m0", "table": table})["ok"]
+check(uri0, ["d0", "d1", "d2"],
+      [{"cmd": "table-resume", "device": "m0"}],
+      [{"cmd": "ping"}, {"cmd": "table-show", "device": "m0"},
+       {"cmd": "status", "device": "m0"}])
+PY
+ctl status m0 | grep 'leg d2 0: active'
