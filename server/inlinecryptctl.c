@@ -4,10 +4,12 @@
  *   inlinecryptctl [-s SOCKET] [--json] COMMAND [ARGS...]
  *
  * Exit status: 0 on success, 1 when the server refused the command (its
- * message on standard error), 2 on a usage error or no server.
+ * message on standard error), 2 on a usage error (a malformed number too)
+ * or no server.
  */
 #include <config.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -16,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -165,17 +168,76 @@ kv (const char *arg, const char *key)
   return NULL;
 }
 
+/* A size or count, read as the server and the configuration file read
+ * them (ic_parse_size in config/parse.c): a decimal number with an
+ * optional suffix K, M, G, T, P (powers of 1024, also KiB, KB...) or s
+ * (512-byte sectors), at most 2^64-1.  No octal, no hex, no sign: those,
+ * and anything too large, are usage errors.  Sent as a JSON integer.
+ */
 static void
-add_size (struct json_object *req, const char *field, const char *value)
+add_size (struct json_object *req, const char *field, const char *what,
+          const char *value)
+{
+  static const struct { const char *suffix; unsigned int shift; } units[] = {
+    { "", 0 }, { "b", 0 },
+    { "s", 9 },
+    { "k", 10 }, { "kb", 10 }, { "kib", 10 },
+    { "m", 20 }, { "mb", 20 }, { "mib", 20 },
+    { "g", 30 }, { "gb", 30 }, { "gib", 30 },
+    { "t", 40 }, { "tb", 40 }, { "tib", 40 },
+    { "p", 50 }, { "pb", 50 }, { "pib", 50 },
+  };
+  char *end;
+  unsigned long long v;
+  size_t i;
+
+  if (!isdigit ((unsigned char) value[0]))
+    goto bad;
+  errno = 0;
+  v = strtoull (value, &end, 10);
+  if (errno == ERANGE)
+    goto too_large;
+  if (errno)
+    goto bad;
+  for (i = 0; i < sizeof units / sizeof units[0]; i++)
+    if (strcasecmp (end, units[i].suffix) == 0) {
+      if (units[i].shift && v > (UINT64_MAX >> units[i].shift))
+        goto too_large;
+      json_object_object_add (req, field, json_object_new_uint64
+                              ((uint64_t) v << units[i].shift));
+      return;
+    }
+bad:
+  fprintf (stderr, "inlinecryptctl: %s%s: expected a decimal number with an "
+           "optional K, M, G, T, P or s suffix\n", what, value);
+  exit (2);
+too_large:
+  fprintf (stderr, "inlinecryptctl: %s%s: too large (at most "
+           "18446744073709551615)\n", what, value);
+  exit (2);
+}
+
+/* A probability: a decimal number from 0 to 1. */
+static void
+add_prob (struct json_object *req, const char *field, const char *what,
+          const char *value)
 {
   char *end;
-  unsigned long long n = strtoull (value, &end, 0);
+  double p;
 
-  /* Plain numbers as numbers; sizes with suffixes as strings. */
-  if (*value && !*end && value[0] != '-')
-    json_object_object_add (req, field, json_object_new_uint64 (n));
-  else
-    json_object_object_add (req, field, json_object_new_string (value));
+  /* strtod would also take hex, "inf", "nan" and leading blanks. */
+  if (!*value || strspn (value, "0123456789.eE+-") != strlen (value))
+    goto bad;
+  errno = 0;
+  p = strtod (value, &end);
+  if (errno || *end || !(p >= 0 && p <= 1))
+    goto bad;
+  json_object_object_add (req, field, json_object_new_double (p));
+  return;
+bad:
+  fprintf (stderr, "inlinecryptctl: %s%s: expected a decimal number from 0 "
+           "to 1\n", what, value);
+  exit (2);
 }
 
 static void
@@ -224,9 +286,9 @@ build_request (int argc, char **argv, char **secret, size_t *secret_cap)
         if ((v = kv (argv[i], "mode")))
           add_str (req, "mode", v);
         else if ((v = kv (argv[i], "data-unit-size")))
-          add_size (req, "data_unit_size", v);
+          add_size (req, "data_unit_size", "data-unit-size=", v);
         else if ((v = kv (argv[i], "dun-bytes")))
-          add_size (req, "dun_bytes", v);
+          add_size (req, "dun_bytes", "dun-bytes=", v);
         else if ((v = kv (argv[i], "type")))
           add_str (req, "type", v);
         else if ((v = kv (argv[i], "engine")))
@@ -255,7 +317,7 @@ build_request (int argc, char **argv, char **secret, size_t *secret_cap)
         else if ((v = kv (argv[i], "device")))
           add_str (req, "device", v);
         else if ((v = kv (argv[i], "capacity")))
-          add_size (req, "capacity", v);
+          add_size (req, "capacity", "capacity=", v);
         else if ((v = kv (argv[i], "key")) &&
                  strcmp (argv[1], "import") == 0) {
           *secret = read_key (v, secret_cap);
@@ -321,8 +383,8 @@ build_request (int argc, char **argv, char **secret, size_t *secret_cap)
     NEED (5);
     add_str (req, "cmd", "map");
     add_str (req, "export", argv[1]);
-    add_size (req, "offset", argv[2]);
-    add_size (req, "length", argv[3]);
+    add_size (req, "offset", "map: OFFSET=", argv[2]);
+    add_size (req, "length", "map: LENGTH=", argv[3]);
     for (i = 4; i < argc; i++) {
       if (strcmp (argv[i], "none") == 0)
         json_object_object_add (req, "key", NULL);
@@ -389,22 +451,21 @@ build_request (int argc, char **argv, char **secret, size_t *secret_cap)
                        "'%s'", argv[i]);
           add_str (req, "errno", kv (comma + 1, "errno"));
         }
-        add_size (req, "program_fail", copy);
+        add_size (req, "program_fail", "program-fail=", copy);
         free (copy);
       }
       else if ((v = kv (argv[i], "errno")))
         add_str (req, "errno", v);
       else if ((v = kv (argv[i], "program-fail-prob")))
-        json_object_object_add (req, "program_fail_prob",
-                                json_object_new_double (atof (v)));
+        add_prob (req, "program_fail_prob", "program-fail-prob=", v);
       else if ((v = kv (argv[i], "program-delay-us")))
-        add_size (req, "program_delay_us", v);
+        add_size (req, "program_delay_us", "program-delay-us=", v);
       else if ((v = kv (argv[i], "io-error")))
         add_str (req, "io_error", v);
       else if ((v = kv (argv[i], "io-delay-us")))
-        add_size (req, "io_delay_us", v);
+        add_size (req, "io_delay_us", "io-delay-us=", v);
       else if ((v = kv (argv[i], "count")))
-        add_size (req, "count", v);
+        add_size (req, "count", "count=", v);
       else
         die_usage ("fault: unknown argument '%s'", argv[i]);
     }
@@ -415,7 +476,7 @@ build_request (int argc, char **argv, char **secret, size_t *secret_cap)
     add_str (req, "device", argv[1]);
     for (i = 2; i < argc; i++)
       if ((v = kv (argv[i], "timeout-ms")))
-        add_size (req, "timeout_ms", v);
+        add_size (req, "timeout_ms", "timeout-ms=", v);
       else
         die_usage ("wait-resync: unknown argument '%s'", argv[i]);
   }

@@ -114,7 +114,25 @@ set +e
 ctl frobnicate; test $? = 2 || exit 1
 ctl key add kx key=deadbeef; test $? = 2 || exit 1
 ctl evict nokey; test $? = 1 || exit 1
+# Numbers are read as the server and the configuration file read them:
+# decimal, so 0100000 is 100000 (unaligned: the server refuses it), not
+# octal 32768; 0x1000, more than 2^64-1 and a bad probability are usage
+# errors.
+ctl map vol0 0100000 4096 key=k1 2> $d/err; test $? = 1 || exit 1
+grep -F 'range 100000+4096 is not aligned' $d/err || exit 1
+ctl map vol0 0x1000 4096 key=k1 2> $d/err; test $? = 2 || exit 1
+grep -F 'OFFSET=0x1000: expected a decimal number' $d/err || exit 1
+ctl map vol0 4096 99999999999999999999 key=k1 2> $d/err; test $? = 2 || exit 1
+grep -F 'LENGTH=99999999999999999999: too large' $d/err || exit 1
+ctl fault d1 io-delay-us=1e3 2> $d/err; test $? = 2 || exit 1
+for p in abc 0.5x 1.5 -0.1 0x1p-1 inf ''; do
+    ctl fault ufs program-fail-prob=$p 2> $d/err; test $? = 2 || exit 1
+    grep -F "program-fail-prob=$p: expected a decimal number from 0 to 1" \
+        $d/err || exit 1
+done
 set -e
+ctl fault ufs program-fail-prob=0.25
+ctl fault ufs clear
 
 # Hostile requests: each gets an error reply on the same connection, which
 # then still answers, and I/O goes on.
