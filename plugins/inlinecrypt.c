@@ -124,6 +124,16 @@ inlinecrypt_config (const char *key, const char *value)
       return -1;
     }
 
+    /* The key itself: nbdkit has shown it already (with -v it logs every
+     * parameter before the plugin sees it, and has no way to mark one
+     * secret), and it is in the command line for ps as long as we run.
+     * Say so where it shows; the manual says it too.
+     */
+    if (value[0] != '+' && value[0] != '-')
+      nbdkit_debug ("key=: the key was given on the command line, so it is "
+                    "in this log and visible to ps; use key=+FILE or key=- "
+                    "instead");
+
     /* +FILE, - and -FD, like every nbdkit secret.  A file and a file
      * descriptor are read straight into locked memory: nbdkit reads them
      * through a FILE whose buffer it frees with the key still in it.
