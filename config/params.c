@@ -57,6 +57,7 @@ struct ic_params {
   char *control;
   char *config;
   const char *first_set;        /* first parameter but config, control */
+  unsigned int given;           /* bit i: known[i] was taken */
 };
 
 static const char *const known[] = {
@@ -64,16 +65,37 @@ static const char *const known[] = {
   "dun-base", "keyslots", "engine-modes", "max-dun-bytes", "program-us",
   "fallback-keyslots", "fallback", "control", "config", NULL,
 };
+_Static_assert (sizeof known / sizeof known[0] - 1 <= 32,
+                "struct ic_params.given has one bit per parameter");
+
+/* The index of @key in known[], or -1. */
+static int
+known_index (const char *key)
+{
+  int i;
+
+  for (i = 0; known[i]; i++)
+    if (strcmp (key, known[i]) == 0)
+      return i;
+  return -1;
+}
 
 bool
 ic_params_is_known (const char *key)
 {
-  size_t i;
+  return known_index (key) >= 0;
+}
 
-  for (i = 0; known[i]; i++)
-    if (strcmp (key, known[i]) == 0)
-      return true;
-  return false;
+int
+ic_params_check_once (const struct ic_params *p, const char *key)
+{
+  int i = known_index (key);
+
+  if (i >= 0 && (p->given & (1u << i))) {
+    ic_error ("%s=: given twice; each parameter is taken once", key);
+    return -EINVAL;
+  }
+  return 0;
 }
 
 struct ic_params *
@@ -156,21 +178,13 @@ set_uint (const char *what, const char *value, uint64_t min, uint64_t max,
   return r;
 }
 
-int
-ic_params_set (struct ic_params *p, const char *key, const char *value)
+/* Take @value for the known parameter @key. */
+static int
+set_one (struct ic_params *p, const char *what, const char *key,
+         const char *value)
 {
-  char what[64];
   int r;
 
-  snprintf (what, sizeof what, "%s=", key);
-  if (!p->first_set && ic_params_is_known (key) &&
-      strcmp (key, "config") != 0 && strcmp (key, "control") != 0) {
-    size_t i;
-
-    for (i = 0; known[i]; i++)
-      if (strcmp (key, known[i]) == 0)
-        p->first_set = known[i];
-  }
   if (strcmp (key, "size") == 0)
     return ic_parse_size (what, value, &p->size);
   if (strcmp (key, "file") == 0)
@@ -210,10 +224,33 @@ ic_params_set (struct ic_params *p, const char *key, const char *value)
     return ic_parse_bool (what, value, &p->fallback);
   if (strcmp (key, "control") == 0)
     return set_string (&p->control, value);
-  if (strcmp (key, "config") == 0)
-    return set_string (&p->config, value);
-  ic_error ("unknown parameter '%s'; see nbdkit inlinecrypt --help", key);
-  return -EINVAL;
+  return set_string (&p->config, value);
+}
+
+int
+ic_params_set (struct ic_params *p, const char *key, const char *value)
+{
+  int i = known_index (key);
+  char what[64];
+  int r;
+
+  if (i < 0) {
+    ic_error ("unknown parameter '%s'; see nbdkit inlinecrypt --help", key);
+    return -EINVAL;
+  }
+  /* A second size= or key= would silently replace the first. */
+  r = ic_params_check_once (p, key);
+  if (r < 0)
+    return r;
+  if (!p->first_set && strcmp (key, "config") != 0 &&
+      strcmp (key, "control") != 0)
+    p->first_set = known[i];
+  snprintf (what, sizeof what, "%s=", key);
+  r = set_one (p, what, key, value);
+  /* Marked once taken: a refused value leaves nothing to repeat. */
+  if (r == 0)
+    p->given |= 1u << i;
+  return r;
 }
 
 /* The DUN of the last data unit of an export of @size bytes must fit in

@@ -31,12 +31,21 @@ void ic_params_free (struct ic_params *params);
 
 /* Take one parameter.  For key=, @value is the hex text of the key
  * itself (the plugin reads +FILE, - and -FD with nbdkit_read_password);
- * it is decoded into locked memory and never echoed.
+ * it is decoded into locked memory and never echoed.  A parameter already
+ * taken is refused (ic_params_check_once()): none may be repeated.
  *
  * Return: 0, or -EINVAL with a message naming the parameter.
  */
 int ic_params_set (struct ic_params *params, const char *key,
                    const char *value);
+
+/* Refuse @key if ic_params_set() has taken it already.  The plugin asks
+ * before it reads key='s secret, so that a second key= is refused before
+ * a prompt or a read.
+ *
+ * Return: 0, or -EINVAL with a message naming the parameter.
+ */
+int ic_params_check_once (const struct ic_params *params, const char *key);
 
 /* True if @key is a parameter of the one-line form. */
 bool ic_params_is_known (const char *key);

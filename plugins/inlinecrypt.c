@@ -116,6 +116,11 @@ inlinecrypt_config (const char *key, const char *value)
     char *hex = NULL;
     struct stat st;
 
+    /* A second key= is refused before its secret is read or prompted
+     * for, not after.
+     */
+    if (ic_params_check_once (params, key) < 0)
+      return -1;
     if (value[0] == '+' && stat (value + 1, &st) == 0 &&
         S_ISREG (st.st_mode) && (st.st_mode & (S_IRWXG | S_IRWXO))) {
       nbdkit_error ("key=: key file %s is accessible by group or others "

@@ -87,6 +87,15 @@ refuse "max-dun-bytes=: expected a number from 1 to 32" \
 refuse "fallback-keyslots=: expected a number from 1 to 65536" \
     size=1M key=+$t.tmp/key64 fallback-keyslots=0
 refuse "unknown parameter 'colour'" size=1M key=+$t.tmp/key64 colour=red
+# A parameter given twice is refused, not replaced by the second.
+refuse "size=: given twice; each parameter is taken once" \
+    size=1M key=+$t.tmp/key64 size=2M
+refuse "key=: given twice; each parameter is taken once" \
+    size=1M key=+$t.tmp/key64 key=+$t.tmp/key32
+refuse "file=: given twice; each parameter is taken once" \
+    size=1M key=+$t.tmp/key64 file=$t.tmp/disk
+refuse "engine-modes=: given twice" \
+    size=1M key=+$t.tmp/key64 engine-modes=none engine-modes=none
 
 # The same bad key passed on a file descriptor is refused too.
 rm -f $t.tmp/disk
@@ -95,3 +104,16 @@ if nbdkit -U - $PLUGIN file=$t.tmp/disk size=1M key=-3 --run true \
     exit 1
 fi
 grep -F "key=: AES-256-XTS needs a key of exactly 64 bytes" $t.tmp/err
+
+# A second key= is refused before its secret is read: the descriptor of
+# the second (its offset shared with this shell's) stays unread.
+rm -f $t.tmp/disk
+exec 4< $t.tmp/key64
+if nbdkit -U - $PLUGIN file=$t.tmp/disk size=1M key=-3 key=-4 --run true \
+       3< $t.tmp/key64 2> $t.tmp/err; then
+    exit 1
+fi
+grep -E '^pos:[[:space:]]+0$' /proc/$$/fdinfo/4
+exec 4<&-
+grep -F "key=: given twice; each parameter is taken once" $t.tmp/err
+test ! -e $t.tmp/disk

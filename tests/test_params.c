@@ -532,8 +532,91 @@ START_TEST (test_control)
 
   ck_assert_ptr_null (ic_params_control (p));
   ck_assert_int_eq (ic_params_set (p, "control", "/a.sock"), 0);
-  ck_assert_int_eq (ic_params_set (p, "control", "/b.sock"), 0);
-  ck_assert_str_eq (ic_params_control (p), "/b.sock");
+  ck_assert_int_eq (ic_params_set (p, "control", "/b.sock"), -EINVAL);
+  assert_error_is ("control=: given twice; each parameter is taken once");
+  ck_assert_str_eq (ic_params_control (p), "/a.sock");
+  ic_params_free (p);
+}
+END_TEST
+
+/* ---- a parameter given twice ---- */
+
+/* A good value of every parameter, and another one. */
+static const struct {
+  const char *key;
+  const char *first;
+  const char *second;
+} twice_tvs[] = {
+  { "size", "1M", "2M" },
+  { "file", "a.img", "b.img" },
+  { "readonly", "true", "false" },
+  { "mode", "Adiantum", "SM4-XTS" },
+  { "key", KEY64, KEY32 },
+  { "data-unit-size", "512", "4096" },
+  { "dun-bytes", "4", "8" },
+  { "dun-base", "1", "2" },
+  { "keyslots", "2", "3" },
+  { "engine-modes", "none", "AES-256-XTS" },
+  { "max-dun-bytes", "4", "8" },
+  { "program-us", "1", "2" },
+  { "fallback-keyslots", "2", "3" },
+  { "fallback", "false", "true" },
+  { "control", "/a.sock", "/b.sock" },
+  { "config", "a.conf", "b.conf" },
+};
+
+START_TEST (test_twice)
+{
+  struct ic_params *p = ic_params_new ();
+  char expect[128];
+
+  ck_assert_int_eq (ic_params_set (p, twice_tvs[_i].key,
+                                   twice_tvs[_i].first), 0);
+  /* Refused before it is parsed: the same value too. */
+  ck_assert_int_eq (ic_params_set (p, twice_tvs[_i].key,
+                                   twice_tvs[_i].second), -EINVAL);
+  snprintf (expect, sizeof expect, "%s=: given twice; each parameter is "
+            "taken once", twice_tvs[_i].key);
+  assert_error_is (expect);
+  ck_assert_int_eq (ic_params_set (p, twice_tvs[_i].key,
+                                   twice_tvs[_i].first), -EINVAL);
+  ck_assert_int_eq (ic_params_check_once (p, twice_tvs[_i].key), -EINVAL);
+  assert_error_is (expect);
+  assert_no_key_bytes ();
+  ic_params_free (p);
+}
+END_TEST
+
+START_TEST (test_twice_keeps_first)
+{
+  static const char *const params[] = {
+    "size=1M", "key=" KEY64, "data-unit-size=512", NULL,
+  };
+  struct ic_params *p = ic_params_new ();
+  struct ic_graph *g;
+  size_t i;
+
+  /* Every parameter of the one-line form is in the table above. */
+  for (i = 0; i < ARRAY_SIZE (known_params); i++)
+    ck_assert_str_eq (twice_tvs[i].key, known_params[i]);
+  ck_assert_uint_eq (ARRAY_SIZE (twice_tvs), ARRAY_SIZE (known_params));
+
+  /* Not taken yet: nothing to refuse. */
+  ck_assert_int_eq (ic_params_check_once (p, "size"), 0);
+  ck_assert_int_eq (ic_params_check_once (p, "colour"), 0);
+  /* A refused value is not taken: nbdkit stops there anyway. */
+  ck_assert_int_eq (ic_params_set (p, "size", "1Q"), -EINVAL);
+  ck_assert_int_eq (ic_params_check_once (p, "size"), 0);
+  ck_assert_int_eq (set_all (p, params), -1);
+  ck_assert_int_eq (ic_params_set (p, "size", "2M"), -EINVAL);
+  ck_assert_int_eq (ic_params_set (p, "key", KEY32), -EINVAL);
+  ck_assert_int_eq (ic_params_set (p, "data-unit-size", "4096"), -EINVAL);
+  g = ic_params_build (p);
+  ck_assert_msg (g != NULL, "%s", ic_last_error ());
+  ck_assert_uint_eq (g->devices[0]->size, 1 * MiB);
+  assert_key_bytes (g->keys[0], KEY64);
+  ck_assert_uint_eq (g->keys[0]->crypto_cfg.data_unit_size, 512);
+  ic_graph_free (g);
   ic_params_free (p);
 }
 END_TEST
@@ -672,8 +755,12 @@ static const struct refusal refusals[] = {
     "large" },
   { { "size=5P", "key=" KEY64 }, false, EINVAL,
     "size=: disk: memory size 5629499534213120 is too large (at most 4 PiB)" },
-  { { "size=1M", "key=" KEY64, "key=" }, true, EINVAL,
+  { { "size=1M", "key=" }, true, EINVAL,
     "key=: expected hexadecimal digits, got nothing" },
+  { { "size=1M", "key=" KEY64, "size=2M" }, true, EINVAL,
+    "size=: given twice; each parameter is taken once" },
+  { { "size=1M", "key=" KEY64, "key=" KEY32 }, true, EINVAL,
+    "key=: given twice; each parameter is taken once" },
   { { "size=1M", "key=" KEY64 KEY16 }, true, E2BIG,
     "key=: 80 bytes is too long, at most 64 bytes are accepted" },
   { { "size=1M", "key=" KEY64, "readonly=maybe" }, true, EINVAL,
@@ -1381,6 +1468,12 @@ params_suite (void)
   tcase_add_test (tc, test_engine);
   tcase_add_test (tc, test_fallback);
   tcase_add_test (tc, test_control);
+  suite_add_tcase (s, tc);
+
+  tc = tcase_create ("twice");
+  tcase_add_checked_fixture (tc, setup, teardown);
+  tcase_add_loop_test (tc, test_twice, 0, ARRAY_SIZE (twice_tvs));
+  tcase_add_test (tc, test_twice_keeps_first);
   suite_add_tcase (s, tc);
 
   tc = tcase_create ("config");
