@@ -45,6 +45,8 @@ struct parser {
   unsigned int flags;
   struct ic_graph *g;
   char at[512];                 /* "path:line" of the current line */
+  unsigned int fallback_line;   /* of the fallback statement, 0: none yet */
+  unsigned int control_line;    /* of the control statement, 0: none yet */
 };
 
 /* An error at the current line. */
@@ -1012,12 +1014,18 @@ parse_map (struct parser *p, struct line *l, struct ic_export *exp,
   return r;
 }
 
-/* fallback [keyslots=N] [enabled=BOOL] */
+/* fallback [keyslots=N] [enabled=BOOL], once */
 static int
 parse_fallback (struct parser *p, struct line *l)
 {
   int r;
 
+  /* A second one would override the first, parameter by parameter. */
+  if (p->fallback_line)
+    return perr (p, EINVAL, "fallback: given twice (first at %s:%u); give "
+                 "keyslots= and enabled= on one fallback line", p->path,
+                 p->fallback_line);
+  p->fallback_line = l->lineno;
   make_params (l, 1);
   if ((r = get_uint (p, l, "fallback", "keyslots", 1,
                      IC_FALLBACK_MAX_KEYSLOTS,
@@ -1028,7 +1036,7 @@ parse_fallback (struct parser *p, struct line *l)
   return check_unused (p, l, "fallback", "keyslots= or enabled=");
 }
 
-/* control socket=PATH [mode=0600] */
+/* control socket=PATH [mode=0600], once */
 static int
 parse_control (struct parser *p, struct line *l)
 {
@@ -1038,6 +1046,10 @@ parse_control (struct parser *p, struct line *l)
   unsigned long m;
   int r;
 
+  if (p->control_line)
+    return perr (p, EINVAL, "control: given twice (first at %s:%u); the "
+                 "server has one control socket", p->path, p->control_line);
+  p->control_line = l->lineno;
   make_params (l, 1);
   if ((r = get (p, l, "control", "socket", &sock)) < 0 ||
       (r = get (p, l, "control", "mode", &mode)) < 0)
@@ -1053,7 +1065,6 @@ parse_control (struct parser *p, struct line *l)
                    "mode such as 0600", mode);
     p->g->control_mode = m;
   }
-  free (p->g->control_path);
   p->g->control_path = resolve (p, sock);
   if (!p->g->control_path)
     return perr (p, ENOMEM, "out of memory");

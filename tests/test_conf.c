@@ -657,10 +657,9 @@ START_TEST (test_control)
   ck_assert_uint_eq (g->control_mode, 0660);
   ic_graph_free (g);
 
-  /* Absolute stays; the last control line wins. */
-  g = parse ("control socket=a.sock mode=0\n"
-             "control socket=/run/ic.sock\n"
-             "leaf d0 memory size=1M\nexport v device=d0\nend\n");
+  /* Absolute stays. */
+  g = parse ("leaf d0 memory size=1M\nexport v device=d0\nend\n"
+             "control socket=/run/ic.sock mode=0\n");
   ck_assert_str_eq (g->control_path, "/run/ic.sock");
   ck_assert_uint_eq (g->control_mode, 0);
   ic_graph_free (g);
@@ -1222,6 +1221,12 @@ static const struct conf_error conf_errors[] = {
     "or enabled=", NULL },
   { "fallback off\n", 0, EINVAL,
     "test.conf:1: fallback: unknown parameter 'off'", NULL },
+  { "fallback keyslots=7\n\nfallback enabled=false\n", 0, EINVAL,
+    "test.conf:3: fallback: given twice (first at test.conf:1); give "
+    "keyslots= and enabled= on one fallback line", NULL },
+  { PRE "fallback\nexport vol0 device=d0 key=k1\nfallback keyslots=7\n", 0,
+    EINVAL, "test.conf:5: fallback: given twice (first at test.conf:3)",
+    NULL },
 
   /* control */
   { "control mode=0600\n", 0, EINVAL,
@@ -1240,6 +1245,11 @@ static const struct conf_error conf_errors[] = {
     "mode=", NULL },
   { "control socket=a socket=b\n", 0, EINVAL,
     "test.conf:1: control: socket= is given twice", NULL },
+  { "control socket=a.sock\n# another\ncontrol socket=b.sock mode=0660\n", 0,
+    EINVAL, "test.conf:3: control: given twice (first at test.conf:1); the "
+    "server has one control socket", NULL },
+  { PRE "control socket=a.sock\ncontrol socket=a.sock\n", 0, EINVAL,
+    "test.conf:4: control: given twice (first at test.conf:3)", NULL },
 };
 
 START_TEST (test_error)

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Every bad configuration file makes nbdkit refuse to start, with one
+# message naming file:line and what was expected; nothing is silently
+# accepted, overridden or cut.  The unit cases are in test_conf.c: these
+# go through nbdkit and the plugin as a user would.
+source ./functions.sh
+set -e -x
+
+requires_plugin
+
+t=test-config-refusals
+rm -rf $t.tmp && mkdir $t.tmp
+cleanup_fn rm -rf $t.tmp
+d=$(cd $t.tmp && pwd)
+random_key $d/k1 64
+
+# The first lines of every case.
+head='key k1 key=+k1
+leaf d0 memory size=1M'
+
+# Each case: the expected message after "$d/ic.conf:", then the rest of
+# the file on standard input.
+refuse ()
+{
+    local expect="$1"
+    { echo "$head"; cat; } > $d/ic.conf
+    if nbdkit -U - $PLUGIN config=$d/ic.conf --run true 2> $d/err; then
+        echo "FAIL: nbdkit started with:"
+        cat $d/ic.conf
+        exit 1
+    fi
+    cat $d/err
+    grep -F -- "$d/ic.conf:$expect" $d/err
+    fails grep -F -i "$(head -c 16 $d/k1)" $d/err
+}
+
+# Statements that may be given once.
+refuse "5: control: given twice (first at $d/ic.conf:3); the server has one control socket" <<'CONF'
+control socket=a.sock
+export vol0 device=d0 key=k1
+control socket=b.sock
+CONF
+refuse "4: fallback: given twice (first at $d/ic.conf:3); give keyslots= and enabled= on one fallback line" <<'CONF'
+fallback keyslots=7
+fallback enabled=false
+export vol0 device=d0 key=k1
+CONF
