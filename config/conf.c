@@ -174,6 +174,18 @@ get_flag (struct parser *p, struct line *l, const char *what,
   return 0;
 }
 
+/* True if parameter @key is on the line, taken or not. */
+static bool
+has_param (const struct line *l, const char *key)
+{
+  int i;
+
+  for (i = 0; i < l->nparams; i++)
+    if (strcmp (l->params[i].key, key) == 0)
+      return true;
+  return false;
+}
+
 /* Every parameter must have been taken. */
 static int
 check_unused (struct parser *p, struct line *l, const char *what,
@@ -743,7 +755,10 @@ parse_engine (struct parser *p, struct line *l)
 }
 
 /* leaf NAME memory|file=PATH|nbd=URI [size=] [engine=] [readonly=]
- *      [fallback=]
+ *      [fallback=] [timeout=]
+ *
+ * readonly= is for file= and nbd= leaves, timeout= for nbd= leaves: given
+ * to another kind they would be ignored, so they are refused.
  */
 static int
 parse_leaf (struct parser *p, struct line *l)
@@ -780,6 +795,12 @@ parse_leaf (struct parser *p, struct line *l)
   if (kinds != 1)
     return perr (p, EINVAL, "%s: expected exactly one of memory, file=PATH "
                  "or nbd=URI", what);
+  if (memory && has_param (l, "readonly"))
+    return perr (p, EINVAL, "%s: readonly= applies to file= and nbd= "
+                 "leaves, not to a memory leaf", what);
+  if (!nbd && has_param (l, "timeout"))
+    return perr (p, EINVAL, "%s: timeout= applies to nbd= leaves only, not "
+                 "to a %s leaf", what, memory ? "memory" : "file=");
   if (memory && size == 0)
     return perr (p, EINVAL, "%s: a memory leaf needs size=", what);
   if (engine_name) {

@@ -45,3 +45,18 @@ fallback keyslots=7
 fallback enabled=false
 export vol0 device=d0 key=k1
 CONF
+
+# Options that do not apply to a leaf's kind.
+refuse "3: leaf d1: readonly= applies to file= and nbd= leaves, not to a memory leaf" <<'CONF'
+leaf d1 memory size=1M readonly=true
+export vol0 device=d0 key=k1
+CONF
+refuse "3: leaf d1: timeout= applies to nbd= leaves only, not to a memory leaf" <<'CONF'
+leaf d1 memory size=1M timeout=5
+export vol0 device=d0 key=k1
+CONF
+refuse "3: leaf d1: timeout= applies to nbd= leaves only, not to a file= leaf" <<'CONF'
+leaf d1 file=d1.img size=1M timeout=5
+export vol0 device=d0 key=k1
+CONF
+test ! -e $d/d1.img

@@ -285,8 +285,7 @@ START_TEST (test_leaves)
   ck_assert_int_eq (truncate (path_in_dir ("ro.img"), 3 * MiB), 0);
   g = parse ("engine ufs keyslots=2\n"
              "leaf d0 file=d0.img size=1M engine=ufs\n"
-             "leaf d1 memory size=2M engine=ufs readonly=false "
-             "fallback=false\n"
+             "leaf d1 memory size=2M engine=ufs fallback=false\n"
              "leaf d2 memory size=4096s fallback=yes\n"
              "leaf d3 file=ro.img readonly=true\n"
              "export vol0 device=d0\n"
@@ -399,7 +398,7 @@ START_TEST (test_leaf_nbd)
   snprintf (text, sizeof text,
             "engine ufs\n"
             "leaf r0 nbd=%s readonly=true engine=ufs fallback=false\n"
-            "leaf r1 nbd=\"%s\" size=1M readonly=on\n"
+            "leaf r1 nbd=\"%s\" size=1M readonly=on timeout=5\n"
             "export vol0 device=r0\n"
             "end\n", nbd_uri, nbd_uri);
   g = parse (text);
@@ -1070,6 +1069,21 @@ static const struct conf_error conf_errors[] = {
   { PRE "leaf d1 file=d1.img readonly=maybe\n", 0, EINVAL,
     "test.conf:3: leaf d1: readonly=: expected true or false, got 'maybe'",
     NULL },
+  { PRE "leaf d1 memory size=1M readonly=true\n", 0, EINVAL,
+    "test.conf:3: leaf d1: readonly= applies to file= and nbd= leaves, not "
+    "to a memory leaf", NULL },
+  { PRE "leaf d1 memory size=1M readonly=false\n", 0, EINVAL,
+    "test.conf:3: leaf d1: readonly= applies to file= and nbd= leaves, not "
+    "to a memory leaf", NULL },
+  { PRE "leaf d1 memory size=1M timeout=5\n", 0, EINVAL,
+    "test.conf:3: leaf d1: timeout= applies to nbd= leaves only, not to a "
+    "memory leaf", NULL },
+  { PRE "leaf d1 file=d1.img size=1M timeout=0\n", 0, EINVAL,
+    "test.conf:3: leaf d1: timeout= applies to nbd= leaves only, not to a "
+    "file= leaf", NULL },
+  { PRE "leaf d1 memory size=1M timeout=x\n", 0, EINVAL,
+    "test.conf:3: leaf d1: timeout=: expected a number from 0 to 3600, got "
+    "'x'", NULL },
   { PRE "leaf d1 memory size=1M fallback=2\n", 0, EINVAL,
     "test.conf:3: leaf d1: fallback=: expected true or false, got '2'",
     NULL },
