@@ -33,7 +33,7 @@ const char ic_params_help[] =
   "fallback-keyslots=N      keyslots of the software fallback (100)\n"
   "fallback=BOOL            use the fallback when the engine cannot\n"
   "                         (default true; false: such I/O fails)\n"
-  "readonly=BOOL            open file= read-only\n"
+  "readonly=BOOL            open file= read-only (file= only)\n"
   "control=SOCKET           serve the control protocol on SOCKET\n"
   "config=FILE              read a configuration file instead";
 
@@ -284,6 +284,12 @@ check (struct ic_params *p)
   if (p->size == 0 && !p->file) {
     ic_error ("size=: give size= for a memory export or file= for a file "
               "export");
+    return -EINVAL;
+  }
+  /* Ignored by a memory export: refused, as the file refuses it. */
+  if (!p->file && (p->given & (1u << known_index ("readonly")))) {
+    ic_error ("readonly=: applies to file= exports only, not to a memory "
+              "export (nbdkit -r serves any export read-only)");
     return -EINVAL;
   }
   if (p->key_len < 0) {

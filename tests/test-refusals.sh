@@ -117,3 +117,11 @@ grep -E '^pos:[[:space:]]+0$' /proc/$$/fdinfo/4
 exec 4<&-
 grep -F "key=: given twice; each parameter is taken once" $t.tmp/err
 test ! -e $t.tmp/disk
+
+# readonly= is for file= only: a memory export would ignore it.
+if nbdkit -U - $PLUGIN size=1M key=+$t.tmp/key64 readonly=true --run true \
+       2> $t.tmp/err; then
+    exit 1
+fi
+grep -F "readonly=: applies to file= exports only, not to a memory export" \
+    $t.tmp/err

@@ -765,6 +765,12 @@ static const struct refusal refusals[] = {
     "key=: 80 bytes is too long, at most 64 bytes are accepted" },
   { { "size=1M", "key=" KEY64, "readonly=maybe" }, true, EINVAL,
     "readonly=: expected true or false, got 'maybe'" },
+  { { "size=1M", "key=" KEY64, "readonly=true" }, false, EINVAL,
+    "readonly=: applies to file= exports only, not to a memory export "
+    "(nbdkit -r serves any export read-only)" },
+  { { "readonly=false", "size=1M", "key=" KEY64 }, false, EINVAL,
+    "readonly=: applies to file= exports only, not to a memory export "
+    "(nbdkit -r serves any export read-only)" },
   { { "size=1M", "key=" KEY64, "fallback=2" }, true, EINVAL,
     "fallback=: expected true or false, got '2'" },
   { { "size=1M", "key=" KEY64, "program-us=10000001" }, true, EINVAL,
