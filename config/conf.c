@@ -939,6 +939,9 @@ parse_export (struct parser *p, struct line *l, struct ic_export **expp,
                  "is defined above", what, devname);
   if (base && !keyname)
     return perr (p, EINVAL, "%s: dun-base= needs key=", what);
+  if (desc && strlen (desc) > IC_EXPORT_DESCRIPTION_MAX)
+    return perr (p, EINVAL, "%s: description= is %zu bytes; NBD allows at "
+                 "most %d", what, strlen (desc), IC_EXPORT_DESCRIPTION_MAX);
   exp = ic_export_new (name, dev);
   if (!exp)
     return perr (p, ENOMEM, "out of memory");

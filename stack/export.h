@@ -68,10 +68,15 @@ struct ic_export_stats {
   uint64_t errors;
 };
 
+/* The longest description, in bytes: NBD's limit on its strings
+ * (NBD_MAX_STRING), which nbdkit enforces too.
+ */
+#define IC_EXPORT_DESCRIPTION_MAX 4096
+
 struct ic_export {
   /* public: */
   char name[64];
-  char description[256];
+  char description[IC_EXPORT_DESCRIPTION_MAX + 1];
   struct ic_device *dev;        /* not owned */
   uint64_t size;                /* == dev->size */
 

@@ -60,3 +60,9 @@ leaf d1 file=d1.img size=1M timeout=5
 export vol0 device=d0 key=k1
 CONF
 test ! -e $d/d1.img
+
+# A description longer than NBD allows is refused, not cut.
+long="$(printf 'description%.0s ' {1..341})tail!"
+refuse "3: export vol0: description= is 4097 bytes; NBD allows at most 4096" <<CONF
+export vol0 device=d0 key=k1 description="$long"
+CONF

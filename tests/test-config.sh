@@ -44,9 +44,12 @@ export vol0 device=top description="four keys and a plain gap"
   map 8M 4M key=k3 dun-base=7
   map 12M 4M key=k4 dun-base=0x10
 end
-export vol1 device=d1 key=k5
 control socket=ctl.sock
 CONF
+# A description as long as NBD allows (4096 bytes), served whole.
+long="$(printf 'description%.0s ' {1..341})tail"
+test ${#long} = 4096
+echo "export vol1 device=d1 key=k5 description=\"$long\"" >> $d/ic.conf
 start_nbdkit -P $d/pid -U $d/sock $PLUGIN config=$d/ic.conf
 uri0="nbd+unix:///vol0?socket=$d/sock"
 uri1="nbd+unix:///vol1?socket=$d/sock"
@@ -55,6 +58,7 @@ nbdinfo --list "nbd+unix://?socket=$d/sock" > $d/list
 grep 'export="vol0"' $d/list
 grep 'description: four keys and a plain gap' $d/list
 grep 'export="vol1"' $d/list
+grep -F "description: $long" $d/list
 # The default export is the first one.
 nbdinfo "nbd+unix://?socket=$d/sock" | grep 'export-size: 20971520'
 if nbdinfo "nbd+unix:///nosuch?socket=$d/sock" 2> $d/err; then exit 1; fi

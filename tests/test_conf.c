@@ -601,6 +601,41 @@ START_TEST (test_exports)
 }
 END_TEST
 
+/* A description is kept whole up to NBD's 4096 bytes, refused beyond. */
+START_TEST (test_description)
+{
+  static const char head[] = "leaf d0 memory size=1M\n"
+    "export vol0 device=d0 description=\"";
+  static const char tail[] = "\"\nend\n";
+  char desc[IC_EXPORT_DESCRIPTION_MAX + 2];
+  char text[sizeof head + sizeof desc + sizeof tail];
+  struct ic_graph *g;
+  size_t i;
+
+  ck_assert_int_eq (IC_EXPORT_DESCRIPTION_MAX, 4096);
+  /* Words and spaces, and a last character that a cut would lose. */
+  for (i = 0; i < IC_EXPORT_DESCRIPTION_MAX; i++)
+    desc[i] = i % 10 == 9 ? ' ' : 'a' + i % 26;
+  desc[IC_EXPORT_DESCRIPTION_MAX - 1] = 'Z';
+  desc[IC_EXPORT_DESCRIPTION_MAX] = '\0';
+  snprintf (text, sizeof text, "%s%s%s", head, desc, tail);
+  g = parse (text);
+  ck_assert_uint_eq (strlen (g->exports[0]->description),
+                     IC_EXPORT_DESCRIPTION_MAX);
+  ck_assert_str_eq (g->exports[0]->description, desc);
+  ic_graph_free (g);
+
+  /* One byte more. */
+  desc[IC_EXPORT_DESCRIPTION_MAX] = 'Y';
+  desc[IC_EXPORT_DESCRIPTION_MAX + 1] = '\0';
+  snprintf (text, sizeof text, "%s%s%s", head, desc, tail);
+  ck_assert_ptr_null (parse_flags (text, 0));
+  ck_assert_int_eq (errno, EINVAL);
+  ck_assert_str_eq (ic_last_error (), "test.conf:2: export vol0: "
+                    "description= is 4097 bytes; NBD allows at most 4096");
+}
+END_TEST
+
 /* ---- fallback and control ---- */
 
 START_TEST (test_fallback)
@@ -1325,6 +1360,7 @@ conf_suite (void)
   tc = tcase_create ("exports");
   tcase_add_checked_fixture (tc, setup, teardown);
   tcase_add_test (tc, test_exports);
+  tcase_add_test (tc, test_description);
   suite_add_tcase (s, tc);
 
   tc = tcase_create ("fallback");
