@@ -867,22 +867,15 @@ parse_device (struct parser *p, struct line *l, const char *table,
   if ((r = check_unused (p, l, what, "options=")) < 0)
     return r;
   if (opts) {
-    char *copy = strdup (opts);
-    char *save = NULL;
-    char *o;
+    static const char *const names[] = { "per_child_fallback", NULL };
+    static const unsigned int bits[] = { IC_TABLE_PER_CHILD_FALLBACK };
+    char w[1024];
 
-    if (!copy)
-      return perr (p, ENOMEM, "out of memory");
-    for (o = strtok_r (copy, ",", &save); o; o = strtok_r (NULL, ",", &save))
-      if (strcmp (o, "per_child_fallback") == 0)
-        options |= IC_TABLE_PER_CHILD_FALLBACK;
-      else {
-        r = perr (p, EINVAL, "%s: unknown option '%s'; expected "
-                  "per_child_fallback", what, o);
-        free (copy);
-        return r;
-      }
-    free (copy);
+    r = ic_parse_flag_list (value_what (p, what, "options", w, sizeof w),
+                            opts, "option", names, bits,
+                            "per_child_fallback", &options);
+    if (r < 0)
+      return r;
   }
   if (ic_graph_find_device (p->g, name))
     return perr (p, EEXIST, "%s: a device of that name is already defined",

@@ -159,102 +159,179 @@ ic_parse_data_unit_size (const char *what, const char *str,
   return data_unit_size (what, str, out);
 }
 
+/* Write "MODE:SIZE,..." for one mode, or "MODE" alone for every size. */
+static void
+format_mode (enum ic_crypto_mode_num m, unsigned int mask, char *buf,
+             size_t size)
+{
+  unsigned int one[IC_ENCRYPTION_MODE_MAX] = { 0 };
+
+  if (mask == IC_ALL_DATA_UNIT_SIZES) {
+    snprintf (buf, size, "%s", ic_crypto_mode_name (m));
+    return;
+  }
+  one[m] = mask;
+  ic_format_modes (one, buf, size);
+}
+
+/* One "MODE[:SIZE,...]" entry of the list @list into @modes; @entry is
+ * modified.
+ */
+static int
+parse_mode_entry (const char *what, const char *list, char *entry,
+                  unsigned int modes[IC_ENCRYPTION_MODE_MAX])
+{
+  char *sizes = strchr (entry, ':');
+  enum ic_crypto_mode_num m;
+  unsigned int mask = 0;
+  char *size;
+  int r;
+
+  if (!*entry) {
+    ic_error ("%s: empty mode entry in '%s' (a stray ';'); expected "
+              "MODE[:SIZE,...][;MODE...]", what, list);
+    return -EINVAL;
+  }
+  if (sizes)
+    *sizes++ = '\0';
+  r = ic_parse_mode (what, entry, &m);
+  if (r < 0)
+    return r;
+  if (!sizes)
+    mask = IC_ALL_DATA_UNIT_SIZES;
+  else if (!*sizes) {
+    ic_error ("%s: %s: expected data unit sizes after ':'", what,
+              ic_crypto_mode_name (m));
+    return -EINVAL;
+  }
+  while (sizes && (size = strsep (&sizes, ",")) != NULL) {
+    unsigned int du;
+
+    if (!*size) {
+      ic_error ("%s: empty data unit size in '%s' (a stray ','); expected "
+                "MODE:SIZE[,SIZE...]", what, list);
+      return -EINVAL;
+    }
+    r = data_unit_size (what, size, &du);
+    if (r < 0)
+      return r;
+    if (mask & du) {
+      ic_error ("%s: %s: data unit size %u is given twice", what,
+                ic_crypto_mode_name (m), du);
+      return -EINVAL;
+    }
+    mask |= du;
+  }
+  /* The syntax is one entry per mode, its sizes after one ':'; say what
+   * this one should have been.
+   */
+  if (modes[m]) {
+    char merged[128];
+
+    format_mode (m, modes[m] | mask, merged, sizeof merged);
+    ic_error ("%s: %s is given twice; give each mode once, with all its "
+              "data unit sizes: %s", what, ic_crypto_mode_name (m), merged);
+    return -EINVAL;
+  }
+  modes[m] = mask;
+  return 0;
+}
+
 int
 ic_parse_modes (const char *what, const char *str,
                 unsigned int modes[IC_ENCRYPTION_MODE_MAX])
 {
-  char *copy = strdup (str);
-  char *save1 = NULL;
-  char *item;
+  char *copy;
+  char *rest;
+  char *entry;
   int r = 0;
 
-  if (!copy)
-    return -ENOMEM;
   memset (modes, 0, IC_ENCRYPTION_MODE_MAX * sizeof modes[0]);
-  if (strcmp (str, "none") == 0) {
+  if (strcmp (str, "none") == 0)
     /* An engine that takes nothing: every context goes to the fallback. */
-    free (copy);
     return 0;
+  if (!*str) {
+    ic_error ("%s: expected MODE[:SIZE,...][;MODE...], got ''", what);
+    return -EINVAL;
   }
-  for (item = strtok_r (copy, ";", &save1); item && r == 0;
-       item = strtok_r (NULL, ";", &save1)) {
-    char *colon = strchr (item, ':');
-    enum ic_crypto_mode_num m;
+  copy = strdup (str);
+  if (!copy) {
+    ic_error ("%s: out of memory", what);
+    return -ENOMEM;
+  }
+  /* strsep, not strtok_r: an empty entry is an error, not skipped.  Each
+   * entry sets at least one size of its mode, so a list that passes
+   * names one mode at least.
+   */
+  rest = copy;
+  while (r == 0 && (entry = strsep (&rest, ";")) != NULL)
+    r = parse_mode_entry (what, str, entry, modes);
+  free (copy);
+  return r;
+}
 
-    if (colon)
-      *colon = '\0';
-    r = ic_parse_mode (what, item, &m);
-    if (r < 0)
+int
+ic_parse_flag_list (const char *what, const char *str, const char *noun,
+                    const char *const names[], const unsigned int bits[],
+                    const char *expected, unsigned int *out)
+{
+  char *copy;
+  char *rest;
+  char *item;
+  unsigned int mask = 0;
+  int r = 0;
+
+  if (!*str) {
+    ic_error ("%s: expected %s", what, expected);
+    return -EINVAL;
+  }
+  copy = strdup (str);
+  if (!copy) {
+    ic_error ("%s: out of memory", what);
+    return -ENOMEM;
+  }
+  rest = copy;
+  /* strsep, not strtok_r: an empty item is an error, not skipped. */
+  while (r == 0 && (item = strsep (&rest, ",")) != NULL) {
+    size_t i;
+
+    if (!*item) {
+      ic_error ("%s: empty item in '%s' (a stray ','); expected %s", what,
+                str, expected);
+      r = -EINVAL;
       break;
-    if (!colon)
-      modes[m] = IC_ALL_DATA_UNIT_SIZES;
-    else {
-      char *save2 = NULL;
-      char *size;
-
-      if (!colon[1]) {
-        ic_error ("%s: %s: expected data unit sizes after ':'", what,
-                  ic_crypto_mode_name (m));
-        r = -EINVAL;
-        break;
-      }
-      for (size = strtok_r (colon + 1, ",", &save2); size && r == 0;
-           size = strtok_r (NULL, ",", &save2)) {
-        unsigned int du;
-
-        r = data_unit_size (what, size, &du);
-        if (r == 0)
-          modes[m] |= du;
-      }
     }
-  }
-  if (r == 0) {
-    int m;
-
-    for (m = 1; m < IC_ENCRYPTION_MODE_MAX && !modes[m]; m++)
+    for (i = 0; names[i] && strcmp (item, names[i]) != 0; i++)
       ;
-    if (m == IC_ENCRYPTION_MODE_MAX) {
-      ic_error ("%s: expected MODE[:SIZE,...][;MODE...], got '%s'", what,
-                str);
+    if (!names[i]) {
+      ic_error ("%s: unknown %s '%s'; expected %s", what, noun, item,
+                expected);
       r = -EINVAL;
     }
+    else if (mask & bits[i]) {
+      ic_error ("%s: %s '%s' is given twice", what, noun, item);
+      r = -EINVAL;
+    }
+    else
+      mask |= bits[i];
   }
   free (copy);
+  if (r == 0)
+    *out = mask;
   return r;
 }
 
 int
 ic_parse_key_types (const char *what, const char *str, unsigned int *out)
 {
-  char *copy = strdup (str);
-  char *save = NULL;
-  char *item;
-  unsigned int mask = 0;
-  int r = 0;
+  static const char *const names[] = { "raw", "hw_wrapped", NULL };
+  static const unsigned int bits[] = {
+    IC_CRYPTO_KEY_TYPE_RAW, IC_CRYPTO_KEY_TYPE_HW_WRAPPED,
+  };
 
-  if (!copy)
-    return -ENOMEM;
-  for (item = strtok_r (copy, ",", &save); item;
-       item = strtok_r (NULL, ",", &save)) {
-    if (strcmp (item, "raw") == 0)
-      mask |= IC_CRYPTO_KEY_TYPE_RAW;
-    else if (strcmp (item, "hw_wrapped") == 0)
-      mask |= IC_CRYPTO_KEY_TYPE_HW_WRAPPED;
-    else {
-      ic_error ("%s: unknown key type '%s'; expected raw, hw_wrapped or "
-                "both, comma-separated", what, item);
-      r = -EINVAL;
-      break;
-    }
-  }
-  if (r == 0 && mask == 0) {
-    ic_error ("%s: expected raw, hw_wrapped or both", what);
-    r = -EINVAL;
-  }
-  free (copy);
-  if (r == 0)
-    *out = mask;
-  return r;
+  return ic_parse_flag_list (what, str, "key type", names, bits,
+                             "raw, hw_wrapped or both, comma-separated",
+                             out);
 }
 
 void

@@ -39,12 +39,26 @@ int ic_parse_data_unit_size (const char *what, const char *str,
 
 /* A capability list "MODE:SIZE,SIZE;MODE:SIZE" into per-mode masks of data
  * unit sizes (bit i => 2^i bytes).  A mode without ":" gets every size from
- * 512 to 65536.  Modes not named get 0; "none" names none.
+ * 512 to 65536.  Modes not named get 0; "none" names none.  Each mode is
+ * named once, with all its sizes ("AES-256-XTS:512;AES-256-XTS:4096" is
+ * refused, the message giving "AES-256-XTS:512,4096"); an empty entry or
+ * size (a stray ';' or ',') and a size given twice are refused.
  */
 int ic_parse_modes (const char *what, const char *str,
                     unsigned int modes[IC_ENCRYPTION_MODE_MAX]);
 
-/* Key types "raw", "hw_wrapped" or both, comma-separated, into a mask. */
+/* A comma-separated list of names from @names (NULL-terminated) into a
+ * mask: names[i] sets @bits[i].  Unknown names, empty items ("raw,") and
+ * names given twice are refused; @noun is what an item is called in
+ * messages ("key type"), @expected what the list may hold.
+ */
+int ic_parse_flag_list (const char *what, const char *str, const char *noun,
+                        const char *const names[], const unsigned int bits[],
+                        const char *expected, unsigned int *out);
+
+/* Key types "raw", "hw_wrapped" or both, comma-separated, into a mask
+ * (ic_parse_flag_list()).
+ */
 int ic_parse_key_types (const char *what, const char *str,
                         unsigned int *out);
 

@@ -66,3 +66,30 @@ long="$(printf 'description%.0s ' {1..341})tail!"
 refuse "3: export vol0: description= is 4097 bytes; NBD allows at most 4096" <<CONF
 export vol0 device=d0 key=k1 description="$long"
 CONF
+
+# Lists: no empty item (a stray separator), nothing given twice.
+refuse "3: engine e: modes=: empty data unit size in 'AES-256-XTS:4096,' (a stray ','); expected MODE:SIZE[,SIZE...]" <<'CONF'
+engine e modes=AES-256-XTS:4096,
+CONF
+refuse "3: engine e: modes=: empty mode entry in 'AES-256-XTS:4096;;SM4-XTS' (a stray ';')" <<'CONF'
+engine e modes=AES-256-XTS:4096;;SM4-XTS
+CONF
+refuse "3: engine e: modes=: AES-256-XTS is given twice; give each mode once, with all its data unit sizes: AES-256-XTS:512,4096" <<'CONF'
+engine e modes=AES-256-XTS:512;AES-256-XTS:4096
+CONF
+refuse "3: engine e: key-types=: empty item in 'raw,' (a stray ',')" <<'CONF'
+engine e key-types=raw,
+CONF
+refuse "3: engine e: key-types=: key type 'raw' is given twice" <<'CONF'
+engine e key-types=raw,raw
+CONF
+refuse "3: device top: options=: empty item in 'per_child_fallback,' (a stray ',')" <<'CONF'
+device top options=per_child_fallback,
+  0 2048 linear d0 0
+end
+CONF
+refuse "3: device top: options=: option 'per_child_fallback' is given twice" <<'CONF'
+device top options=per_child_fallback,per_child_fallback
+  0 2048 linear d0 0
+end
+CONF

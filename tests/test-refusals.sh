@@ -82,6 +82,10 @@ refuse "engine-modes=: unknown mode 'AES'" \
     size=1M key=+$t.tmp/key64 engine-modes=AES:4096
 refuse "engine-modes=: expected a data unit size" \
     size=1M key=+$t.tmp/key64 'engine-modes=AES-256-XTS:4000'
+refuse "engine-modes=: empty data unit size in 'AES-256-XTS:4096,'" \
+    size=1M key=+$t.tmp/key64 'engine-modes=AES-256-XTS:4096,'
+refuse "engine-modes=: AES-256-XTS is given twice; give each mode once, with all its data unit sizes: AES-256-XTS:512,4096" \
+    size=1M key=+$t.tmp/key64 'engine-modes=AES-256-XTS:512;AES-256-XTS:4096'
 refuse "max-dun-bytes=: expected a number from 1 to 32" \
     size=1M key=+$t.tmp/key64 max-dun-bytes=33
 refuse "fallback-keyslots=: expected a number from 1 to 65536" \

@@ -1052,9 +1052,25 @@ static const struct conf_error conf_errors[] = {
   { "engine e key-types=aes\n", 0, EINVAL,
     "test.conf:1: engine e: key-types=: unknown key type 'aes'; expected "
     "raw, hw_wrapped or both, comma-separated", NULL },
-  { "engine e key-types=,\n", 0, EINVAL,
+  { "engine e key-types=\n", 0, EINVAL,
     "test.conf:1: engine e: key-types=: expected raw, hw_wrapped or both",
     NULL },
+  { "engine e key-types=raw,\n", 0, EINVAL,
+    "test.conf:1: engine e: key-types=: empty item in 'raw,' (a stray ','); "
+    "expected raw, hw_wrapped or both, comma-separated", NULL },
+  { "engine e key-types=raw,raw\n", 0, EINVAL,
+    "test.conf:1: engine e: key-types=: key type 'raw' is given twice",
+    NULL },
+  { "engine e modes=AES-256-XTS:4096,\n", 0, EINVAL,
+    "test.conf:1: engine e: modes=: empty data unit size in "
+    "'AES-256-XTS:4096,' (a stray ','); expected MODE:SIZE[,SIZE...]", NULL },
+  { "engine e modes=AES-256-XTS:4096;;SM4-XTS\n", 0, EINVAL,
+    "test.conf:1: engine e: modes=: empty mode entry in "
+    "'AES-256-XTS:4096;;SM4-XTS' (a stray ';'); expected "
+    "MODE[:SIZE,...][;MODE...]", NULL },
+  { "engine e modes=AES-256-XTS:512;AES-256-XTS:4096\n", 0, EINVAL,
+    "test.conf:1: engine e: modes=: AES-256-XTS is given twice; give each "
+    "mode once, with all its data unit sizes: AES-256-XTS:512,4096", NULL },
   { "engine e key-types=raw,hw_wrapped\n", 0, EINVAL,
     "test.conf:1: engine e: key-types=hw_wrapped: expected "
     "wrapping-key=FILE, the key manager's long-term wrapping key", NULL },
@@ -1143,8 +1159,18 @@ static const struct conf_error conf_errors[] = {
 
   /* device */
   { PRE "device top options=fast\n0 2048 linear d0 0\nend\n", 0, EINVAL,
-    "test.conf:3: device top: unknown option 'fast'; expected "
+    "test.conf:3: device top: options=: unknown option 'fast'; expected "
     "per_child_fallback", NULL },
+  { PRE "device top options=per_child_fallback,\n0 2048 linear d0 0\nend\n",
+    0, EINVAL, "test.conf:3: device top: options=: empty item in "
+    "'per_child_fallback,' (a stray ','); expected per_child_fallback",
+    NULL },
+  { PRE "device top options=\n0 2048 linear d0 0\nend\n", 0, EINVAL,
+    "test.conf:3: device top: options=: expected per_child_fallback", NULL },
+  { PRE "device top options=per_child_fallback,per_child_fallback\n"
+    "0 2048 linear d0 0\nend\n", 0, EINVAL,
+    "test.conf:3: device top: options=: option 'per_child_fallback' is "
+    "given twice", NULL },
   { PRE "device top colour=red\n0 2048 linear d0 0\nend\n", 0, EINVAL,
     "test.conf:3: device top: unknown parameter 'colour'; expected options=",
     NULL },

@@ -785,6 +785,13 @@ static const struct refusal refusals[] = {
     "engine-modes=: expected MODE[:SIZE,...][;MODE...], got ''" },
   { { "size=1M", "key=" KEY64, "engine-modes=SM4-XTS:" }, true, EINVAL,
     "engine-modes=: SM4-XTS: expected data unit sizes after ':'" },
+  { { "size=1M", "key=" KEY64, "engine-modes=AES-256-XTS:4096," }, true,
+    EINVAL, "engine-modes=: empty data unit size in 'AES-256-XTS:4096,' (a "
+    "stray ','); expected MODE:SIZE[,SIZE...]" },
+  { { "size=1M", "key=" KEY64, "engine-modes=AES-256-XTS:512;"
+      "AES-256-XTS:4096" }, true, EINVAL, "engine-modes=: AES-256-XTS is "
+    "given twice; give each mode once, with all its data unit sizes: "
+    "AES-256-XTS:512,4096" },
   { { "size=1M", "key=" KEY64, "dun-base=" DUN_2_256_DEC }, true, EINVAL,
     "dun-base=: DUN '" DUN_2_256_DEC "' does not fit in 256 bits" },
   { { "size=1M", "key=" KEY64, "dun-base=0x1" F16 F16 F16 F16 }, true,
@@ -1136,12 +1143,36 @@ static const struct modes_tv modes_tvs[] = {
     NULL },
   { "AES-128-CBC-ESSIV:4096;SM4-XTS:512,1024;Adiantum:65536",
     { [ESSIV] = 4096, [SM4] = 512 | 1024, [ADI] = 65536 }, NULL },
-  /* A mode named twice takes both lists. */
-  { "SM4-XTS:512;SM4-XTS:4096", { [SM4] = 512 | 4096 }, NULL },
-  { "AES-256-XTS;", { [XTS] = ALL }, NULL },
+  { "Adiantum:65536,512;SM4-XTS", { [ADI] = 512 | 65536, [SM4] = ALL },
+    NULL },
   { "none", { 0 }, NULL },
   { "", { 0 }, "m=: expected MODE[:SIZE,...][;MODE...], got ''" },
-  { ";", { 0 }, "m=: expected MODE[:SIZE,...][;MODE...], got ';'" },
+  /* Empty entries and sizes: a stray separator. */
+  { ";", { 0 }, "m=: empty mode entry in ';' (a stray ';'); expected "
+    "MODE[:SIZE,...][;MODE...]" },
+  { "AES-256-XTS;", { 0 }, "m=: empty mode entry in 'AES-256-XTS;' (a "
+    "stray ';'); expected MODE[:SIZE,...][;MODE...]" },
+  { ";AES-256-XTS", { 0 }, "m=: empty mode entry in ';AES-256-XTS'" },
+  { "AES-256-XTS:4096;;SM4-XTS", { 0 }, "m=: empty mode entry in "
+    "'AES-256-XTS:4096;;SM4-XTS' (a stray ';'); expected "
+    "MODE[:SIZE,...][;MODE...]" },
+  { "AES-256-XTS:4096,", { 0 }, "m=: empty data unit size in "
+    "'AES-256-XTS:4096,' (a stray ','); expected MODE:SIZE[,SIZE...]" },
+  { "AES-256-XTS:,4096", { 0 }, "m=: empty data unit size in "
+    "'AES-256-XTS:,4096'" },
+  { "AES-256-XTS:512,,4096;SM4-XTS", { 0 }, "m=: empty data unit size in "
+    "'AES-256-XTS:512,,4096;SM4-XTS'" },
+  /* Given twice: a mode, whose sizes go in one entry, or a size. */
+  { "AES-256-XTS:512;AES-256-XTS:4096", { 0 }, "m=: AES-256-XTS is given "
+    "twice; give each mode once, with all its data unit sizes: "
+    "AES-256-XTS:512,4096" },
+  { "SM4-XTS:4096;Adiantum;SM4-XTS:512,4096", { 0 }, "m=: SM4-XTS is given "
+    "twice; give each mode once, with all its data unit sizes: "
+    "SM4-XTS:512,4096" },
+  { "Adiantum;adiantum:4096", { 0 }, "m=: Adiantum is given twice; give "
+    "each mode once, with all its data unit sizes: Adiantum" },
+  { "AES-256-XTS:4096,4K", { 0 }, "m=: AES-256-XTS: data unit size 4096 is "
+    "given twice" },
   { "AES", { 0 }, "m=: unknown mode 'AES'" },
   { "none;AES-256-XTS", { 0 }, "m=: unknown mode 'none'" },
   { "AES-256-XTS:", { 0 }, "m=: AES-256-XTS: expected data unit sizes after "
@@ -1229,14 +1260,28 @@ START_TEST (test_parse_key_types)
   ck_assert_uint_eq (t, IC_CRYPTO_KEY_TYPE_HW_WRAPPED);
   ck_assert_int_eq (ic_parse_key_types ("t=", "hw_wrapped,raw", &t), 0);
   ck_assert_uint_eq (t, IC_CRYPTO_KEY_TYPE_RAW | IC_CRYPTO_KEY_TYPE_HW_WRAPPED);
-  ck_assert_int_eq (ic_parse_key_types ("t=", "raw,,raw", &t), 0);
-  ck_assert_uint_eq (t, IC_CRYPTO_KEY_TYPE_RAW);
 
   t = 99;
   ck_assert_int_eq (ic_parse_key_types ("t=", "", &t), -EINVAL);
-  assert_error_is ("t=: expected raw, hw_wrapped or both");
+  assert_error_is ("t=: expected raw, hw_wrapped or both, comma-separated");
+  /* Empty items: a stray ','. */
   ck_assert_int_eq (ic_parse_key_types ("t=", ",", &t), -EINVAL);
-  assert_error_is ("t=: expected raw, hw_wrapped or both");
+  assert_error_is ("t=: empty item in ',' (a stray ','); expected raw, "
+                   "hw_wrapped or both, comma-separated");
+  ck_assert_int_eq (ic_parse_key_types ("t=", "raw,", &t), -EINVAL);
+  assert_error_is ("t=: empty item in 'raw,' (a stray ','); expected raw, "
+                   "hw_wrapped or both, comma-separated");
+  ck_assert_int_eq (ic_parse_key_types ("t=", ",raw", &t), -EINVAL);
+  assert_error_starts ("t=: empty item in ',raw'");
+  ck_assert_int_eq (ic_parse_key_types ("t=", "raw,,hw_wrapped", &t),
+                    -EINVAL);
+  assert_error_starts ("t=: empty item in 'raw,,hw_wrapped'");
+  /* Given twice. */
+  ck_assert_int_eq (ic_parse_key_types ("t=", "raw,raw", &t), -EINVAL);
+  assert_error_is ("t=: key type 'raw' is given twice");
+  ck_assert_int_eq (ic_parse_key_types ("t=", "hw_wrapped,raw,hw_wrapped",
+                                        &t), -EINVAL);
+  assert_error_is ("t=: key type 'hw_wrapped' is given twice");
   ck_assert_int_eq (ic_parse_key_types ("t=", "raw,wrapped", &t), -EINVAL);
   assert_error_is ("t=: unknown key type 'wrapped'; expected raw, "
                    "hw_wrapped or both, comma-separated");
