@@ -1059,7 +1059,6 @@ parse_control (struct parser *p, struct line *l)
 {
   const char *sock;
   const char *mode;
-  char *end;
   unsigned long m;
   int r;
 
@@ -1076,8 +1075,11 @@ parse_control (struct parser *p, struct line *l)
   if (!sock)
     return perr (p, EINVAL, "control: expected socket=PATH");
   if (mode) {
-    m = strtoul (mode, &end, 8);
-    if (*end || !*mode || m > 0777)
+    /* Octal digits only: strtoul would also take white space and a sign
+     * ("+600", " 600", "-0").
+     */
+    if (!*mode || strspn (mode, "01234567") != strlen (mode) ||
+        (m = strtoul (mode, NULL, 8)) > 0777)
       return perr (p, EINVAL, "control: mode=%s: expected an octal file "
                    "mode such as 0600", mode);
     p->g->control_mode = m;

@@ -93,3 +93,11 @@ device top options=per_child_fallback,per_child_fallback
   0 2048 linear d0 0
 end
 CONF
+
+# A control socket's mode is octal digits only.
+refuse "3: control: mode=+600: expected an octal file mode such as 0600" <<'CONF'
+control socket=ctl.sock mode=+600
+CONF
+refuse "3: control: mode= 600: expected an octal file mode such as 0600" <<'CONF'
+control socket=ctl.sock mode=" 600"
+CONF

@@ -698,6 +698,16 @@ START_TEST (test_control)
   ck_assert_uint_eq (g->control_mode, 0);
   ic_graph_free (g);
 
+  /* Octal without the leading 0, and with more. */
+  g = parse ("leaf d0 memory size=1M\nexport v device=d0\nend\n"
+             "control socket=s mode=640\n");
+  ck_assert_uint_eq (g->control_mode, 0640);
+  ic_graph_free (g);
+  g = parse ("leaf d0 memory size=1M\nexport v device=d0\nend\n"
+             "control socket=s mode=000777\n");
+  ck_assert_uint_eq (g->control_mode, 0777);
+  ic_graph_free (g);
+
   /* No directory: paths stay as written. */
   text = "control socket=s.sock\nleaf d0 memory size=1M\n"
     "export v device=d0\nend\n";
@@ -1315,6 +1325,25 @@ static const struct conf_error conf_errors[] = {
     "test.conf:1: control: mode=rw: expected an octal file mode", NULL },
   { "control socket=s mode=\n", 0, EINVAL,
     "test.conf:1: control: mode=: expected an octal file mode", NULL },
+  { "control socket=s mode=+600\n", 0, EINVAL,
+    "test.conf:1: control: mode=+600: expected an octal file mode such as "
+    "0600", NULL },
+  { "control socket=s mode=\" 600\"\n", 0, EINVAL,
+    "test.conf:1: control: mode= 600: expected an octal file mode", NULL },
+  { "control socket=s mode=\"\t0600\"\n", 0, EINVAL,
+    "test.conf:1: control: mode=\t0600: expected an octal file mode", NULL },
+  { "control socket=s mode=-0\n", 0, EINVAL,
+    "test.conf:1: control: mode=-0: expected an octal file mode", NULL },
+  { "control socket=s mode=0600\"  \"\n", 0, EINVAL,
+    "test.conf:1: control: mode=0600  : expected an octal file mode", NULL },
+  { "control socket=s mode=0x180\n", 0, EINVAL,
+    "test.conf:1: control: mode=0x180: expected an octal file mode", NULL },
+  { "control socket=s mode=99999999999999999999999\n", 0, EINVAL,
+    "test.conf:1: control: mode=99999999999999999999999: expected an octal "
+    "file mode", NULL },
+  { "control socket=s mode=77777777777777777777777\n", 0, EINVAL,
+    "test.conf:1: control: mode=77777777777777777777777: expected an octal "
+    "file mode", NULL },
   { "control socket=s owner=me\n", 0, EINVAL,
     "test.conf:1: control: unknown parameter 'owner'; expected socket= or "
     "mode=", NULL },
