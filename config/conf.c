@@ -1090,18 +1090,32 @@ parse_control (struct parser *p, struct line *l)
   return 0;
 }
 
-/* True if @line is "end" alone (with white space or a comment). */
-static bool
-is_end (const char *line)
+/* If the first word of @line is "end", what follows it, white space
+ * skipped ("" or a comment if nothing does); else NULL.
+ */
+static const char *
+after_end (const char *line)
 {
   while (isspace ((unsigned char) *line))
     line++;
-  if (strncmp (line, "end", 3) != 0)
-    return false;
+  if (strncmp (line, "end", 3) != 0 ||
+      (line[3] && line[3] != '#' && !isspace ((unsigned char) line[3])))
+    return NULL;
   line += 3;
   while (isspace ((unsigned char) *line))
     line++;
-  return *line == '\0' || *line == '#';
+  return line;
+}
+
+/* "end" followed by the word @word of @len bytes: an error at its line,
+ * not a table line or an unknown map line.
+ */
+static int
+end_with_words (struct parser *p, const char *block, const char *word,
+                size_t len)
+{
+  return perr (p, EINVAL, "%s: 'end' takes nothing after it, got '%.*s'",
+               block, (int) len, word);
 }
 
 /* Append @line and a newline to the table text being collected. */
@@ -1158,11 +1172,20 @@ parse_lines (struct parser *p, char *text, size_t len)
     *eol = '\0';
 
     if (state == DEVICE) {
-      if (!is_end (line)) {
+      const char *rest = after_end (line);
+
+      if (!rest) {
         /* A table line, kept for the table loader, which names its own
          * lines; blank and comment lines keep the numbering.
          */
         r = append_line (p, &table, &table_len, line);
+        continue;
+      }
+      if (*rest && *rest != '#') {
+        char block[128];
+
+        snprintf (block, sizeof block, "device %s", device_line->words[1]);
+        r = end_with_words (p, block, rest, strcspn (rest, " \t\r\v\f"));
         continue;
       }
       snprintf (p->at, sizeof p->at, "%s:%u", p->path, block_start);
@@ -1180,7 +1203,13 @@ parse_lines (struct parser *p, char *text, size_t len)
       continue;
 
     if (state == EXPORT) {
-      if (strcmp (l->words[0], "end") == 0 && l->nwords == 1) {
+      if (strcmp (l->words[0], "end") == 0 && l->nwords > 1) {
+        char block[128];
+
+        snprintf (block, sizeof block, "export %s", exp->name);
+        r = end_with_words (p, block, l->words[1], strlen (l->words[1]));
+      }
+      else if (strcmp (l->words[0], "end") == 0) {
         char w[1024];
         size_t i;
         size_t nkeyed = 0;

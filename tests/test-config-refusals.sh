@@ -101,3 +101,16 @@ CONF
 refuse "3: control: mode= 600: expected an octal file mode such as 0600" <<'CONF'
 control socket=ctl.sock mode=" 600"
 CONF
+
+# A stray word after 'end' is an error at its own line.
+refuse "5: device top: 'end' takes nothing after it, got 'junk'" <<'CONF'
+device top
+  0 2048 linear d0 0
+end junk
+export vol0 device=top key=k1
+CONF
+refuse "5: export vol0: 'end' takes nothing after it, got 'junk'" <<'CONF'
+export vol0 device=d0
+  map 0 4K key=k1
+end junk
+CONF

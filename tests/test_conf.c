@@ -461,7 +461,7 @@ START_TEST (test_devices)
              " end \n"
              "device up\n"
              "0 4096 linear top 0\n"
-             "end\n"
+             "end# a comment at once\n"
              "device none\n"
              "0 1024 linear d0 0\n"
              "1024 1024 linear d2 0\n"
@@ -1204,6 +1204,18 @@ static const struct conf_error conf_errors[] = {
     "test.conf:4: linear: ", "2048" },
   { PRE "device top\n\n# nothing\nend\n", 0, EINVAL,
     "test.conf:3: top: load table: the table has no targets", NULL },
+  /* A stray word after 'end' is an error at that line, not a table line
+   * (which left the block without its 'end').
+   */
+  { PRE "device top\n0 2048 linear d0 0\nend junk\n", 0, EINVAL,
+    "test.conf:5: device top: 'end' takes nothing after it, got 'junk'",
+    NULL },
+  { PRE "device top\n0 2048 linear d0 0\n  end\tjunk more # c\n"
+    "export vol0 device=top\nend\n", 0, EINVAL,
+    "test.conf:5: device top: 'end' takes nothing after it, got 'junk'",
+    NULL },
+  { PRE "device top\n0 2048 linear d0 0\nendx\n", 0, EINVAL,
+    "test.conf:3: device block has no 'end'", NULL },
 
   /* export */
   { PRE "export vol0 key=k1\n", 0, EINVAL,
@@ -1288,8 +1300,11 @@ static const struct conf_error conf_errors[] = {
     "dun-base + 255, more than the 1 DUN bytes of key k2 hold (raise "
     "dun-bytes)", NULL },
   { PRE "export vol0 device=d0\nend now\n", 0, EINVAL,
-    "test.conf:4: export vol0: expected 'map OFFSET LENGTH ...' or 'end', "
-    "got 'end'", NULL },
+    "test.conf:4: export vol0: 'end' takes nothing after it, got 'now'",
+    NULL },
+  { PRE "export vol0 device=d0\nmap 0 4K key=k1\nend \"now then\" # c\n",
+    0, EINVAL, "test.conf:5: export vol0: 'end' takes nothing after it, got "
+    "'now then'", NULL },
 
   /* fallback */
   { "fallback keyslots=0\n", 0, EINVAL,
