@@ -87,8 +87,11 @@ static void
 client_unref (struct client *c)
 {
   if (--c->refs == 0) {
+    /* All of it: bytes moved down by process_input() were wiped where
+     * they left, but a line may be cut anywhere by a read.
+     */
     if (c->in)
-      ic_memzero_explicit (c->in, c->in_len);
+      ic_memzero_explicit (c->in, IN_SIZE);
     free (c->in);
     free (c->out);
     free (c);
@@ -292,6 +295,11 @@ process_input (struct client *c)
     return;
   memmove (c->in, c->in + start, c->in_len - start);
   c->in_len -= start;
+  /* The part of a line just moved down may be part of a key: no copy of
+   * it stays behind where it was.
+   */
+  if (start > 0)
+    ic_memzero_explicit (c->in + c->in_len, start);
   if (!c->waiting && out_pending (c) < OUT_HIGH &&
       c->in_len > IC_PROTOCOL_MAX_LINE) {
     /* Refuse it now and skip to its end. */

@@ -34,6 +34,7 @@ random_key $d/kc 64        # from the configuration file
 random_key $d/kr 64        # added over the control socket
 random_key $d/ka 32        # Adiantum, added over the control socket
 random_key $d/ke 16        # AES-128-CBC-ESSIV (its ESSIV key is SHA-256 of it)
+random_key $d/kp 64        # added in a request cut in two by the reads
 random_key $d/kl 64        # one-line form
 cat > $d/ic.conf <<'CONF'
 key kc key=+kc
@@ -288,8 +289,27 @@ ctl map vol1 0 16M none
 ctl key remove kc
 ctl key list
 io "$uri0" 0
-memscan kc kr ka ke > $d/scan.removed
-check_scan $d/scan.removed gone kc kr ka ke
+# A key-add whose line arrives in two reads, behind a long line: the
+# control server moves the first part down its buffer to wait for the
+# rest, and no copy of it may stay where it was.
+"$PYTHON" - $d/ctl.sock $d/kp <<'PY'
+import json, socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+key = open(sys.argv[2]).read().strip()
+line = json.dumps({"cmd": "key-add", "name": "kp", "key": key}).encode()
+cut = line.index(key.encode()) + 100
+s.sendall(b'{"cmd":"key-list"}' + b" " * 2000 + b"\n" + line[:cut])
+time.sleep(0.5)
+s.sendall(line[cut:] + b"\n")
+f = s.makefile("rb")
+replies = [json.loads(f.readline()) for _ in range(2)]
+assert all(r["ok"] for r in replies), replies
+s.close()
+PY
+ctl key remove kp
+memscan kc kr ka ke kp > $d/scan.removed
+check_scan $d/scan.removed gone kc kr ka ke kp
 
 # Many keys in use at once (128 keys on the fallback's 100 keyslots, 32
 # connections): their cipher contexts must all fit in the locked pool, or
