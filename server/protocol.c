@@ -1601,7 +1601,7 @@ arg_size_max (struct json_object *req, const char *field, uint64_t max,
   return r;
 }
 
-/* Refuse @field in a fault command on @name, a @kind. */
+/* Refuse @field, if given, in a fault command on @name, saying @why. */
 static int
 fault_refuse (struct json_object *req, const char *field, const char *name,
               const char *why)

@@ -356,10 +356,10 @@ assert ask({"cmd": "fault", "target": "d4", "clear": True})["ok"]
 assert read_time() < 0.3
 PY
 
-# 8. Commands that wait for requests in flight (map, table resume) do not
-#    hold up other clients: while one waits for a slow read, another
-#    client's ping, key list, table show and fault clear answer at once.
-#    The waiting client's own replies stay in order.
+# 10. Commands that wait for requests in flight (map, table resume) do not
+#     hold up other clients: while one waits for a slow read, another
+#     client's ping, key list, table show and fault clear answer at once.
+#     The waiting client's own replies stay in order.
 "$PYTHON" - "$uri1" "$uri0" $d/ctl.sock <<'PY'
 import json, nbd, select, socket, sys, threading, time
 uri1, uri0, sock = sys.argv[1:]
