@@ -16,7 +16,9 @@ requires_plugin
 requires "$PYTHON" -c 'import nbd'
 requires nbdinfo --version
 requires nbdkit eval --version
-requires nbdkit --filter=fua memory --version
+# (Not 'requires nbdkit --filter=fua memory --version': under the
+# sanitizer build's LeakSanitizer nbdkit's fua filter leaks 24 bytes at
+# exit, which would skip the test; the filters come with nbdkit.)
 
 t=test-remote-features
 rm -rf $t.tmp && mkdir $t.tmp
