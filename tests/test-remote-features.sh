@@ -27,11 +27,12 @@ d=$(cd $t.tmp && pwd)
 random_key $d/k 64
 truncate -s 16M $d/noflush.img $d/ro.img
 
-# A peer without flush and without FUA (a file through shell scripts).
+# A peer without flush and without FUA (a file through shell scripts; in
+# a sanitizer build nbdkit has the sanitizer preloaded, and dd must not).
 start_nbdkit -P $d/noflush.pid -U $d/noflush.sock eval \
     get_size='echo 16777216' \
-    pread="dd if=$d/noflush.img skip=\$4 count=\$3 iflag=skip_bytes,count_bytes status=none" \
-    pwrite="dd of=$d/noflush.img seek=\$4 oflag=seek_bytes conv=notrunc status=none" \
+    pread="unset LD_PRELOAD; dd if=$d/noflush.img skip=\$4 count=\$3 iflag=skip_bytes,count_bytes status=none" \
+    pwrite="unset LD_PRELOAD; dd of=$d/noflush.img seek=\$4 oflag=seek_bytes conv=notrunc status=none" \
     can_write='exit 0' can_flush='exit 3' can_fua='echo none'
 nbdinfo --json "nbd+unix:///?socket=$d/noflush.sock" | grep '"can_flush": false'
 # A peer with flush but without FUA.
