@@ -48,6 +48,11 @@ struct ic_bio {
    * flight: submitters build it so, and clones and pieces copy it.
    */
   bool partial;
+  /* The data unit size of an encryption done above: the fallback of an
+   * upper device encrypts, then passes the plain bio down with its key's
+   * data unit size here.  0 for plain data.  See ic_bio_unit().
+   */
+  unsigned int unit;
 };
 
 /* True if @op changes data. */
@@ -73,6 +78,30 @@ static inline bool
 ic_bio_has_crypt_ctx (const struct ic_bio *bio)
 {
   return bio->crypt_ctx.key != NULL;
+}
+
+/* The bytes of @bio that must change together: the data unit of its key,
+ * or of the key an upper fallback encrypted it with; 0 for plain data.
+ * Devices below keep these units whole: a split that would cut one is
+ * refused before anything is written (ic_bio_cuts_unit()), and leaves
+ * write each unit all or nothing where the backend lets them (leaf.h).
+ */
+static inline unsigned int
+ic_bio_unit (const struct ic_bio *bio)
+{
+  return ic_bio_has_crypt_ctx (bio)
+    ? bio->crypt_ctx.key->crypto_cfg.data_unit_size : bio->unit;
+}
+
+/* True if cutting @bio @bytes from its start would split one of its data
+ * units in two.
+ */
+static inline bool
+ic_bio_cuts_unit (const struct ic_bio *bio, uint64_t bytes)
+{
+  unsigned int unit = ic_bio_unit (bio);
+
+  return unit && bytes > 0 && bytes < bio->len && bytes % unit != 0;
 }
 
 /* Split the first @bytes off @bio into @front; @bio keeps the rest, its

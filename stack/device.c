@@ -73,8 +73,26 @@ check_alignment (const struct ic_device *dev, const struct ic_bio *bio)
   return 0;
 }
 
+static unsigned int
+key_unit (const struct ic_bio *bio)
+{
+  return bio->crypt_ctx.key->crypto_cfg.data_unit_size;
+}
+
+int
+ic_device_refuse_cut (const char *name, const struct ic_bio *bio,
+                      uint64_t bytes)
+{
+  ic_error ("%s: %s: %" PRIu64 " bytes at %" PRIu64 ": a boundary %" PRIu64
+            " bytes in cuts one of its %u-byte data units in two; refused "
+            "before anything is written", name, ic_bio_op_name (bio->op),
+            bio->len, bio->offset, bytes, ic_bio_unit (bio));
+  return -EIO;
+}
+
 /* blk_crypto_fallback_bio_prep for one bio: the devices below see plain
- * I/O.
+ * I/O, with the data unit size in bio->unit so that they keep each unit
+ * whole (upstream splits such bios anywhere).
  */
 static int
 fallback_submit (struct ic_device *dev, struct ic_bio *bio)
@@ -84,6 +102,7 @@ fallback_submit (struct ic_device *dev, struct ic_bio *bio)
   int r;
 
   plain.crypt_ctx.key = NULL;
+  plain.unit = key_unit (bio);
   switch (bio->op) {
   case IC_OP_WRITE:
     /* Never encrypt the caller's data in place. */

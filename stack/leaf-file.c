@@ -1,5 +1,7 @@
 /* stack/leaf-file.c - a leaf backed by a regular file (or a block device
- * node).  One pread/pwrite per request, looping only on short transfers.
+ * node).  One pread/pwrite per request, looping only on short transfers;
+ * a write whose data units straddle blocks allocates its range first, so
+ * that running out of space never leaves a unit half written.
  * FLUSH and FUA use fdatasync; TRIM and WRITE_ZEROES punch holes or zero
  * ranges with fallocate where the file system can, and write zeros where
  * it cannot.  Stateless apart from the descriptor: thread-safe.
@@ -12,6 +14,7 @@
 #include <linux/falloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,6 +25,12 @@ struct file {
   struct ic_leaf leaf;
   int fd;
   char *path;
+  /* The smallest piece a write can stop after (the file system block or
+   * the page, whichever is smaller); 0 for a block device, which
+   * allocates nothing.
+   */
+  unsigned int atom;
+  bool can_alloc;               /* atomic: cleared on EOPNOTSUPP */
   bool can_punch;               /* atomic: cleared on EOPNOTSUPP */
   bool can_zero_range;          /* atomic: cleared on EOPNOTSUPP */
 };
@@ -63,13 +72,55 @@ file_pread (struct ic_leaf *leaf, void *buf, uint64_t len, uint64_t offset)
   return 0;
 }
 
+/* Try fallocate with @mode; false if the file system cannot. */
+static int
+try_fallocate (struct file *f, bool *can, int mode, uint64_t len,
+               uint64_t offset)
+{
+  int r;
+
+  if (!__atomic_load_n (can, __ATOMIC_RELAXED))
+    return -EOPNOTSUPP;
+  do
+    r = fallocate (f->fd, mode, offset, len);
+  while (r == -1 && errno == EINTR);
+  if (r == 0)
+    return 0;
+  if (errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL) {
+    __atomic_store_n (can, false, __ATOMIC_RELAXED);
+    return -EOPNOTSUPP;
+  }
+  return -errno;
+}
+
+/* True if a data unit of a write at @offset straddles two atoms: a write
+ * that runs out of space can stop inside it.
+ */
+static bool
+unit_straddles (const struct file *f, uint64_t offset, unsigned int unit)
+{
+  return f->atom && unit && (unit > f->atom || offset % unit != 0);
+}
+
 static int
 file_pwrite (struct ic_leaf *leaf, const void *buf, uint64_t len,
-             uint64_t offset, bool fua)
+             uint64_t offset, unsigned int unit, bool fua)
 {
   struct file *f = (struct file *) leaf;
   const char *p = buf;
+  int err;
 
+  /* A pwrite that runs out of space (ENOSPC, EDQUOT) stops at a block:
+   * allocate first, so that it fails before changing anything.  Only
+   * when a data unit would be cut: otherwise a short write still leaves
+   * every unit whole, old or new.  A copy-on-write file system (btrfs, a
+   * reflinked XFS file) can still run out while writing.
+   */
+  if (unit_straddles (f, offset, unit)) {
+    err = try_fallocate (f, &f->can_alloc, 0, len, offset);
+    if (err < 0 && err != -EOPNOTSUPP)
+      return file_error (leaf, "allocate", len, offset, -err);
+  }
   while (len > 0) {
     ssize_t r = pwrite (f->fd, p, len, offset);
 
@@ -97,22 +148,6 @@ file_flush (struct ic_leaf *leaf)
   return 0;
 }
 
-/* Try fallocate with @mode; false if the file system cannot. */
-static int
-try_fallocate (struct file *f, bool *can, int mode, uint64_t len,
-               uint64_t offset)
-{
-  if (!__atomic_load_n (can, __ATOMIC_RELAXED))
-    return -EOPNOTSUPP;
-  if (fallocate (f->fd, mode, offset, len) == 0)
-    return 0;
-  if (errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL) {
-    __atomic_store_n (can, false, __ATOMIC_RELAXED);
-    return -EOPNOTSUPP;
-  }
-  return -errno;
-}
-
 static int
 write_zeros (struct ic_leaf *leaf, uint64_t len, uint64_t offset)
 {
@@ -122,7 +157,7 @@ write_zeros (struct ic_leaf *leaf, uint64_t len, uint64_t offset)
   while (len > 0) {
     uint64_t n = len < sizeof zeros ? len : sizeof zeros;
 
-    r = file_pwrite (leaf, zeros, n, offset, false);
+    r = file_pwrite (leaf, zeros, n, offset, 0, false);
     if (r < 0)
       return r;
     offset += n;
@@ -197,6 +232,7 @@ ic_leaf_file_new (const char *name, const char *path, uint64_t size,
 {
   struct file *f;
   struct stat st;
+  struct rlimit fsize;
   int fd;
   int err;
 
@@ -231,7 +267,19 @@ ic_leaf_file_new (const char *name, const char *path, uint64_t size,
   }
   if (size == 0)
     size = st.st_size;
-  else if ((uint64_t) st.st_size < size) {
+  /* Before extending: past RLIMIT_FSIZE, ftruncate and writes raise
+   * SIGXFSZ (which kills the server) and writes across it are cut short.
+   */
+  if (S_ISREG (st.st_mode) && !readonly &&
+      getrlimit (RLIMIT_FSIZE, &fsize) == 0 &&
+      fsize.rlim_cur != RLIM_INFINITY && size > fsize.rlim_cur) {
+    err = EFBIG;
+    ic_error ("%s: %s: the leaf's %" PRIu64 " bytes go past the server's "
+              "file size limit (RLIMIT_FSIZE, %" PRIu64 " bytes)", name,
+              path, size, (uint64_t) fsize.rlim_cur);
+    goto out_close;
+  }
+  if ((uint64_t) st.st_size < size) {
     if (readonly || S_ISBLK (st.st_mode)) {
       err = EINVAL;
       ic_error ("%s: %s has %" PRIu64 " bytes, fewer than size=%" PRIu64,
@@ -260,6 +308,15 @@ ic_leaf_file_new (const char *name, const char *path, uint64_t size,
     goto out_close;
   }
   f->fd = fd;
+  if (S_ISREG (st.st_mode)) {
+    long page = sysconf (_SC_PAGESIZE);
+
+    if (page <= 0)
+      page = 4096;
+    f->atom = st.st_blksize > 0 && st.st_blksize < page ? st.st_blksize
+                                                        : page;
+  }
+  f->can_alloc = true;
   f->can_punch = true;
   f->can_zero_range = true;
   ic_leaf_init (&f->leaf, name, size, &file_ops, engine,

@@ -133,13 +133,50 @@ memory_pread (struct ic_leaf *leaf, void *buf, uint64_t len, uint64_t offset)
   return 0;
 }
 
+/* Allocate every chunk of [@offset, @offset+@len) before a write that
+ * spans several, so that running out of memory fails it before anything
+ * changes.  Only a TRIM or WRITE_ZEROES racing with the write on the same
+ * range can free a chunk again before the copy, and what that leaves is
+ * undefined anyway.
+ */
+static int
+allocate_chunks (struct memory *m, uint64_t len, uint64_t offset)
+{
+  uint64_t chunk = offset >> CHUNK_SHIFT;
+  uint64_t last = (offset + len - 1) >> CHUNK_SHIFT;
+
+  for (; chunk <= last; chunk++) {
+    pthread_rwlock_t *lock = chunk_lock (m, chunk);
+    char *data;
+
+    pthread_rwlock_rdlock (lock);
+    data = chunk_data (m, chunk, true);
+    pthread_rwlock_unlock (lock);
+    if (!data) {
+      ic_error ("%s: write: out of memory", m->leaf.dev.name);
+      return -ENOMEM;
+    }
+  }
+  return 0;
+}
+
 static int
 memory_pwrite (struct ic_leaf *leaf, const void *buf, uint64_t len,
-               uint64_t offset, bool fua)
+               uint64_t offset, unsigned int unit, bool fua)
 {
   struct memory *m = (struct memory *) leaf;
   const char *p = buf;
+  int r;
 
+  /* All or nothing for the whole write, not only its data units: plain
+   * writes too, the check costs a tree walk per chunk.
+   */
+  if (len > 0 &&
+      (offset >> CHUNK_SHIFT) != ((offset + len - 1) >> CHUNK_SHIFT)) {
+    r = allocate_chunks (m, len, offset);
+    if (r < 0)
+      return r;
+  }
   while (len > 0) {
     uint64_t chunk = offset >> CHUNK_SHIFT;
     uint64_t in = offset & (CHUNK_SIZE - 1);

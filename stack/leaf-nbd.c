@@ -567,7 +567,7 @@ remote_io_fua (struct ic_leaf *leaf, enum remote_op op, void *buf,
 
 static int
 remote_pwrite (struct ic_leaf *leaf, const void *buf, uint64_t len,
-               uint64_t offset, bool fua)
+               uint64_t offset, unsigned int unit, bool fua)
 {
   return remote_io_fua (leaf, R_WRITE, (void *) buf, len, offset, 0, fua);
 }
@@ -586,7 +586,7 @@ remote_zero (struct ic_leaf *leaf, uint64_t len, uint64_t offset,
   for (r = 0; r == 0 && len > 0;) {
     uint64_t n = len < sizeof zeros ? len : sizeof zeros;
 
-    r = remote_pwrite (leaf, zeros, n, offset, fua && n == len);
+    r = remote_pwrite (leaf, zeros, n, offset, 0, fua && n == len);
     offset += n;
     len -= n;
   }

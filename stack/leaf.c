@@ -70,7 +70,8 @@ backend_io (struct ic_leaf *leaf, struct ic_bio *bio, void *data)
   case IC_OP_WRITE:
     if (take_fault (leaf, IC_LEAF_FAULT_WRITE))
       return io_fault (leaf, bio);
-    r = leaf->ops->pwrite (leaf, data, bio->len, bio->offset, fua);
+    r = leaf->ops->pwrite (leaf, data, bio->len, bio->offset,
+                           ic_bio_unit (bio), fua);
     break;
   case IC_OP_FLUSH:
     return leaf->ops->flush (leaf);

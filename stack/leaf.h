@@ -31,8 +31,14 @@ struct ic_leaf_ops {
   const char *type;
   int (*pread) (struct ic_leaf *leaf, void *buf, uint64_t len,
                 uint64_t offset);
+  /* @unit: the data unit size of the data (ic_bio_unit()), 0 if plain.
+   * A backend that can fail part-way through a write should do so only
+   * between units, never inside one: the file leaf allocates the range
+   * first when units straddle its blocks, the memory leaf allocates
+   * every chunk first.
+   */
   int (*pwrite) (struct ic_leaf *leaf, const void *buf, uint64_t len,
-                 uint64_t offset, bool fua);
+                 uint64_t offset, unsigned int unit, bool fua);
   int (*flush) (struct ic_leaf *leaf);
   /* Deallocate; what reads return afterwards is up to the backend. */
   int (*trim) (struct ic_leaf *leaf, uint64_t len, uint64_t offset,

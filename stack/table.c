@@ -355,8 +355,28 @@ stacked_submit (struct ic_device *dev, struct ic_bio *bio)
     table_put (t);
     return r;
   }
+  /* No target boundary may cut a data unit: checked for the whole bio
+   * before any piece goes down.
+   */
+  if (ic_bio_unit (bio)) {
+    uint64_t end = bio->offset + bio->len;
+    uint64_t pos = bio->offset;
+
+    for (;;) {
+      struct ic_target *ti = find_target (t, pos);
+
+      pos = ti->begin + ti->len;
+      if (pos >= end)
+        break;
+      if (ic_bio_cuts_unit (bio, pos - bio->offset)) {
+        table_put (t);
+        return ic_device_refuse_cut (dev->name, bio, pos - bio->offset);
+      }
+    }
+  }
   /* Split at target boundaries (bio_split keeps the DUN right).  A piece
-   * that fails after others went through leaves the request part done.
+   * that fails after others went through leaves the request part done,
+   * its data units whole.
    */
   while (r == 0 && bio->len > 0) {
     struct ic_target *ti = find_target (t, bio->offset);

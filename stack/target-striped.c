@@ -108,6 +108,30 @@ striped_dtr (struct ic_target *ti)
   free (ti->private);
 }
 
+/* Refuse @bio if a chunk boundary cuts one of its data units (a chunk
+ * smaller than the unit, or the unit not aligned in the chunk): all the
+ * boundaries inside it lie chunk bytes apart from the first.
+ */
+static int
+check_cuts (struct ic_target *ti, const struct striped *sc,
+            const struct ic_bio *bio)
+{
+  unsigned int unit = ic_bio_unit (bio);
+  uint64_t first;
+
+  if (!unit)
+    return 0;
+  first = sc->chunk - bio->offset % sc->chunk;
+  if (first >= bio->len)
+    return 0;
+  if (ic_bio_cuts_unit (bio, first))
+    return ic_device_refuse_cut (ic_target_device_name (ti), bio, first);
+  if (first + sc->chunk < bio->len && sc->chunk % unit)
+    return ic_device_refuse_cut (ic_target_device_name (ti), bio,
+                                 first + sc->chunk);
+  return 0;
+}
+
 static int
 striped_map (struct ic_target *ti, struct ic_bio *bio)
 {
@@ -124,6 +148,9 @@ striped_map (struct ic_target *ti, struct ic_bio *bio)
     }
     return r;
   }
+  r = check_cuts (ti, sc, bio);
+  if (r < 0)
+    return r;
   /* One piece per chunk, each split off with its DUN advanced; one that
    * fails after others went through leaves the request part done.
    */

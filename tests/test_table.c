@@ -16,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cipher.h"
 #include "engine.h"
@@ -1304,7 +1306,8 @@ START_TEST (test_linear_odd_offset)
   /* 8 KiB at sector 28 is 2 KiB on a and 6 KiB on b. */
   ck_assert_int_eq (submit (s, IC_OP_WRITE, kx, 5, pt, 8 * KiB, 28 * 512),
                     -EIO);
-  assert_error ("not aligned to the 4096-byte data units of key kx");
+  assert_error ("a boundary 2048 bytes in cuts one of its 4096-byte data "
+                "units in two");
   r = raw (b, 8 * KiB, 512);
   ck_assert (ic_is_zero (r, 8 * KiB));
   free (r);
@@ -1469,9 +1472,138 @@ START_TEST (test_striped_small_chunk)
   load_resume (s, "0 2048 striped 2 4 a 0 b 0", 0);
   ck_assert_int_eq (submit (s, IC_OP_WRITE, kx, 0, pt, 8 * KiB, 0),
                     -EIO);
-  assert_error ("not aligned to the 4096-byte data units of key kx");
+  assert_error ("a boundary 2048 bytes in cuts one of its 4096-byte data "
+                "units in two");
   ck_submit (s, IC_OP_WRITE, NULL, 0, pt, 8 * KiB, 0);
   free (pt);
+}
+END_TEST
+
+struct cut_case {
+  const char *table;
+  uint64_t offset;              /* of a write that is refused */
+  uint64_t len;
+  unsigned int cut;             /* bytes in */
+};
+
+static const struct cut_case cut_cases[] = {
+  /* A table boundary one sector into the first data unit. */
+  { "0 1 linear a 0\n1 2047 linear b 0", 0, 8 * KiB, 512 },
+  /* Past a whole first unit: the second is cut, the first not written. */
+  { "0 9 linear a 0\n9 2039 linear b 0", 0, 8 * KiB, 4608 },
+  /* Chunks of half a data unit. */
+  { "0 2048 striped 2 4 a 0 b 0", 0, 8 * KiB, 2048 },
+  /* Chunks of one and a half units. */
+  { "0 2040 striped 2 12 a 0 b 0", 0, 8 * KiB, 6144 },
+  /* The first chunk boundary falls between units, the second cuts one. */
+  { "0 2040 striped 2 12 a 0 b 0", 2 * KiB, 16 * KiB, 10240 },
+};
+
+/* Through the fallback (the leaves have no engine), a data unit cut by a
+ * target or stripe boundary would be written in two pieces; with the
+ * second failing (an injected fault), the unit read back half new, half
+ * old.  Such requests are refused before anything is written, as on the
+ * inline-encryption path; requests whose units lie whole on one side go
+ * through.
+ */
+START_TEST (test_fallback_cut)
+{
+  const struct cut_case *c = &cut_cases[_i];
+  struct ic_device *s;
+  struct ic_device *a;
+  struct ic_device *b;
+  uint8_t *old = pattern (1 * MiB, 40);
+  uint8_t *pt = pattern (c->len, 41);
+  uint8_t *ra;
+  uint8_t *rb;
+  uint8_t *r;
+
+  a = leaf_plain ("a", 1 * MiB);
+  b = leaf_plain ("b", 1 * MiB);
+  ck_submit (a, IC_OP_WRITE, NULL, 0, old, 1 * MiB, 0);
+  ck_submit (b, IC_OP_WRITE, NULL, 0, old, 1 * MiB, 0);
+  s = stacked ("s");
+  load_resume (s, c->table, 0);
+  ic_leaf_set_io_faults (ic_device_to_leaf (b), IC_LEAF_FAULT_WRITE, -1);
+  ck_assert_int_eq (submit (s, IC_OP_WRITE, kx, 3, pt, c->len, c->offset),
+                    -EIO);
+  r = malloc (64);
+  ck_assert_ptr_nonnull (r);
+  snprintf ((char *) r, 64, "a boundary %u bytes in cuts", c->cut);
+  assert_error ((char *) r);
+  free (r);
+  ra = raw (a, 1 * MiB, 0);
+  rb = raw (b, 1 * MiB, 0);
+  ck_assert_mem_eq (ra, old, 1 * MiB);
+  ck_assert_mem_eq (rb, old, 1 * MiB);
+  /* Reads of the unit are refused too: there is nothing it could mean. */
+  ck_assert_int_eq (submit (s, IC_OP_READ, kx, 3, pt, c->len, c->offset),
+                    -EIO);
+  /* Plain I/O is not cut into units. */
+  ic_leaf_set_io_faults (ic_device_to_leaf (b), 0, 0);
+  ck_submit (s, IC_OP_WRITE, NULL, 0, pt, c->len, c->offset);
+  free (ra);
+  free (rb);
+  free (old);
+  free (pt);
+}
+END_TEST
+
+/* A memory leaf that runs out of memory part-way through a write fails
+ * it before changing anything: its chunks are allocated first.  The
+ * address space is limited to a little more than is mapped, so that the
+ * write's 256 new chunks cannot all be had.  (Not under the sanitizers,
+ * whose allocators abort instead of failing.)
+ */
+START_TEST (test_memory_leaf_oom)
+{
+#if defined __SANITIZE_ADDRESS__ || defined __SANITIZE_THREAD__
+  ic_error ("not under a sanitizer");
+#else
+  struct ic_device *m = leaf_plain ("m", 32 * MiB);
+  uint8_t *old = pattern (64 * KiB, 50);
+  uint8_t *d = pattern (16 * MiB, 51);
+  uint8_t *back = malloc (64 * KiB);
+  unsigned long pages = 0;
+  struct rlimit lim;
+  FILE *f;
+
+  ck_assert_ptr_nonnull (back);
+  ck_submit (m, IC_OP_WRITE, NULL, 0, old, 64 * KiB, 0);
+  f = fopen ("/proc/self/statm", "r");
+  ck_assert_ptr_nonnull (f);
+  ck_assert_int_eq (fscanf (f, "%lu", &pages), 1);
+  fclose (f);
+  lim.rlim_cur = lim.rlim_max = pages * sysconf (_SC_PAGESIZE) + 1 * MiB;
+  ck_assert_int_eq (setrlimit (RLIMIT_AS, &lim), 0);
+  ck_assert_int_eq (submit (m, IC_OP_WRITE, NULL, 0, d, 16 * MiB, 0),
+                    -ENOMEM);
+  assert_error ("out of memory");
+  ck_submit (m, IC_OP_READ, NULL, 0, back, 64 * KiB, 0);
+  ck_assert_mem_eq (back, old, 64 * KiB);
+  free (old);
+  free (d);
+  free (back);
+#endif
+}
+END_TEST
+
+/* A unit that lies whole in one target goes through the fallback. */
+START_TEST (test_fallback_cut_whole)
+{
+  struct ic_device *s;
+  uint8_t *pt = pattern (4 * KiB, 42);
+  uint8_t *back = malloc (4 * KiB);
+
+  leaf_plain ("a", 1 * MiB);
+  leaf_plain ("b", 1 * MiB);
+  s = stacked ("s");
+  load_resume (s, "0 1 linear a 0\n1 2047 linear b 0", 0);
+  ck_submit (s, IC_OP_WRITE, kx, 9, pt, 4 * KiB, 512);
+  ck_submit (s, IC_OP_READ, kx, 9, back, 4 * KiB, 512);
+  ck_assert_mem_eq (back, pt, 4 * KiB);
+  free (pt);
+  free (back);
 }
 END_TEST
 
@@ -1874,7 +2006,7 @@ half_pread (struct ic_leaf *leaf, void *buf, uint64_t len, uint64_t offset)
 
 static int
 half_pwrite (struct ic_leaf *leaf, const void *buf, uint64_t len,
-             uint64_t offset, bool fua)
+             uint64_t offset, unsigned int unit, bool fua)
 {
   struct half_leaf *h = (struct half_leaf *) leaf;
 
@@ -2787,6 +2919,13 @@ table_suite (void)
   suite_add_tcase (s, tc);
   CASE ("striped_many", test_striped_many);
   CASE ("striped_small_chunk", test_striped_small_chunk);
+  tc = tcase_create ("fallback_cut");
+  tcase_add_checked_fixture (tc, setup, teardown);
+  tcase_add_loop_test (tc, test_fallback_cut, 0,
+                       sizeof cut_cases / sizeof cut_cases[0]);
+  suite_add_tcase (s, tc);
+  CASE ("fallback_cut_whole", test_fallback_cut_whole);
+  CASE ("memory_leaf_oom", test_memory_leaf_oom);
 
   CASE ("mirror_writes", test_mirror_writes);
   CASE ("mirror_write_fault", test_mirror_write_fault);
