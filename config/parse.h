@@ -1,8 +1,9 @@
 /* config/parse.h - parsing of the values that the one-line parameters,
  * the configuration file and the control protocol share: sizes, numbers,
  * modes, capability lists.  Each parser names what it parsed (@what,
- * e.g. "size=" or "ic.conf:12: size=") in its one message.  Pure
- * functions; thread-safe.
+ * e.g. "size=" or "ic.conf:12: size=") in its one message.  Sizes and
+ * numbers are read by number.h, which inlinecryptctl shares; here they get
+ * their messages.  Pure functions; thread-safe.
  */
 #ifndef IC_PARSE_H
 #define IC_PARSE_H

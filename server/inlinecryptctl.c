@@ -9,7 +9,6 @@
  */
 #include <config.h>
 
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -18,13 +17,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
+
+#include "number.h"
 
 #define DEFAULT_SOCKET "/run/inlinecrypt.sock"
 
@@ -169,52 +169,30 @@ kv (const char *arg, const char *key)
 }
 
 /* A size or count, read as the server and the configuration file read
- * them (ic_parse_size in config/parse.c): a decimal number with an
- * optional suffix K, M, G, T, P (powers of 1024, also KiB, KB...) or s
- * (512-byte sectors), at most 2^64-1.  No octal, no hex, no sign: those,
- * and anything too large, are usage errors.  Sent as a JSON integer.
+ * them (ic_number_parse_size(), which ic_parse_size() uses too): a
+ * decimal number with an optional suffix K, M, G, T, P (powers of 1024,
+ * also KiB, KB...) or s (512-byte sectors), at most 2^64-1.  No octal, no
+ * hex, no sign: those, and anything too large, are usage errors.  Sent as
+ * a JSON integer.
  */
 static void
 add_size (struct json_object *req, const char *field, const char *what,
           const char *value)
 {
-  static const struct { const char *suffix; unsigned int shift; } units[] = {
-    { "", 0 }, { "b", 0 },
-    { "s", 9 },
-    { "k", 10 }, { "kb", 10 }, { "kib", 10 },
-    { "m", 20 }, { "mb", 20 }, { "mib", 20 },
-    { "g", 30 }, { "gb", 30 }, { "gib", 30 },
-    { "t", 40 }, { "tb", 40 }, { "tib", 40 },
-    { "p", 50 }, { "pb", 50 }, { "pib", 50 },
-  };
-  char *end;
-  unsigned long long v;
-  size_t i;
+  uint64_t v;
+  int r = ic_number_parse_size (value, &v);
 
-  if (!isdigit ((unsigned char) value[0]))
-    goto bad;
-  errno = 0;
-  v = strtoull (value, &end, 10);
-  if (errno == ERANGE)
-    goto too_large;
-  if (errno)
-    goto bad;
-  for (i = 0; i < sizeof units / sizeof units[0]; i++)
-    if (strcasecmp (end, units[i].suffix) == 0) {
-      if (units[i].shift && v > (UINT64_MAX >> units[i].shift))
-        goto too_large;
-      json_object_object_add (req, field, json_object_new_uint64
-                              ((uint64_t) v << units[i].shift));
-      return;
-    }
-bad:
-  fprintf (stderr, "inlinecryptctl: %s%s: expected a decimal number with an "
-           "optional K, M, G, T, P or s suffix\n", what, value);
-  exit (2);
-too_large:
-  fprintf (stderr, "inlinecryptctl: %s%s: too large (at most "
-           "18446744073709551615)\n", what, value);
-  exit (2);
+  if (r == -ERANGE) {
+    fprintf (stderr, "inlinecryptctl: %s%s: too large (at most "
+             "18446744073709551615)\n", what, value);
+    exit (2);
+  }
+  if (r < 0) {
+    fprintf (stderr, "inlinecryptctl: %s%s: expected a decimal number with "
+             "an optional K, M, G, T, P or s suffix\n", what, value);
+    exit (2);
+  }
+  json_object_object_add (req, field, json_object_new_uint64 (v));
 }
 
 /* A probability: a decimal number from 0 to 1. */

@@ -130,7 +130,20 @@ for p in abc 0.5x 1.5 -0.1 0x1p-1 inf ''; do
     grep -F "program-fail-prob=$p: expected a decimal number from 0 to 1" \
         $d/err || exit 1
 done
+# Sizes are read by the code the server's parser uses: any case of the
+# suffixes, at most 2^64-1, no sign, blank, fraction or second suffix.
+for n in 16384P 36028797018963968s 18446744073709551616; do
+    ctl fault ufs program-delay-us=$n 2> $d/err; test $? = 2 || exit 1
+    grep -F "program-delay-us=$n: too large" $d/err || exit 1
+done
+for n in +1 ' 1' '1 ' 1KK 1iB 1.5k 0x10 ''; do
+    ctl fault ufs program-delay-us="$n" 2> $d/err; test $? = 2 || exit 1
+    grep -F "program-delay-us=$n: expected a decimal number" $d/err || exit 1
+done
 set -e
+for n in 1s 2S 1k 1KB 1kIb 3b 0100; do
+    ctl fault ufs program-delay-us=$n
+done
 ctl fault ufs program-fail-prob=0.25
 ctl fault ufs clear
 
