@@ -1085,7 +1085,8 @@ parse_control (struct parser *p, struct line *l)
     p->g->control_mode = m;
   }
   p->g->control_path = resolve (p, sock);
-  if (!p->g->control_path)
+  p->g->control_at = strdup (p->at);
+  if (!p->g->control_path || !p->g->control_at)
     return perr (p, ENOMEM, "out of memory");
   return 0;
 }

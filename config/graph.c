@@ -50,6 +50,7 @@ ic_graph_free (struct ic_graph *g)
   free (g->engines);
   free (g->keys);
   free (g->control_path);
+  free (g->control_at);
   pthread_mutex_destroy (&g->lock);
   free (g);
 }

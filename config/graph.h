@@ -37,6 +37,10 @@ struct ic_graph {
   bool fallback_enabled;
   char *control_path;           /* NULL: no control socket */
   mode_t control_mode;
+  /* "file:line" of the control statement, for the messages of the
+   * socket's creation; NULL when the socket is control= (or none).
+   */
+  char *control_at;
 };
 
 struct ic_graph *ic_graph_new (void);

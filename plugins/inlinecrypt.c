@@ -56,14 +56,21 @@ inlinecrypt_load (void)
 }
 
 /* The control socket is bound before nbdkit forks, so that a bad path
- * stops the start; its thread starts after the fork.
+ * stops the start; its thread starts after the fork.  Its errors name the
+ * line of the control statement, or control=.
  */
 static int
 inlinecrypt_get_ready (void)
 {
+  char what[512];
+
   if (graph->control_path) {
+    if (graph->control_at)
+      snprintf (what, sizeof what, "%s: control", graph->control_at);
+    else
+      snprintf (what, sizeof what, "control=");
     control = ic_control_listen (graph, graph->control_path,
-                                 graph->control_mode);
+                                 graph->control_mode, what);
     if (!control)
       return -1;
   }
@@ -186,6 +193,8 @@ inlinecrypt_config_complete (void)
     graph = ic_conf_load (ic_params_config_file (params));
     if (graph && ic_params_control (params)) {
       free (graph->control_path);
+      free (graph->control_at);
+      graph->control_at = NULL;
       graph->control_path = strdup (ic_params_control (params));
       if (!graph->control_path) {
         nbdkit_error ("out of memory");

@@ -521,7 +521,8 @@ socket_alive (const struct sockaddr_un *addr)
 }
 
 struct ic_control *
-ic_control_listen (struct ic_graph *graph, const char *path, mode_t mode)
+ic_control_listen (struct ic_graph *graph, const char *path, mode_t mode,
+                   const char *what)
 {
   struct sockaddr_un addr = { .sun_family = AF_UNIX };
   struct ic_control *ctl;
@@ -529,8 +530,8 @@ ic_control_listen (struct ic_graph *graph, const char *path, mode_t mode)
   int err;
 
   if (strlen (path) >= sizeof addr.sun_path) {
-    ic_error ("control: socket path %s is too long (at most %zu bytes)",
-              path, sizeof addr.sun_path - 1);
+    ic_error ("%s: socket path %s is too long (at most %zu bytes)",
+              what, path, sizeof addr.sun_path - 1);
     errno = ENAMETOOLONG;
     return NULL;
   }
@@ -538,7 +539,7 @@ ic_control_listen (struct ic_graph *graph, const char *path, mode_t mode)
   ctl = calloc (1, sizeof *ctl);
   if (!ctl || !(ctl->path = strdup (path))) {
     free (ctl);
-    ic_error ("control: out of memory");
+    ic_error ("%s: out of memory", what);
     errno = ENOMEM;
     return NULL;
   }
@@ -547,7 +548,7 @@ ic_control_listen (struct ic_graph *graph, const char *path, mode_t mode)
   pthread_cond_init (&ctl->done_cond, NULL);
 
   if (socket_alive (&addr)) {
-    ic_error ("control: %s is in use by another server", path);
+    ic_error ("%s: %s is in use by another server", what, path);
     err = EADDRINUSE;
     goto out_free;
   }
@@ -556,7 +557,7 @@ ic_control_listen (struct ic_graph *graph, const char *path, mode_t mode)
                            SOCK_CLOEXEC, 0);
   if (ctl->listen_fd == -1) {
     err = errno;
-    ic_error ("control: socket: %s", strerror (err));
+    ic_error ("%s: socket: %s", what, strerror (err));
     goto out_free;
   }
   /* Never a moment with a wider mode than asked for. */
@@ -564,20 +565,20 @@ ic_control_listen (struct ic_graph *graph, const char *path, mode_t mode)
   if (bind (ctl->listen_fd, (struct sockaddr *) &addr, sizeof addr) == -1) {
     err = errno;
     umask (old_umask);
-    ic_error ("control: bind %s: %s", path, strerror (err));
+    ic_error ("%s: bind %s: %s", what, path, strerror (err));
     goto out_close;
   }
   umask (old_umask);
   if (chmod (path, mode) == -1 || listen (ctl->listen_fd, 64) == -1) {
     err = errno;
-    ic_error ("control: %s: %s", path, strerror (err));
+    ic_error ("%s: %s: %s", what, path, strerror (err));
     unlink (path);
     goto out_close;
   }
   ctl->loop = ev_loop_new (EVFLAG_AUTO);
   if (!ctl->loop) {
     err = ENOMEM;
-    ic_error ("control: cannot create the event loop");
+    ic_error ("%s: cannot create the event loop", what);
     unlink (path);
     goto out_close;
   }

@@ -32,13 +32,18 @@
 struct ic_control;
 
 /* Create, bind and listen on @path with @mode.  An existing socket that
- * nobody answers on is replaced; one that answers is an error.
+ * nobody answers on is replaced; one that answers is an error.  @what
+ * says where the socket was asked for and starts every message
+ * ("ic.conf:12: control", "control="), as a configuration error names its
+ * line.
  *
  * Return: the server, or NULL with errno set and the reason in
- * ic_last_error().
+ * ic_last_error() ("ic.conf:12: control: bind /run/ic/ctl.sock: No such
+ * file or directory").
  */
 struct ic_control *ic_control_listen (struct ic_graph *graph,
-                                      const char *path, mode_t mode);
+                                      const char *path, mode_t mode,
+                                      const char *what);
 
 /* Start the loop thread.  Return: 0 or -errno. */
 int ic_control_start (struct ic_control *ctl);

@@ -102,6 +102,39 @@ refuse "3: control: mode= 600: expected an octal file mode such as 0600" <<'CONF
 control socket=ctl.sock mode=" 600"
 CONF
 
+# A control socket that cannot be created stops the start, and the message
+# names the control line and what went wrong: its directory is missing,
+# its path is too long, another server answers on it.
+refuse "3: control: bind $d/nodir/ctl.sock: No such file or directory" <<'CONF'
+control socket=nodir/ctl.sock
+export vol0 device=d0 key=k1
+CONF
+long=$(printf 'x%.0s' {1..120})
+refuse "4: control: socket path $d/$long.sock is too long (at most 107 bytes)" <<CONF
+export vol0 device=d0 key=k1
+control socket=$long.sock
+CONF
+start_nbdkit -P $d/busy.pid -U $d/busy.nbd $PLUGIN size=1M \
+    key=+$d/k1 control=$d/busy.sock
+refuse "3: control: $d/busy.sock is in use by another server" <<'CONF'
+control socket=busy.sock
+export vol0 device=d0 key=k1
+CONF
+# control= given with config= replaces the file's socket: its errors name
+# control=, not the file's line.
+cat > $d/ic.conf <<CONF
+$head
+control socket=ctl.sock
+export vol0 device=d0 key=k1
+CONF
+if nbdkit -U - $PLUGIN config=$d/ic.conf control=$d/nodir/ctl.sock \
+       --run true 2> $d/err; then
+    exit 1
+fi
+cat $d/err
+grep -F "control=: bind $d/nodir/ctl.sock: No such file or directory" $d/err
+fails grep -F "ic.conf:3" $d/err
+
 # A stray word after 'end' is an error at its own line.
 refuse "5: device top: 'end' takes nothing after it, got 'junk'" <<'CONF'
 device top

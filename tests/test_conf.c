@@ -681,6 +681,7 @@ START_TEST (test_control)
 
   g = parse ("leaf d0 memory size=1M\nexport v device=d0\nend\n");
   ck_assert_ptr_null (g->control_path);
+  ck_assert_ptr_null (g->control_at);
   ck_assert_uint_eq (g->control_mode, 0600);
   ic_graph_free (g);
 
@@ -714,6 +715,8 @@ START_TEST (test_control)
   g = ic_conf_parse (text, strlen (text), "x.conf", NULL, 0);
   ck_assert_ptr_nonnull (g);
   ck_assert_str_eq (g->control_path, "s.sock");
+  /* The line, for the messages of the socket's creation. */
+  ck_assert_str_eq (g->control_at, "x.conf:1");
   ic_graph_free (g);
 }
 END_TEST
