@@ -35,6 +35,7 @@ const char ic_params_help[] =
   "                         (default true; false: such I/O fails)\n"
   "readonly=BOOL            open file= read-only (file= only)\n"
   "control=SOCKET           serve the control protocol on SOCKET\n"
+  "                         (with config=: instead of the file's socket)\n"
   "config=FILE              read a configuration file instead";
 
 struct ic_params {

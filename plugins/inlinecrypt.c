@@ -191,7 +191,18 @@ inlinecrypt_config_complete (void)
       return -1;
     }
     graph = ic_conf_load (ic_params_config_file (params));
+    /* control= overrides the file's control socket: the command line is
+     * the one place to move it without editing the file (a second server
+     * on the same file, a test rig).  Only the path: the file's mode=
+     * stays, as control= has none.  Said in the log, not silently.
+     */
     if (graph && ic_params_control (params)) {
+      if (graph->control_at)
+        nbdkit_debug ("control=%s: replaces the control socket %s of %s "
+                      "(the file's mode=%04o still applies)",
+                      ic_params_control (params), graph->control_path,
+                      graph->control_at,
+                      (unsigned int) graph->control_mode);
       free (graph->control_path);
       free (graph->control_at);
       graph->control_at = NULL;

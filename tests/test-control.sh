@@ -338,12 +338,34 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
     chmod 600 $d/ctl.sock
 fi
 
+# control= with config= overrides the file's control socket, and says so
+# in the log; the file's mode= still applies to it.
+cat > $d/ic2.conf <<CONF
+key k1 mode=AES-256-XTS key=+k1
+leaf d0 memory size=1M
+export vol0 device=d0 key=k1
+control socket=file.sock mode=0640
+CONF
+nbdkit -U - -v $PLUGIN config=$d/ic2.conf control=$d/cmdline.sock \
+    --run "$INLINECRYPTCTL -s $d/cmdline.sock ping &&
+           stat -c %a $d/cmdline.sock > $d/mode2 &&
+           test ! -e $d/file.sock" 2> $d/log2
+grep -x 640 $d/mode2
+grep -F "control=$d/cmdline.sock: replaces the control socket $d/file.sock of $d/ic2.conf:4 (the file's mode=0640 still applies)" $d/log2
+test ! -e $d/file.sock
+# Without a control line in the file, control= adds the socket; nothing to
+# override, nothing said.
+grep -v '^control' $d/ic2.conf > $d/ic3.conf
+nbdkit -U - -v $PLUGIN config=$d/ic3.conf control=$d/cmdline.sock \
+    --run "$INLINECRYPTCTL -s $d/cmdline.sock ping" 2> $d/log3
+fails grep -F 'replaces the control socket' $d/log3
+
 # No key byte anywhere: replies, listings, stats, the verbose log.
 ctl --json status > $d/out.1
 ctl --json stats > $d/out.2
 ctl --json key list > $d/out.3
 for k in $d/k1 $d/k2 $d/k9; do
-    for f in $d/out.* $d/status $d/stats $d/keys $d/log; do
+    for f in $d/out.* $d/status $d/stats $d/keys $d/log $d/log2 $d/log3; do
         fails grep -i -F "$(head -c 16 $k)" $f
         fails grep -i -F "$(tail -c 16 $k)" $f
     done
