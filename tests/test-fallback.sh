@@ -56,6 +56,27 @@ for c in "AES-256-XTS 64" "AES-128-CBC-ESSIV 16" "Adiantum 32" "SM4-XTS 32"; do
     fi
 done
 
+# In a configuration file, "fallback enabled=false" overrides a leaf's
+# fallback=true, wherever the line is.
+random_key $t.tmp/key 64
+for off in "" "fallback enabled=false"; do
+    cat > $t.tmp/ic.conf <<CONF
+$off
+key k key=+key
+engine e modes=none
+leaf d0 file=fbconf.img size=2M engine=e fallback=true
+export v device=d0 key=k
+CONF
+    rm -f $t.tmp/fbconf.img
+    if nbdkit -U - $PLUGIN config=$t.tmp/ic.conf \
+              --run "nbdcopy $t.tmp/data \"\$uri\"" 2> $t.tmp/err; then
+        test -z "$off"
+    else
+        test -n "$off"
+        grep -F "d0: AES-256-XTS/4096 with 8 DUN bytes is not supported and the fallback is off" $t.tmp/err
+    fi
+done
+
 # An engine that has the mode but not the data unit size, or too few DUN
 # bytes, also sends the I/O to the fallback: same bytes again.
 random_key $t.tmp/key 64
