@@ -544,6 +544,14 @@ get_str (struct json_object *o, const char *k)
                                               : "";
 }
 
+static bool
+get_bool (struct json_object *o, const char *k)
+{
+  struct json_object *v;
+
+  return json_object_object_get_ex (o, k, &v) && json_object_get_boolean (v);
+}
+
 static void
 print_status (struct json_object *reply)
 {
@@ -586,6 +594,17 @@ print_status (struct json_object *reply)
     }
     else
       printf ("  no inline encryption (no queue/crypto/)\n");
+    if (get_bool (d, "writes_fenced")) {
+      struct json_object *f;
+
+      printf ("  writes fenced: %" PRIu64 " timed-out write(s) not yet "
+              "answered", get_u64 (d, "unanswered_writes"));
+      if (json_object_object_get_ex (d, "fenced_by", &f))
+        printf (", the first %s %" PRIu64 " bytes at %" PRIu64,
+                get_str (f, "op"), get_u64 (f, "length"),
+                get_u64 (f, "offset"));
+      printf ("\n");
+    }
     if (*get_str (d, "table")) {
       const char *t = get_str (d, "table");
 

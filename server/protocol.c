@@ -572,10 +572,27 @@ device_json (struct ic_device *dev)
                           json_object_new_boolean (dev->fallback_enabled));
   json_object_object_add (o, "crypto", crypto_json (profile));
   if (leaf) {
+    struct ic_leaf_status st;
+
     add_str (o, "kind", "leaf");
     add_str (o, "backend", leaf->ops->type);
     if (leaf->engine)
       add_str (o, "engine", ic_engine_name (leaf->engine));
+    /* An NBD leaf whose timed-out write the server may still carry out
+     * holds back writes (leaf-nbd.c): say so, and which write.
+     */
+    ic_leaf_read_status (leaf, &st);
+    json_object_object_add (o, "writes_fenced", json_object_new_boolean
+                            (st.unanswered_writes > 0));
+    add_u64 (o, "unanswered_writes", st.unanswered_writes);
+    if (st.fence_op) {
+      struct json_object *f = json_object_new_object ();
+
+      add_str (f, "op", st.fence_op);
+      add_u64 (f, "offset", st.fence_offset);
+      add_u64 (f, "length", st.fence_len);
+      json_object_object_add (o, "fenced_by", f);
+    }
   }
   else {
     struct ic_leg_status legs[64];

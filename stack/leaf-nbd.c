@@ -626,6 +626,31 @@ remote_destroy (struct ic_leaf *leaf)
   free (rm);
 }
 
+/* The fence, for status: the abandoned commands, and the first of them.
+ * A command the server has answered since stays counted until a write
+ * polls its connection (fence_wait()): the fence is lifted then, not
+ * here, as status must not wait for the server.
+ */
+static void
+remote_status (struct ic_leaf *leaf, struct ic_leaf_status *st)
+{
+  struct remote *rm = (struct remote *) leaf;
+  unsigned int i;
+
+  pthread_mutex_lock (&rm->lock);
+  st->unanswered_writes = rm->nabandoned;
+  for (i = 0; i < rm->nconns && !st->fence_op; i++) {
+    const struct abandoned *a = &rm->conns[i].abandoned;
+
+    if (a->h) {
+      st->fence_op = op_names[a->op];
+      st->fence_len = a->len;
+      st->fence_offset = a->offset;
+    }
+  }
+  pthread_mutex_unlock (&rm->lock);
+}
+
 static const struct ic_leaf_ops remote_ops = {
   .type = "nbd",
   .pread = remote_pread,
@@ -634,6 +659,7 @@ static const struct ic_leaf_ops remote_ops = {
   .trim = remote_trim,
   .zero = remote_zero,
   .destroy = remote_destroy,
+  .status = remote_status,
 };
 
 struct ic_device *

@@ -200,6 +200,14 @@ ic_device_to_leaf (struct ic_device *dev)
 }
 
 void
+ic_leaf_read_status (struct ic_leaf *leaf, struct ic_leaf_status *st)
+{
+  memset (st, 0, sizeof *st);
+  if (leaf->ops->status)
+    leaf->ops->status (leaf, st);
+}
+
+void
 ic_leaf_set_io_delay (struct ic_leaf *leaf, unsigned int us)
 {
   __atomic_store_n (&leaf->io_delay_us, us, __ATOMIC_RELAXED);

@@ -24,8 +24,25 @@
 
 struct ic_leaf;
 
+/* What a backend has to show in status, beyond what every leaf has. */
+struct ic_leaf_status {
+  /* Write-type commands (write, trim, zero) that timed out after the
+   * server got them in full and that it has not been seen to answer: it
+   * may still carry them out, so writes are fenced (they wait for the
+   * answer, or fail with EIO) while this is not 0.  Only NBD leaves have
+   * any.
+   */
+  unsigned int unanswered_writes;
+  /* The first of them, when there is one: what it was, for the operator
+   * ("write", "trim", "zero"; NULL if none), its length and offset.
+   */
+  const char *fence_op;
+  uint64_t fence_len;
+  uint64_t fence_offset;
+};
+
 /* A backend.  Offsets and lengths are in bytes, inside the device.  Each
- * returns 0 or -errno (with the reason in ic_error()).
+ * I/O member returns 0 or -errno (with the reason in ic_error()).
  */
 struct ic_leaf_ops {
   const char *type;
@@ -47,6 +64,11 @@ struct ic_leaf_ops {
   int (*zero) (struct ic_leaf *leaf, uint64_t len, uint64_t offset,
                bool may_trim, bool fua);
   void (*destroy) (struct ic_leaf *leaf);
+  /* Optional: fill @st, which the caller has zeroed.  Must not wait for
+   * I/O (the control server calls it from its loop); may take the
+   * backend's lock.
+   */
+  void (*status) (struct ic_leaf *leaf, struct ic_leaf_status *st);
 };
 
 /* Fault kinds for ic_leaf_set_io_faults(). */
@@ -81,6 +103,12 @@ struct ic_leaf *ic_device_to_leaf (struct ic_device *dev);
  */
 void ic_leaf_set_io_faults (struct ic_leaf *leaf, unsigned int kinds,
                             int64_t count);
+
+/* The backend's status (ic_leaf_ops.status); all zero when it has none.
+ *
+ * Context: any thread; takes the backend's lock, never waits for I/O.
+ */
+void ic_leaf_read_status (struct ic_leaf *leaf, struct ic_leaf_status *st);
 
 /* Make every read, write, trim and zero of the leaf take @us microseconds
  * longer (0: no delay): slow storage, so that a test can catch requests in
@@ -118,7 +146,8 @@ struct ic_device *ic_leaf_file_new (const char *name, const char *path,
  * the server may still carry it out: until it answers, writes, trims and
  * zeros wait for that answer, up to @timeout_ms more, or fail with EIO;
  * reads and flushes go on.  If that connection breaks first, the
- * command's fate is unknown, and writes go on.
+ * command's fate is unknown, and writes go on.  ic_leaf_read_status()
+ * tells whether writes are fenced, and by what.
  */
 #define IC_NBD_DEFAULT_TIMEOUT_MS 30000
 

@@ -10,9 +10,11 @@
 # write tried meanwhile must fail with EIO, or succeed only after the old
 # one landed; a read sees the old data or the new, never half of each; a
 # write acknowledged after that is what reads back once the old command
-# would have landed.  Twice: against a peer with multi-conn (a pool of
-# connections) and one without (a single connection: a read during the
-# wait must not hang behind the timed-out write).  Last, the peer is
+# would have landed.  Meanwhile the server's status shows the leaf's
+# writes fenced, by that command, and not once the fence is lifted.
+# Twice: against a peer with multi-conn (a pool of connections) and one
+# without (a single connection: a read during the wait must not hang
+# behind the timed-out write).  Last, the peer is
 # killed while such a write runs on it: writes must not wait for it for
 # ever.
 source ./functions.sh
@@ -43,6 +45,7 @@ key k key=+k
 engine e1 modes=AES-256-XTS:4096
 leaf N nbd=nbd+unix:///?socket=$d/peer$1.sock engine=e1 timeout=1
 export v device=N key=k
+control socket=$d/ic$1-ctl.sock
 CONF
 }
 
@@ -58,9 +61,10 @@ gone ()
 run ()
 {
     "$PYTHON" - "nbd+unix:///v?socket=$d/sock$1" "$INLINECRYPTCTL" \
-        $d/peer$1-ctl.sock "$2" "nbd+unix:///?socket=$d/peer$1.sock" <<'PY'
-import errno, nbd, subprocess, sys, time
-uri, ctlbin, ctlsock, op, peer = sys.argv[1:]
+        $d/peer$1-ctl.sock "$2" "nbd+unix:///?socket=$d/peer$1.sock" \
+        $d/ic$1-ctl.sock <<'PY'
+import errno, json, nbd, subprocess, sys, time
+uri, ctlbin, ctlsock, op, peer, icsock = sys.argv[1:]
 
 p = nbd.NBD()
 p.connect_uri(peer)
@@ -69,6 +73,15 @@ p.shutdown()
 
 def ctl(*args):
     subprocess.run([ctlbin, "-s", ctlsock] + list(args), check=True)
+
+# The leaf N as the server's status shows it, in JSON and in text.
+def status_n():
+    out = subprocess.run([ctlbin, "-s", icsock, "--json", "status", "N"],
+                         check=True, capture_output=True, text=True).stdout
+    (n,) = json.loads(out)["devices"]
+    text = subprocess.run([ctlbin, "-s", icsock, "status", "N"], check=True,
+                          capture_output=True, text=True).stdout
+    return n, text
 
 def fails_eio(fn, *args):
     try:
@@ -85,6 +98,9 @@ if op == "zero":
     A = bytes(4096)
 h.pwrite(old, 0)
 assert h.pread(4096, 0) == old
+n, text = status_n()
+assert n["writes_fenced"] is False and n["unanswered_writes"] == 0, n
+assert "fenced_by" not in n and "fenced" not in text, (n, text)
 
 # The peer takes 3 s per request from now on; the leaf waits 1 s.
 ctl("fault", "RL", "io-delay-us=3000000")
@@ -96,6 +112,14 @@ else:
 print("%s failed with EIO after %.2f s" % (op, time.monotonic() - t0))
 ctl("fault", "RL", "clear")
 landed = t0 + 3
+
+# The fence shows in status, with the command that set it.
+n, text = status_n()
+print(text)
+assert n["writes_fenced"] is True and n["unanswered_writes"] == 1, n
+assert n["fenced_by"] == {"op": op, "offset": 0, "length": 4096}, n
+assert ("writes fenced: 1 timed-out write(s) not yet answered, the first "
+        "%s 4096 bytes at 0" % op) in text, text
 
 # The old command is still running on the peer: a write must not get
 # ahead of it.
@@ -116,6 +140,9 @@ while not ok:
     ok = not fails_eio(h.pwrite, B, 0)
 print("write ok after %.2f s" % (time.monotonic() - t0))
 assert h.pread(4096, 0) == B
+n, text = status_n()
+assert n["writes_fenced"] is False and n["unanswered_writes"] == 0, n
+assert "fenced_by" not in n and "fenced" not in text, (n, text)
 
 # Past the time the old command would have landed, B is still there.
 time.sleep(max(0, landed + 1 - time.monotonic()))
