@@ -29,6 +29,7 @@ packages=(
     libgcrypt20-dev libev-dev libjson-c-dev check
     nbdkit nbdkit-plugin-dev libnbd-dev libnbd-bin python3-libnbd
     qemu-utils fio python3 python3-cryptography
+    xfsprogs
     clang libclang-rt-14-dev
 )
 

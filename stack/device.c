@@ -80,14 +80,14 @@ key_unit (const struct ic_bio *bio)
 }
 
 int
-ic_device_refuse_cut (const char *name, const struct ic_bio *bio,
-                      uint64_t bytes)
+ic_device_refuse_cut (const char *name, uint64_t offset,
+                      const struct ic_bio *bio, uint64_t bytes)
 {
   ic_error ("%s: %s: %" PRIu64 " bytes at %" PRIu64 ": a boundary %" PRIu64
-            " bytes in cuts one of its %u-byte data units in two; refused "
-            "before anything is written", name, ic_bio_op_name (bio->op),
-            bio->len, bio->offset, bytes, ic_bio_unit (bio));
-  return -EIO;
+            " bytes in would cut one of its %u-byte data units in two; "
+            "refused", name, ic_bio_op_name (bio->op), bio->len, offset,
+            bytes, ic_bio_unit (bio));
+  return -EINVAL;
 }
 
 /* blk_crypto_fallback_bio_prep for one bio: the devices below see plain

@@ -82,17 +82,21 @@ void ic_device_init (struct ic_device *dev, const char *name, uint64_t size,
  */
 int ic_device_submit (struct ic_device *dev, struct ic_bio *bio);
 
-/* Refuse @bio, sent to the device named @name, because splitting it @bytes in (at a target or stripe
- * boundary) would cut a data unit (ic_bio_cuts_unit()): either side could
- * then fail alone and leave the unit half old, half new.  Upstream fails
- * such a bio on the inline-encryption path (bio_crypt_check_alignment)
- * but splits it on the fallback path; both fail here, before any piece is
- * submitted.
+/* Refuse @bio, at @offset of the device named @name, because splitting
+ * it @bytes in (at a target or stripe boundary) would cut a data unit
+ * (ic_bio_cuts_unit()): either side could then fail alone and leave the
+ * unit half old, half new.  Upstream fails such a bio with EIO on the
+ * inline-encryption path (bio_crypt_check_alignment) but splits it on
+ * the fallback path.  Here both fail, with EINVAL: the request does not
+ * fit the layout, which says nothing about the health of the device (a
+ * mirror keeps the leg).  A table refuses before any piece goes down; a
+ * device further down (a striped target after a linear one) refuses its
+ * piece, after earlier pieces went through whole.
  *
- * Return: -EIO, with the reason in ic_error().
+ * Return: -EINVAL, with the reason in ic_error().
  */
-int ic_device_refuse_cut (const char *name, const struct ic_bio *bio,
-                          uint64_t bytes);
+int ic_device_refuse_cut (const char *name, uint64_t offset,
+                          const struct ic_bio *bio, uint64_t bytes);
 
 /* The largest min_block of @dev and of the devices below it in the live
  * tables, at least 1: what requests to @dev must be aligned to

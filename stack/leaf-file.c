@@ -102,9 +102,20 @@ unit_straddles (const struct file *f, uint64_t offset, unsigned int unit)
   return f->atom && unit && (unit > f->atom || offset % unit != 0);
 }
 
+/* True if [@offset, @offset+@len) may have a hole: what a write could
+ * need space for.  A file system without SEEK_HOLE reports none.
+ */
+static bool
+may_have_hole (const struct file *f, uint64_t len, uint64_t offset)
+{
+  off_t hole = lseek (f->fd, offset, SEEK_HOLE);
+
+  return hole == -1 || (uint64_t) hole < offset + len;
+}
+
 static int
 file_pwrite (struct ic_leaf *leaf, const void *buf, uint64_t len,
-             uint64_t offset, unsigned int unit, bool fua)
+             uint64_t offset, unsigned int unit, bool fua, bool *partial)
 {
   struct file *f = (struct file *) leaf;
   const char *p = buf;
@@ -112,11 +123,14 @@ file_pwrite (struct ic_leaf *leaf, const void *buf, uint64_t len,
 
   /* A pwrite that runs out of space (ENOSPC, EDQUOT) stops at a block:
    * allocate first, so that it fails before changing anything.  Only
-   * when a data unit would be cut: otherwise a short write still leaves
-   * every unit whole, old or new.  A copy-on-write file system (btrfs, a
-   * reflinked XFS file) can still run out while writing.
+   * when a data unit would be cut (otherwise a short write still leaves
+   * every unit whole, old or new), and only over holes: XFS reserves
+   * space for the whole range even where it is allocated, so on a full
+   * file system it would refuse overwrites that need nothing.  A
+   * copy-on-write file system (btrfs, a reflinked XFS file) can still
+   * run out while writing.
    */
-  if (unit_straddles (f, offset, unit)) {
+  if (unit_straddles (f, offset, unit) && may_have_hole (f, len, offset)) {
     err = try_fallocate (f, &f->can_alloc, 0, len, offset);
     if (err < 0 && err != -EOPNOTSUPP)
       return file_error (leaf, "allocate", len, offset, -err);
@@ -127,14 +141,19 @@ file_pwrite (struct ic_leaf *leaf, const void *buf, uint64_t len,
     if (r == -1) {
       if (errno == EINTR)
         continue;
+      /* A pwrite that fails wrote nothing, but the ones before did. */
+      if (p != buf)
+        *partial = true;
       return file_error (leaf, "write", len, offset, errno);
     }
     p += r;
     offset += r;
     len -= r;
   }
-  if (fua && fdatasync (f->fd) == -1)
+  if (fua && fdatasync (f->fd) == -1) {
+    *partial = true;
     return file_error (leaf, "sync", 0, 0, errno);
+  }
   return 0;
 }
 
@@ -157,7 +176,9 @@ write_zeros (struct ic_leaf *leaf, uint64_t len, uint64_t offset)
   while (len > 0) {
     uint64_t n = len < sizeof zeros ? len : sizeof zeros;
 
-    r = file_pwrite (leaf, zeros, n, offset, 0, false);
+    bool partial = false;
+
+    r = file_pwrite (leaf, zeros, n, offset, 0, false, &partial);
     if (r < 0)
       return r;
     offset += n;

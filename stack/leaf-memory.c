@@ -162,7 +162,7 @@ allocate_chunks (struct memory *m, uint64_t len, uint64_t offset)
 
 static int
 memory_pwrite (struct ic_leaf *leaf, const void *buf, uint64_t len,
-               uint64_t offset, unsigned int unit, bool fua)
+               uint64_t offset, unsigned int unit, bool fua, bool *partial)
 {
   struct memory *m = (struct memory *) leaf;
   const char *p = buf;
@@ -190,6 +190,9 @@ memory_pwrite (struct ic_leaf *leaf, const void *buf, uint64_t len,
       memcpy (data + in, p, n);
     pthread_rwlock_unlock (lock);
     if (!data) {
+      /* Only if a TRIM freed a chunk after allocate_chunks(). */
+      if (p != buf)
+        *partial = true;
       ic_error ("%s: write: out of memory", leaf->dev.name);
       return -ENOMEM;
     }

@@ -567,9 +567,14 @@ remote_io_fua (struct ic_leaf *leaf, enum remote_op op, void *buf,
 
 static int
 remote_pwrite (struct ic_leaf *leaf, const void *buf, uint64_t len,
-               uint64_t offset, unsigned int unit, bool fua)
+               uint64_t offset, unsigned int unit, bool fua, bool *partial)
 {
-  return remote_io_fua (leaf, R_WRITE, (void *) buf, len, offset, 0, fua);
+  int r = remote_io_fua (leaf, R_WRITE, (void *) buf, len, offset, 0, fua);
+
+  /* The NBD protocol leaves a failed write's range undefined. */
+  if (r < 0)
+    *partial = true;
+  return r;
 }
 
 static int
@@ -586,7 +591,8 @@ remote_zero (struct ic_leaf *leaf, uint64_t len, uint64_t offset,
   for (r = 0; r == 0 && len > 0;) {
     uint64_t n = len < sizeof zeros ? len : sizeof zeros;
 
-    r = remote_pwrite (leaf, zeros, n, offset, 0, fua && n == len);
+    r = remote_io_fua (leaf, R_WRITE, (void *) zeros, n, offset, 0,
+                       fua && n == len);
     offset += n;
     len -= n;
   }

@@ -44,9 +44,10 @@ io_fault (struct ic_leaf *leaf, const struct ic_bio *bio)
 }
 
 /* The backend part of a bio, plain or already encrypted (@data).  A
- * backend that fails a write may have written part of it (pwrite some
- * bytes, the memory leaf some chunks; NBD leaves a failed write's range
- * undefined): the bio is marked partial.  An injected fault fails before.
+ * backend that fails a write says whether it may have written part of it
+ * (pwrite some bytes; NBD leaves a failed write's range undefined), which
+ * marks the bio partial; a failed TRIM or WRITE_ZEROES always does.  An
+ * injected fault fails before.
  */
 static int
 backend_io (struct ic_leaf *leaf, struct ic_bio *bio, void *data)
@@ -70,9 +71,8 @@ backend_io (struct ic_leaf *leaf, struct ic_bio *bio, void *data)
   case IC_OP_WRITE:
     if (take_fault (leaf, IC_LEAF_FAULT_WRITE))
       return io_fault (leaf, bio);
-    r = leaf->ops->pwrite (leaf, data, bio->len, bio->offset,
-                           ic_bio_unit (bio), fua);
-    break;
+    return leaf->ops->pwrite (leaf, data, bio->len, bio->offset,
+                              ic_bio_unit (bio), fua, &bio->partial);
   case IC_OP_FLUSH:
     return leaf->ops->flush (leaf);
   case IC_OP_TRIM:

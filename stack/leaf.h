@@ -52,10 +52,12 @@ struct ic_leaf_ops {
    * A backend that can fail part-way through a write should do so only
    * between units, never inside one: the file leaf allocates the range
    * first when units straddle its blocks, the memory leaf allocates
-   * every chunk first.
+   * every chunk first.  On failure, *@partial says whether the range
+   * may have changed (left alone on success).
    */
   int (*pwrite) (struct ic_leaf *leaf, const void *buf, uint64_t len,
-                 uint64_t offset, unsigned int unit, bool fua);
+                 uint64_t offset, unsigned int unit, bool fua,
+                 bool *partial);
   int (*flush) (struct ic_leaf *leaf);
   /* Deallocate; what reads return afterwards is up to the backend. */
   int (*trim) (struct ic_leaf *leaf, uint64_t len, uint64_t offset,

@@ -370,7 +370,8 @@ stacked_submit (struct ic_device *dev, struct ic_bio *bio)
         break;
       if (ic_bio_cuts_unit (bio, pos - bio->offset)) {
         table_put (t);
-        return ic_device_refuse_cut (dev->name, bio, pos - bio->offset);
+        return ic_device_refuse_cut (dev->name, bio->offset, bio,
+                                     pos - bio->offset);
       }
     }
   }

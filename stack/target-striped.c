@@ -125,9 +125,11 @@ check_cuts (struct ic_target *ti, const struct striped *sc,
   if (first >= bio->len)
     return 0;
   if (ic_bio_cuts_unit (bio, first))
-    return ic_device_refuse_cut (ic_target_device_name (ti), bio, first);
+    return ic_device_refuse_cut (ic_target_device_name (ti),
+                                 ti->begin + bio->offset, bio, first);
   if (first + sc->chunk < bio->len && sc->chunk % unit)
-    return ic_device_refuse_cut (ic_target_device_name (ti), bio,
+    return ic_device_refuse_cut (ic_target_device_name (ti),
+                                 ti->begin + bio->offset, bio,
                                  first + sc->chunk);
   return 0;
 }

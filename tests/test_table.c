@@ -1279,7 +1279,7 @@ END_TEST
 /* Where the data lands on the device does not matter, only that its data
  * units are whole (bio_crypt_check_alignment looks at lengths): a linear
  * target at an odd sector carries the DUN there, and a table boundary
- * that cuts a data unit fails the request with EIO.
+ * that would cut a data unit refuses the request with EINVAL.
  */
 START_TEST (test_linear_odd_offset)
 {
@@ -1305,9 +1305,9 @@ START_TEST (test_linear_odd_offset)
 
   /* 8 KiB at sector 28 is 2 KiB on a and 6 KiB on b. */
   ck_assert_int_eq (submit (s, IC_OP_WRITE, kx, 5, pt, 8 * KiB, 28 * 512),
-                    -EIO);
-  assert_error ("a boundary 2048 bytes in cuts one of its 4096-byte data "
-                "units in two");
+                    -EINVAL);
+  assert_error ("8192 bytes at 14336: a boundary 2048 bytes in would cut "
+                "one of its 4096-byte data units in two");
   r = raw (b, 8 * KiB, 512);
   ck_assert (ic_is_zero (r, 8 * KiB));
   free (r);
@@ -1471,9 +1471,9 @@ START_TEST (test_striped_small_chunk)
   s = stacked ("s");
   load_resume (s, "0 2048 striped 2 4 a 0 b 0", 0);
   ck_assert_int_eq (submit (s, IC_OP_WRITE, kx, 0, pt, 8 * KiB, 0),
-                    -EIO);
-  assert_error ("a boundary 2048 bytes in cuts one of its 4096-byte data "
-                "units in two");
+                    -EINVAL);
+  assert_error ("a boundary 2048 bytes in would cut one of its 4096-byte "
+                "data units in two");
   ck_submit (s, IC_OP_WRITE, NULL, 0, pt, 8 * KiB, 0);
   free (pt);
 }
@@ -1526,10 +1526,10 @@ START_TEST (test_fallback_cut)
   load_resume (s, c->table, 0);
   ic_leaf_set_io_faults (ic_device_to_leaf (b), IC_LEAF_FAULT_WRITE, -1);
   ck_assert_int_eq (submit (s, IC_OP_WRITE, kx, 3, pt, c->len, c->offset),
-                    -EIO);
+                    -EINVAL);
   r = malloc (64);
   ck_assert_ptr_nonnull (r);
-  snprintf ((char *) r, 64, "a boundary %u bytes in cuts", c->cut);
+  snprintf ((char *) r, 64, "a boundary %u bytes in would cut", c->cut);
   assert_error ((char *) r);
   free (r);
   ra = raw (a, 1 * MiB, 0);
@@ -1538,7 +1538,7 @@ START_TEST (test_fallback_cut)
   ck_assert_mem_eq (rb, old, 1 * MiB);
   /* Reads of the unit are refused too: there is nothing it could mean. */
   ck_assert_int_eq (submit (s, IC_OP_READ, kx, 3, pt, c->len, c->offset),
-                    -EIO);
+                    -EINVAL);
   /* Plain I/O is not cut into units. */
   ic_leaf_set_io_faults (ic_device_to_leaf (b), 0, 0);
   ck_submit (s, IC_OP_WRITE, NULL, 0, pt, c->len, c->offset);
@@ -1550,7 +1550,8 @@ START_TEST (test_fallback_cut)
 END_TEST
 
 /* A memory leaf that runs out of memory part-way through a write fails
- * it before changing anything: its chunks are allocated first.  The
+ * it before changing anything, and says so: its chunks are allocated
+ * first.  The
  * address space is limited to a little more than is mapped, so that the
  * write's 256 new chunks cannot all be had.  (Not under the sanitizers,
  * whose allocators abort instead of failing.)
@@ -1561,8 +1562,11 @@ START_TEST (test_memory_leaf_oom)
   ic_error ("not under a sanitizer");
 #else
   struct ic_device *m = leaf_plain ("m", 32 * MiB);
-  uint8_t *old = pattern (64 * KiB, 50);
   uint8_t *d = pattern (16 * MiB, 51);
+  struct ic_bio bio = { .op = IC_OP_WRITE, .len = 16 * MiB, .buf = d };
+  rlim_t saved;
+  int r;
+  uint8_t *old = pattern (64 * KiB, 50);
   uint8_t *back = malloc (64 * KiB);
   unsigned long pages = 0;
   struct rlimit lim;
@@ -1574,10 +1578,17 @@ START_TEST (test_memory_leaf_oom)
   ck_assert_ptr_nonnull (f);
   ck_assert_int_eq (fscanf (f, "%lu", &pages), 1);
   fclose (f);
-  lim.rlim_cur = lim.rlim_max = pages * sysconf (_SC_PAGESIZE) + 1 * MiB;
+  ck_assert_int_eq (getrlimit (RLIMIT_AS, &lim), 0);
+  saved = lim.rlim_cur;
+  lim.rlim_cur = pages * sysconf (_SC_PAGESIZE) + 1 * MiB;
   ck_assert_int_eq (setrlimit (RLIMIT_AS, &lim), 0);
-  ck_assert_int_eq (submit (m, IC_OP_WRITE, NULL, 0, d, 16 * MiB, 0),
-                    -ENOMEM);
+  r = ic_device_submit (m, &bio);
+  /* Back to the old limit (for CK_FORK=no). */
+  lim.rlim_cur = saved;
+  ck_assert_int_eq (setrlimit (RLIMIT_AS, &lim), 0);
+  ck_assert_int_eq (r, -ENOMEM);
+  /* Unchanged, and says so (a mirror keeps such a leg). */
+  ck_assert (!bio.partial);
   assert_error ("out of memory");
   ck_submit (m, IC_OP_READ, NULL, 0, back, 64 * KiB, 0);
   ck_assert_mem_eq (back, old, 64 * KiB);
@@ -1585,6 +1596,85 @@ START_TEST (test_memory_leaf_oom)
   free (d);
   free (back);
 #endif
+}
+END_TEST
+
+/* A striped target after a linear one: the table's boundary is between
+ * units, the striped target refuses its piece (the message names the
+ * offset on the device), after the linear piece went through whole.
+ */
+START_TEST (test_fallback_cut_nested)
+{
+  struct ic_device *s;
+  struct ic_device *a;
+  uint8_t *pt = pattern (16 * KiB, 43);
+  uint8_t *ct = encrypt (kx, pt, 4 * KiB, 3);
+  uint8_t *r;
+
+  a = leaf_plain ("a", 1 * MiB);
+  leaf_plain ("b", 1 * MiB);
+  s = stacked ("s");
+  load_resume (s, "0 8 linear a 0\n8 2040 striped 2 4 a 8 b 0", 0);
+  ck_assert_int_eq (submit (s, IC_OP_WRITE, kx, 3, pt, 16 * KiB, 0),
+                    -EINVAL);
+  assert_error ("s: write: 12288 bytes at 4096: a boundary 2048 bytes in "
+                "would cut");
+  r = raw (a, 4 * KiB, 0);
+  ck_assert_mem_eq (r, ct, 4 * KiB);
+  free (r);
+  free (pt);
+  free (ct);
+}
+END_TEST
+
+/* A refused request says nothing about a mirror leg's health.  Reads
+ * alternate between the legs; the leg striped in half data units refuses
+ * them and stays.  With every leg refusing, a write fails and no leg is
+ * failed (a write one leg took and another refused fails the refusing
+ * leg, the mirror's rule for any leg that cannot take what others did).
+ */
+START_TEST (test_fallback_cut_mirror)
+{
+  struct ic_device *m;
+  uint8_t *pt = pattern (8 * KiB, 44);
+  uint8_t *back = malloc (8 * KiB);
+  int refused = 0;
+  int i;
+  int r;
+
+  leaf_plain ("a", 1 * MiB);
+  leaf_plain ("b", 1 * MiB);
+  leaf_plain ("c", 1 * MiB);
+  load_resume (stacked ("s2"), "0 2048 striped 2 4 b 0 c 0", 0);
+  m = stacked ("m");
+  load_resume (m, "0 2048 mirror 2 a 0 s2 0", 0);
+  /* Reads alternate between the legs: the striped one refuses. */
+  for (i = 0; i < 4; i++) {
+    r = submit (m, IC_OP_READ, kx, 0, back, 8 * KiB, 0);
+    ck_assert_msg (r == 0 || r == -EINVAL, "read: %d", r);
+    refused += r == -EINVAL;
+  }
+  ck_assert_int_gt (refused, 0);
+  ck_assert_int_eq (leg (m, 0).state, IC_LEG_ACTIVE);
+  ck_assert_int_eq (leg (m, 1).state, IC_LEG_ACTIVE);
+
+  leaf_plain ("d", 1 * MiB);
+  leaf_plain ("e", 1 * MiB);
+  load_resume (stacked ("s3"), "0 2048 striped 2 4 d 0 e 0", 0);
+  m = stacked ("m2");
+  load_resume (m, "0 2048 mirror 2 s2 0 s3 0", 0);
+  for (i = 0; i < 2; i++)
+    ck_assert_int_eq (submit (m, IC_OP_READ, kx, 0, back, 8 * KiB, 0),
+                      -EINVAL);
+  ck_assert_int_eq (submit (m, IC_OP_WRITE, kx, 0, pt, 8 * KiB, 0),
+                    -EINVAL);
+  ck_assert_int_eq (leg (m, 0).state, IC_LEG_ACTIVE);
+  ck_assert_int_eq (leg (m, 1).state, IC_LEG_ACTIVE);
+  ck_submit (m, IC_OP_WRITE, NULL, 0, pt, 8 * KiB, 0);
+  ck_submit (m, IC_OP_READ, NULL, 0, back, 8 * KiB, 0);
+  ck_assert_mem_eq (back, pt, 8 * KiB);
+  free (pt);
+  free (back);
 }
 END_TEST
 
@@ -2006,13 +2096,14 @@ half_pread (struct ic_leaf *leaf, void *buf, uint64_t len, uint64_t offset)
 
 static int
 half_pwrite (struct ic_leaf *leaf, const void *buf, uint64_t len,
-             uint64_t offset, unsigned int unit, bool fua)
+             uint64_t offset, unsigned int unit, bool fua, bool *partial)
 {
   struct half_leaf *h = (struct half_leaf *) leaf;
 
   if (h->armed) {
     h->armed = false;
     memcpy (h->data + offset, buf, len / 2);
+    *partial = true;
     ic_error ("%s: write: out of memory", leaf->dev.name);
     return -ENOMEM;
   }
@@ -2925,6 +3016,8 @@ table_suite (void)
                        sizeof cut_cases / sizeof cut_cases[0]);
   suite_add_tcase (s, tc);
   CASE ("fallback_cut_whole", test_fallback_cut_whole);
+  CASE ("fallback_cut_nested", test_fallback_cut_nested);
+  CASE ("fallback_cut_mirror", test_fallback_cut_mirror);
   CASE ("memory_leaf_oom", test_memory_leaf_oom);
 
   CASE ("mirror_writes", test_mirror_writes);
