@@ -1,7 +1,8 @@
 /* stack/leaf-file.c - a leaf backed by a regular file (or a block device
  * node).  One pread/pwrite per request, looping only on short transfers;
- * a write whose data units straddle blocks allocates its range first, so
- * that running out of space never leaves a unit half written.
+ * a write whose data units straddle blocks first allocates the holes in
+ * its range, so that running out of space never leaves a unit half
+ * written.
  * FLUSH and FUA use fdatasync; TRIM and WRITE_ZEROES punch holes or zero
  * ranges with fallocate where the file system can, and write zeros where
  * it cannot.  Stateless apart from the descriptor: thread-safe.

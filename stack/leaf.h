@@ -50,9 +50,9 @@ struct ic_leaf_ops {
                 uint64_t offset);
   /* @unit: the data unit size of the data (ic_bio_unit()), 0 if plain.
    * A backend that can fail part-way through a write should do so only
-   * between units, never inside one: the file leaf allocates the range
-   * first when units straddle its blocks, the memory leaf allocates
-   * every chunk first.  On failure, *@partial says whether the range
+   * between units, never inside one: the file leaf allocates the holes
+   * of the range first when units straddle its blocks, the memory leaf
+   * allocates every chunk first.  On failure, *@partial says whether the range
    * may have changed (left alone on success).
    */
   int (*pwrite) (struct ic_leaf *leaf, const void *buf, uint64_t len,
