@@ -90,12 +90,13 @@ ic_device_refuse_cut (const char *name, uint64_t offset,
   return -EINVAL;
 }
 
-/* blk_crypto_fallback_bio_prep for one bio: the devices below see plain
- * I/O, with the data unit size in bio->unit so that they keep each unit
- * whole (upstream splits such bios anywhere).
+/* blk_crypto_fallback_bio_prep for one READ or WRITE: the devices below
+ * see plain I/O, with the data unit size in bio->unit so that they keep
+ * each unit whole (upstream splits such bios anywhere).  A device with
+ * its own submit_fallback (a leaf) does this itself.
  */
 static int
-fallback_submit (struct ic_device *dev, struct ic_bio *bio)
+fallback_bounce (struct ic_device *dev, struct ic_bio *bio)
 {
   struct ic_bio plain = *bio;
   void *bounce;
@@ -103,8 +104,7 @@ fallback_submit (struct ic_device *dev, struct ic_bio *bio)
 
   plain.crypt_ctx.key = NULL;
   plain.unit = key_unit (bio);
-  switch (bio->op) {
-  case IC_OP_WRITE:
+  if (bio->op == IC_OP_WRITE) {
     /* Never encrypt the caller's data in place. */
     bounce = ic_bounce_get (bio->len);
     if (!bounce) {
@@ -119,23 +119,31 @@ fallback_submit (struct ic_device *dev, struct ic_bio *bio)
       r = dev->ops->submit (dev, &plain);
     }
     ic_bounce_put (bounce, bio->len);
-    break;
-  case IC_OP_READ:
+  }
+  else {
     r = dev->ops->submit (dev, &plain);
     /* Decrypt only what was read: a failed read is passed up as it is. */
     if (r == 0)
       r = ic_crypto_fallback_decrypt (&bio->crypt_ctx, bio->buf, bio->len);
-    break;
-  default:
-    r = dev->ops->submit (dev, &plain);
-    break;
   }
+  if (r < 0)
+    ic_bio_part_failed (bio, &plain, false);
+  return r;
+}
+
+static int
+fallback_submit (struct ic_device *dev, struct ic_bio *bio)
+{
+  int r;
+
+  if (dev->ops->submit_fallback)
+    r = dev->ops->submit_fallback (dev, bio);
+  else
+    r = fallback_bounce (dev, bio);
   if (r == 0) {
     COUNT (dev->fallback_requests, 1);
     COUNT (dev->fallback_bytes, bio->len);
   }
-  else
-    ic_bio_part_failed (bio, &plain, false);
   return r;
 }
 

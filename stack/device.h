@@ -35,6 +35,13 @@ struct ic_device_ops {
    * Return: 0 or -errno.
    */
   int (*submit) (struct ic_device *dev, struct ic_bio *bio);
+  /* Carry out a READ or WRITE whose context the profile does not support,
+   * en/decrypting it with the fallback (ic_crypto_fallback_encrypt()).
+   * Optional: without it ic_device_submit() encrypts a write whole into
+   * a bounce buffer and submits it plain, and decrypts a read once it
+   * came back.  Leaves have it, to write in pieces (leaf.h).
+   */
+  int (*submit_fallback) (struct ic_device *dev, struct ic_bio *bio);
   /* Free the device.  Optional. */
   void (*destroy) (struct ic_device *dev);
 };

@@ -659,6 +659,7 @@ remote_status (struct ic_leaf *leaf, struct ic_leaf_status *st)
 
 static const struct ic_leaf_ops remote_ops = {
   .type = "nbd",
+  .remote = true,
   .pread = remote_pread,
   .pwrite = remote_pwrite,
   .flush = remote_flush,

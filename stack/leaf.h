@@ -5,7 +5,9 @@
  * their whole life (as a blk-mq request does), the engine encrypts writes
  * into a bounce buffer on the way down and decrypts reads in place on the
  * way up, and the slot is released before the request completes.  A leaf
- * without an engine has no profile.
+ * without an engine has no profile.  Requests the engine cannot take are
+ * en/decrypted by the fallback at the leaf the same way; on a local
+ * backend both write a large request 256 KiB at a time (leaf.c).
  *
  * Faults: a test rig can make the next N reads and/or writes fail with EIO
  * (ic_leaf_set_io_faults()) or every request slow (ic_leaf_set_io_delay()).
@@ -46,6 +48,12 @@ struct ic_leaf_status {
  */
 struct ic_leaf_ops {
   const char *type;
+  /* Requests go over the network.  An encrypted write larger than
+   * 256 KiB then reaches pwrite whole (one round trip); a local backend
+   * gets it in 256 KiB pieces, each encrypted just before it is written,
+   * while it is in the CPU's cache.
+   */
+  bool remote;
   int (*pread) (struct ic_leaf *leaf, void *buf, uint64_t len,
                 uint64_t offset);
   /* @unit: the data unit size of the data (ic_bio_unit()), 0 if plain.

@@ -11,7 +11,9 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -545,11 +547,158 @@ START_TEST (test_fallback_path)
   ck_assert_mem_eq (raw, ct, 1 * MiB);
   free (ct);
   ic_crypto_fallback_read_stats (&st, false);
-  ck_assert_uint_eq (st.encrypt_requests[IC_ENCRYPTION_MODE_AES_256_XTS], 1);
+  /* One request, encrypted by the leaf in four 256 KiB pieces. */
+  ck_assert_uint_eq (st.encrypt_requests[IC_ENCRYPTION_MODE_AES_256_XTS], 4);
+  ck_assert_uint_eq (st.encrypt_bytes[IC_ENCRYPTION_MODE_AES_256_XTS], 1 * MiB);
+  ck_assert_uint_eq (dev->fallback_requests, 1);
 
   dev->fallback_enabled = false;
   ck_assert_int_eq (ic_export_pread (vol, raw, 4096, 0), -EOPNOTSUPP);
   ck_assert_ptr_nonnull (strstr (ic_last_error (), "fallback is off"));
+  free (pt);
+  free (raw);
+}
+END_TEST
+
+/* En/decryptions counted so far by the fixture's cipher: the engine's,
+ * or the fallback's; zeroed after reading.
+ */
+static uint64_t
+crypt_ops (void)
+{
+  int m = IC_ENCRYPTION_MODE_AES_256_XTS;
+
+  if (engine) {
+    struct ic_engine_stats st;
+
+    ic_engine_read_stats (engine, &st, true);
+    return st.requests[m];
+  }
+  else {
+    struct ic_fallback_stats st;
+
+    ic_crypto_fallback_read_stats (&st, true);
+    return st.encrypt_requests[m] + st.decrypt_requests[m];
+  }
+}
+
+/* A write over 256 KiB reaches a local leaf in 256 KiB pieces, each
+ * encrypted with its own DUN: the ciphertext is the whole request's, and
+ * each piece counts as one encryption.  Reads are decrypted whole.
+ */
+START_TEST (test_pieces)
+{
+  const uint64_t len = 1 * MiB + 12288, offset = 8192;
+  struct ic_ctx_range range = { .start = 0, .len = 4 * MiB, .key = k1,
+                                .dun_base = { 1000 } };
+  uint8_t *pt = pattern (len, 60);
+  uint8_t *raw = malloc (len);
+  uint8_t *ct;
+
+  ck_assert_ptr_nonnull (raw);
+  ck_assert_int_eq (ic_export_set_map (vol, &range, 1), 0);
+  crypt_ops ();
+  ck_assert_int_eq (ic_export_pwrite (vol, pt, len, offset, IC_BIO_FUA), 0);
+  ck_assert_uint_eq (crypt_ops (), 5);
+  raw_read (raw, len, offset);
+  ct = expected (k1, pt, len, offset, 0, 1000);
+  ck_assert_mem_eq (raw, ct, len);
+  ck_assert_int_eq (ic_export_pread (vol, raw, len, offset), 0);
+  ck_assert_uint_eq (crypt_ops (), 1);
+  ck_assert_mem_eq (raw, pt, len);
+  /* 256 KiB and under: whole. */
+  ck_assert_int_eq (ic_export_pwrite (vol, pt, 256 * 1024, offset, 0), 0);
+  ck_assert_uint_eq (crypt_ops (), 1);
+  free (ct);
+  free (pt);
+  free (raw);
+}
+END_TEST
+
+/* An injected fault or delay applies once per request, not per piece. */
+START_TEST (test_pieces_fault)
+{
+  struct ic_ctx_range range = { .start = 0, .len = 4 * MiB, .key = k1 };
+  struct ic_leaf *leaf = ic_device_to_leaf (dev);
+  uint8_t *pt = pattern (1 * MiB, 61);
+  uint8_t *raw = malloc (1 * MiB);
+  uint8_t *zero = calloc (1, 1 * MiB);
+  struct timespec t0, t1;
+  double s;
+
+  ck_assert_ptr_nonnull (raw);
+  ck_assert_ptr_nonnull (zero);
+  ck_assert_int_eq (ic_export_set_map (vol, &range, 1), 0);
+  ic_leaf_set_io_faults (leaf, IC_LEAF_FAULT_WRITE, 1);
+  ck_assert_int_eq (ic_export_pwrite (vol, pt, 1 * MiB, 0, 0), -EIO);
+  raw_read (raw, 1 * MiB, 0);
+  ck_assert_mem_eq (raw, zero, 1 * MiB);
+  ck_assert_int_eq (ic_export_pwrite (vol, pt, 1 * MiB, 0, 0), 0);
+  ic_leaf_set_io_faults (leaf, IC_LEAF_FAULT_READ, 1);
+  ck_assert_int_eq (ic_export_pread (vol, raw, 1 * MiB, 0), -EIO);
+  ck_assert_int_eq (ic_export_pread (vol, raw, 1 * MiB, 0), 0);
+  ck_assert_mem_eq (raw, pt, 1 * MiB);
+
+  /* 0.4 s once, not four times. */
+  ic_leaf_set_io_delay (leaf, 400000);
+  clock_gettime (CLOCK_MONOTONIC, &t0);
+  ck_assert_int_eq (ic_export_pwrite (vol, pt, 1 * MiB, 0, 0), 0);
+  clock_gettime (CLOCK_MONOTONIC, &t1);
+  ic_leaf_set_io_delay (leaf, 0);
+  s = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+  ck_assert_msg (s >= 0.4 && s < 1.6, "a 1 MiB write took %.2f s", s);
+  free (pt);
+  free (raw);
+  free (zero);
+}
+END_TEST
+
+/* A file leaf that fails a piece after earlier pieces went through: the
+ * request is partial, the pieces before are written whole, the rest is
+ * untouched.  RLIMIT_FSIZE at 256 KiB fails the second piece's pwrite
+ * before it writes anything.
+ */
+START_TEST (test_pieces_partial)
+{
+  char path[] = "/tmp/test_export.XXXXXX";
+  int fd = mkstemp (path);
+  struct ic_device *f;
+  struct ic_bio bio = { .op = IC_OP_WRITE, .len = 1 * MiB };
+  uint8_t *pt = pattern (1 * MiB, 62);
+  uint8_t *raw = malloc (1 * MiB);
+  uint8_t *ct;
+  struct rlimit lim;
+  rlim_t saved;
+  int r;
+
+  ck_assert_int_ne (fd, -1);
+  ck_assert_ptr_nonnull (raw);
+  f = ic_leaf_file_new ("f", path, 2 * MiB, false, engine);
+  ck_assert_ptr_nonnull (f);
+  f->fallback_enabled = true;
+  bio.buf = pt;
+  bio.crypt_ctx.key = k1;
+  ck_assert_int_eq (getrlimit (RLIMIT_FSIZE, &lim), 0);
+  saved = lim.rlim_cur;
+  lim.rlim_cur = 256 * 1024;
+  signal (SIGXFSZ, SIG_IGN);
+  ck_assert_int_eq (setrlimit (RLIMIT_FSIZE, &lim), 0);
+  r = ic_device_submit (f, &bio);
+  lim.rlim_cur = saved;
+  ck_assert_int_eq (setrlimit (RLIMIT_FSIZE, &lim), 0);
+  signal (SIGXFSZ, SIG_DFL);
+  ck_assert_int_eq (r, -EFBIG);
+  ck_assert (bio.partial);
+
+  ck_assert_int_eq (pread (fd, raw, 1 * MiB, 0), 1 * MiB);
+  ct = expected (k1, pt, 256 * 1024, 0, 0, 0);
+  ck_assert_mem_eq (raw, ct, 256 * 1024);
+  free (ct);
+  memset (pt, 0, 1 * MiB);
+  ck_assert_mem_eq (raw + 256 * 1024, pt, 1 * MiB - 256 * 1024);
+  ic_device_destroy (f);
+  close (fd);
+  unlink (path);
   free (pt);
   free (raw);
 }
@@ -573,6 +722,9 @@ export_suite (void)
   tcase_add_test (tc, test_leaf_faults);
   tcase_add_test (tc, test_file_leaf);
   tcase_add_test (tc, test_memory_sparse);
+  tcase_add_test (tc, test_pieces);
+  tcase_add_test (tc, test_pieces_fault);
+  tcase_add_test (tc, test_pieces_partial);
   suite_add_tcase (s, tc);
 
   tc = tcase_create ("fallback");
@@ -580,6 +732,9 @@ export_suite (void)
   tcase_add_test (tc, test_map_split);
   tcase_add_test (tc, test_holes);
   tcase_add_test (tc, test_fallback_path);
+  tcase_add_test (tc, test_pieces);
+  tcase_add_test (tc, test_pieces_fault);
+  tcase_add_test (tc, test_pieces_partial);
   suite_add_tcase (s, tc);
   return s;
 }
