@@ -255,11 +255,20 @@ ic_leaf_file_new (const char *name, const char *path, uint64_t size,
   struct file *f;
   struct stat st;
   struct rlimit fsize;
+  bool created = false;
   int fd;
   int err;
 
-  fd = open (path, (readonly ? O_RDONLY : O_RDWR | O_CREAT) | O_CLOEXEC,
-             0600);
+  fd = open (path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+  /* Create it only if it is missing, and know we did: a file we created
+   * is removed again if the leaf is refused below.
+   */
+  if (fd == -1 && errno == ENOENT && !readonly) {
+    fd = open (path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    created = fd != -1;
+    if (fd == -1 && errno == EEXIST)    /* someone else just made it */
+      fd = open (path, O_RDWR | O_CLOEXEC);
+  }
   if (fd == -1) {
     err = errno;
     ic_error ("%s: open %s: %s", name, path, strerror (err));
@@ -347,6 +356,8 @@ ic_leaf_file_new (const char *name, const char *path, uint64_t size,
   return &f->leaf.dev;
 
 out_close:
+  if (created)
+    unlink (path);
   close (fd);
   errno = err;
   return NULL;

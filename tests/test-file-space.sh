@@ -164,6 +164,8 @@ fi
 cat $d/err
 grep -F "go past the server's file size limit (RLIMIT_FSIZE, 524288 bytes)" \
      $d/err
+# The file it would have created is not left behind.
+test ! -e $d/big
 # A read-only leaf writes nothing: the limit does not matter.
 truncate -s 1M $d/big
 ( ulimit -f 512 &&

@@ -9,6 +9,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <signal.h>
@@ -499,6 +500,18 @@ START_TEST (test_file_leaf)
   ck_assert_ptr_null (ic_leaf_file_new ("f", "/nonexistent/dir/x", 0, false,
                                         NULL));
   ck_assert_int_eq (errno, ENOENT);
+  /* A file it created for a leaf it then refuses is removed; a file that
+   * was there stays.
+   */
+  ck_assert_ptr_null (ic_leaf_file_new ("f", path, 0, false, NULL));
+  ck_assert_ptr_nonnull (strstr (ic_last_error (), "is empty"));
+  ck_assert_int_eq (access (path, F_OK), -1);
+  fd = open (path, O_RDWR | O_CREAT | O_EXCL, 0600);
+  ck_assert_int_ge (fd, 0);
+  close (fd);
+  ck_assert_ptr_null (ic_leaf_file_new ("f", path, 0, false, NULL));
+  ck_assert_int_eq (access (path, F_OK), 0);
+  unlink (path);
   free (pt);
   free (back);
   free (zero);
