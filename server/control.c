@@ -12,6 +12,7 @@
 #include <locale.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -64,7 +65,7 @@ struct done {
 
 struct ic_control {
   struct ic_graph *graph;
-  char *path;
+  char *path;                   /* absolute, to unlink at the end */
   int listen_fd;
   struct ev_loop *loop;
   ev_io accept_io;
@@ -533,6 +534,24 @@ socket_alive (const struct sockaddr_un *addr)
   return alive;
 }
 
+/* @path made absolute against the current directory: nbdkit moves to /
+ * when it forks into the background, and the socket must still be
+ * removed at the end.  NULL if out of memory.
+ */
+static char *
+absolute (const char *path)
+{
+  char *cwd, *out;
+
+  if (path[0] == '/' || !(cwd = getcwd (NULL, 0)))
+    return strdup (path);
+  if (asprintf (&out, "%s%s%s", cwd, strcmp (cwd, "/") ? "/" : "",
+                path) == -1)
+    out = NULL;
+  free (cwd);
+  return out;
+}
+
 struct ic_control *
 ic_control_listen (struct ic_graph *graph, const char *path, mode_t mode,
                    const char *what)
@@ -550,7 +569,7 @@ ic_control_listen (struct ic_graph *graph, const char *path, mode_t mode,
   }
   strcpy (addr.sun_path, path);
   ctl = calloc (1, sizeof *ctl);
-  if (!ctl || !(ctl->path = strdup (path))) {
+  if (!ctl || !(ctl->path = absolute (path))) {
     free (ctl);
     ic_error ("%s: out of memory", what);
     errno = ENOMEM;

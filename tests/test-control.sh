@@ -360,6 +360,17 @@ nbdkit -U - -v $PLUGIN config=$d/ic3.conf control=$d/cmdline.sock \
     --run "$INLINECRYPTCTL -s $d/cmdline.sock ping" 2> $d/log3
 fails grep -F 'replaces the control socket' $d/log3
 
+# A relative control= path: nbdkit forks into the background and moves
+# to /, and the socket is still removed when it stops.
+rm -f $d/rel.pid
+( cd $d && nbdkit -P $d/rel.pid -U $d/rel-nbd.sock $PLUGIN size=1M \
+      key=+k1 control=rel.sock )
+cleanup_fn _stop_nbdkit $d/rel.pid
+wait_for test -S $d/rel.sock
+$INLINECRYPTCTL -s $d/rel.sock ping
+kill "$(cat $d/rel.pid)"
+wait_for test ! -e $d/rel.sock
+
 # No key byte anywhere: replies, listings, stats, the verbose log.
 ctl --json status > $d/out.1
 ctl --json stats > $d/out.2
