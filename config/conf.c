@@ -337,7 +337,7 @@ write_blob (struct parser *p, const char *what, const char *path,
   fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd == -1)
     return perr (p, errno, "%s: blob=%s: create: %s", what, path,
-                 strerror (errno));
+                 ic_strerror (errno));
   while (done < len) {
     ssize_t n = write (fd, hex + done, len - done);
 
@@ -355,7 +355,7 @@ write_blob (struct parser *p, const char *what, const char *path,
     r = errno;
   if (r) {
     unlink (path);
-    return perr (p, r, "%s: blob=%s: write: %s", what, path, strerror (r));
+    return perr (p, r, "%s: blob=%s: write: %s", what, path, ic_strerror (r));
   }
   return 0;
 }
@@ -1350,7 +1350,7 @@ ic_conf_load (const char *path)
   fd = open (path, O_RDONLY | O_CLOEXEC);
   if (fd == -1 || fstat (fd, &st) == -1) {
     err = errno;
-    ic_error ("%s: %s", path, strerror (err));
+    ic_error ("%s: %s", path, ic_strerror (err));
     if (fd >= 0)
       close (fd);
     errno = err;
@@ -1377,7 +1377,7 @@ ic_conf_load (const char *path)
       continue;
     if (n <= 0) {
       err = n == 0 ? EIO : errno;
-      ic_error ("%s: read: %s", path, strerror (err));
+      ic_error ("%s: read: %s", path, ic_strerror (err));
       close (fd);
       free (text);
       errno = err;

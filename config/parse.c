@@ -412,7 +412,7 @@ read_fd_secret (const char *what, int fd, char **out, size_t *out_size)
     if (r == -1) {
       int err = errno;
 
-      ic_error ("%s: read: %s", what, strerror (err));
+      ic_error ("%s: read: %s", what, ic_strerror (err));
       ic_secure_free (buf, cap);
       return -err;
     }
@@ -444,7 +444,7 @@ ic_read_secret (const char *what, const char *value, char **out,
     fd = open (value + 1, O_RDONLY | O_CLOEXEC);
     if (fd == -1) {
       r = errno;
-      ic_error ("%s: open %s: %s", what, value + 1, strerror (r));
+      ic_error ("%s: open %s: %s", what, value + 1, ic_strerror (r));
       return -r;
     }
     if (fstat (fd, &st) == 0 && S_ISREG (st.st_mode) &&

@@ -204,7 +204,7 @@ engine_keyslot_program (struct ic_crypto_profile *profile,
     sleep_us (e->cfg.program_us + delay_us);
   if (err) {
     ic_error ("%s: program keyslot %u: injected fault: %s", e->cfg.name,
-              slot, strerror (-err));
+              slot, ic_strerror (-err));
     return err;
   }
   if (!ic_crypto_cfg_supported (profile, &key->crypto_cfg)) {

@@ -116,3 +116,11 @@ ic_errno_from_name (const char *name)
       return names[i].err;
   return 0;
 }
+
+const char *
+ic_strerror (int err)
+{
+  const char *s = strerrordesc_np (err);
+
+  return s ? s : "Unknown error";
+}

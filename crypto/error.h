@@ -49,6 +49,14 @@ void ic_error_set_sink (ic_log_fn error_fn, ic_log_fn debug_fn);
  */
 bool ic_error_capture (bool capture);
 
+/* The text of errno value @err ("No such file or directory"), always the
+ * untranslated one.  Use it instead of strerror(): strerror's gettext
+ * lookup takes glibc's locale lock, which a preloaded sanitizer runtime
+ * leaves unbalanced in nbdkit's main thread, and the exit that follows a
+ * failed start then hangs in a library destructor's freelocale().
+ */
+const char *ic_strerror (int err);
+
 /* The symbolic name of an errno value ("EBUSY"), or "E?" if unknown. */
 const char *ic_errno_name (int err);
 

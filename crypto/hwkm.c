@@ -496,7 +496,7 @@ create_key_file (const char *path)
   if (fd == -1) {
     r = -errno;
     if (r != -EEXIST)
-      ic_error ("wrapping key %s: create: %s", path, strerror (-r));
+      ic_error ("wrapping key %s: create: %s", path, ic_strerror (-r));
     goto out_free;
   }
   very_strong_random (key, IC_HWKM_WRAPPING_KEY_SIZE);
@@ -519,7 +519,7 @@ create_key_file (const char *path)
   if (close (fd) == -1 && r == 0)
     r = -errno;
   if (r < 0) {
-    ic_error ("wrapping key %s: write: %s", path, strerror (-r));
+    ic_error ("wrapping key %s: write: %s", path, ic_strerror (-r));
     unlink (path);
   }
   else
@@ -551,7 +551,7 @@ read_key_file (const char *path, int fd,
       continue;
     if (n == -1) {
       r = -errno;
-      ic_error ("wrapping key %s: read: %s", path, strerror (-r));
+      ic_error ("wrapping key %s: read: %s", path, ic_strerror (-r));
       goto out_free;
     }
     if (n == 0)
@@ -602,7 +602,7 @@ ic_hwkm_open (const char *path)
       break;
     r = -errno;
     if (r != -ENOENT) {
-      ic_error ("wrapping key %s: open: %s", path, strerror (-r));
+      ic_error ("wrapping key %s: open: %s", path, ic_strerror (-r));
       goto out_unlock;
     }
     r = create_key_file (path);
@@ -611,12 +611,12 @@ ic_hwkm_open (const char *path)
   }
   if (fd == -1) {
     r = -ENOENT;
-    ic_error ("wrapping key %s: open: %s", path, strerror (-r));
+    ic_error ("wrapping key %s: open: %s", path, ic_strerror (-r));
     goto out_unlock;
   }
   if (fstat (fd, &st) == -1) {
     r = -errno;
-    ic_error ("wrapping key %s: stat: %s", path, strerror (-r));
+    ic_error ("wrapping key %s: stat: %s", path, ic_strerror (-r));
     goto out_close;
   }
   if (!S_ISREG (st.st_mode)) {

@@ -123,7 +123,7 @@ no_dump (const void *p)
   }
   if (madvise ((void *) r.start, r.end - r.start, MADV_DONTDUMP) == -1)
     ic_error ("madvise (MADV_DONTDUMP) of secure memory: %s",
-              strerror (errno));
+              ic_strerror (errno));
   else if (nnodump < MAX_POOL_RANGES)
     nodump[nnodump++] = r;
 out:

@@ -507,19 +507,6 @@ loop_thread (void *arg)
   return NULL;
 }
 
-/* The text of @err, untranslated.  Not strerror(): its gettext lookup
- * takes glibc's locale lock, which a preloaded sanitizer runtime leaves
- * unbalanced in nbdkit's main thread, and the exit that follows a failed
- * start then hangs in a library destructor's freelocale().
- */
-static const char *
-describe (int err)
-{
-  const char *s = strerrordesc_np (err);
-
-  return s ? s : "unknown error";
-}
-
 /* Is somebody answering on @path? */
 static bool
 socket_alive (const struct sockaddr_un *addr)
@@ -589,7 +576,7 @@ ic_control_listen (struct ic_graph *graph, const char *path, mode_t mode,
                            SOCK_CLOEXEC, 0);
   if (ctl->listen_fd == -1) {
     err = errno;
-    ic_error ("%s: socket: %s", what, describe (err));
+    ic_error ("%s: socket: %s", what, ic_strerror (err));
     goto out_free;
   }
   /* Never a moment with a wider mode than asked for. */
@@ -597,13 +584,13 @@ ic_control_listen (struct ic_graph *graph, const char *path, mode_t mode,
   if (bind (ctl->listen_fd, (struct sockaddr *) &addr, sizeof addr) == -1) {
     err = errno;
     umask (old_umask);
-    ic_error ("%s: bind %s: %s", what, path, describe (err));
+    ic_error ("%s: bind %s: %s", what, path, ic_strerror (err));
     goto out_close;
   }
   umask (old_umask);
   if (chmod (path, mode) == -1 || listen (ctl->listen_fd, 64) == -1) {
     err = errno;
-    ic_error ("%s: %s: %s", what, path, describe (err));
+    ic_error ("%s: %s: %s", what, path, ic_strerror (err));
     unlink (path);
     goto out_close;
   }
@@ -638,7 +625,7 @@ ic_control_start (struct ic_control *ctl)
 
   if (err) {
     ic_error ("control: cannot start the control thread: %s",
-              describe (err));
+              ic_strerror (err));
     return -err;
   }
   ctl->running = true;

@@ -1915,7 +1915,7 @@ ic_protocol_execute (struct ic_graph *g, struct json_object *req)
 
     if (!*msg) {
       snprintf (fallback, sizeof fallback, "%s: %s", c->name,
-                strerror (-r));
+                ic_strerror (-r));
       msg = fallback;
     }
     json_object_object_add (reply, "ok", json_object_new_boolean (false));

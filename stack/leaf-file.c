@@ -43,7 +43,7 @@ file_error (struct ic_leaf *leaf, const char *op, uint64_t len,
   struct file *f = (struct file *) leaf;
 
   ic_error ("%s: %s %" PRIu64 " bytes at %" PRIu64 " of %s: %s",
-            leaf->dev.name, op, len, offset, f->path, strerror (err));
+            leaf->dev.name, op, len, offset, f->path, ic_strerror (err));
   return -err;
 }
 
@@ -271,13 +271,13 @@ ic_leaf_file_new (const char *name, const char *path, uint64_t size,
   }
   if (fd == -1) {
     err = errno;
-    ic_error ("%s: open %s: %s", name, path, strerror (err));
+    ic_error ("%s: open %s: %s", name, path, ic_strerror (err));
     errno = err;
     return NULL;
   }
   if (fstat (fd, &st) == -1) {
     err = errno;
-    ic_error ("%s: stat %s: %s", name, path, strerror (err));
+    ic_error ("%s: stat %s: %s", name, path, ic_strerror (err));
     goto out_close;
   }
   if (S_ISBLK (st.st_mode)) {
@@ -285,7 +285,7 @@ ic_leaf_file_new (const char *name, const char *path, uint64_t size,
 
     if (end == -1) {
       err = errno;
-      ic_error ("%s: size of %s: %s", name, path, strerror (err));
+      ic_error ("%s: size of %s: %s", name, path, ic_strerror (err));
       goto out_close;
     }
     st.st_size = end;
@@ -320,7 +320,7 @@ ic_leaf_file_new (const char *name, const char *path, uint64_t size,
     if (ftruncate (fd, size) == -1) {
       err = errno;
       ic_error ("%s: extend %s to %" PRIu64 " bytes: %s", name, path, size,
-                strerror (err));
+                ic_strerror (err));
       goto out_close;
     }
   }

@@ -114,7 +114,7 @@ fail_leg (struct ic_target *ti, struct leg *leg, int r, const char *op)
                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
     ic_error ("%s: mirror leg %s failed on %s (%s); the mirror goes on "
               "with the other legs", ic_target_device_name (ti),
-              leg->dev->name, op, strerror (-r));
+              leg->dev->name, op, ic_strerror (-r));
 }
 
 static int
@@ -422,7 +422,7 @@ resync_thread (void *arg)
                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
       ic_error ("%s: mirror: resync of leg %s stopped at %" PRIu64 " bytes "
                 "(%s); the leg is failed", ic_target_device_name (ti),
-                leg->dev->name, pos, strerror (-r));
+                leg->dev->name, pos, ic_strerror (-r));
     }
   }
   free (buf);
@@ -533,7 +533,7 @@ mirror_resume (struct ic_target *ti, struct ic_table *old,
     err = pthread_create (&mc->resync_thread, NULL, resync_thread, ti);
     if (err)
       ic_error ("%s: mirror: cannot start the resync: %s",
-                ic_target_device_name (ti), strerror (err));
+                ic_target_device_name (ti), ic_strerror (err));
     else
       mc->resync_running = true;
   }
