@@ -114,6 +114,29 @@ may_have_hole (const struct file *f, uint64_t len, uint64_t offset)
   return hole == -1 || (uint64_t) hole < offset + len;
 }
 
+/* A pwrite that runs out of space (ENOSPC, EDQUOT) stops at a block:
+ * allocate first, so that it fails before changing anything.  Only when a
+ * data unit would be cut (otherwise a short write still leaves every unit
+ * whole, old or new), and only over holes: XFS reserves space for the
+ * whole range even where it is allocated, so on a full file system it
+ * would refuse overwrites that need nothing.  A copy-on-write file system
+ * (btrfs, a reflinked XFS file) can still run out while writing.
+ */
+static int
+file_reserve (struct ic_leaf *leaf, uint64_t len, uint64_t offset,
+              unsigned int unit)
+{
+  struct file *f = (struct file *) leaf;
+  int err;
+
+  if (unit_straddles (f, offset, unit) && may_have_hole (f, len, offset)) {
+    err = try_fallocate (f, &f->can_alloc, 0, len, offset);
+    if (err < 0 && err != -EOPNOTSUPP)
+      return file_error (leaf, "allocate", len, offset, -err);
+  }
+  return 0;
+}
+
 static int
 file_pwrite (struct ic_leaf *leaf, const void *buf, uint64_t len,
              uint64_t offset, unsigned int unit, bool fua, bool *partial)
@@ -122,20 +145,9 @@ file_pwrite (struct ic_leaf *leaf, const void *buf, uint64_t len,
   const char *p = buf;
   int err;
 
-  /* A pwrite that runs out of space (ENOSPC, EDQUOT) stops at a block:
-   * allocate first, so that it fails before changing anything.  Only
-   * when a data unit would be cut (otherwise a short write still leaves
-   * every unit whole, old or new), and only over holes: XFS reserves
-   * space for the whole range even where it is allocated, so on a full
-   * file system it would refuse overwrites that need nothing.  A
-   * copy-on-write file system (btrfs, a reflinked XFS file) can still
-   * run out while writing.
-   */
-  if (unit_straddles (f, offset, unit) && may_have_hole (f, len, offset)) {
-    err = try_fallocate (f, &f->can_alloc, 0, len, offset);
-    if (err < 0 && err != -EOPNOTSUPP)
-      return file_error (leaf, "allocate", len, offset, -err);
-  }
+  err = file_reserve (leaf, len, offset, unit);
+  if (err < 0)
+    return err;
   while (len > 0) {
     ssize_t r = pwrite (f->fd, p, len, offset);
 
@@ -242,11 +254,23 @@ static const struct ic_leaf_ops file_ops = {
   .type = "file",
   .pread = file_pread,
   .pwrite = file_pwrite,
+  .reserve = file_reserve,
   .flush = file_flush,
   .trim = file_trim,
   .zero = file_zero,
   .destroy = file_destroy,
 };
+
+/* Remove @path if it still names the file open on @fd. */
+static void
+unlink_if_same (const char *path, int fd)
+{
+  struct stat mine, now;
+
+  if (fstat (fd, &mine) == 0 && lstat (path, &now) == 0 &&
+      mine.st_dev == now.st_dev && mine.st_ino == now.st_ino)
+    unlink (path);
+}
 
 struct ic_device *
 ic_leaf_file_new (const char *name, const char *path, uint64_t size,
@@ -266,8 +290,12 @@ ic_leaf_file_new (const char *name, const char *path, uint64_t size,
   if (fd == -1 && errno == ENOENT && !readonly) {
     fd = open (path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     created = fd != -1;
-    if (fd == -1 && errno == EEXIST)    /* someone else just made it */
-      fd = open (path, O_RDWR | O_CLOEXEC);
+    /* Someone else just made it, or @path is a dangling symbolic link
+     * (O_EXCL never follows one): create through it, as without O_EXCL,
+     * but then it is not ours to remove.
+     */
+    if (fd == -1 && errno == EEXIST)
+      fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   }
   if (fd == -1) {
     err = errno;
@@ -357,7 +385,7 @@ ic_leaf_file_new (const char *name, const char *path, uint64_t size,
 
 out_close:
   if (created)
-    unlink (path);
+    unlink_if_same (path, fd);
   close (fd);
   errno = err;
   return NULL;

@@ -161,6 +161,18 @@ allocate_chunks (struct memory *m, uint64_t len, uint64_t offset)
 }
 
 static int
+memory_reserve (struct ic_leaf *leaf, uint64_t len, uint64_t offset,
+                unsigned int unit)
+{
+  struct memory *m = (struct memory *) leaf;
+
+  if (len > 0 &&
+      (offset >> CHUNK_SHIFT) != ((offset + len - 1) >> CHUNK_SHIFT))
+    return allocate_chunks (m, len, offset);
+  return 0;
+}
+
+static int
 memory_pwrite (struct ic_leaf *leaf, const void *buf, uint64_t len,
                uint64_t offset, unsigned int unit, bool fua, bool *partial)
 {
@@ -171,12 +183,9 @@ memory_pwrite (struct ic_leaf *leaf, const void *buf, uint64_t len,
   /* All or nothing for the whole write, not only its data units: plain
    * writes too, the check costs a tree walk per chunk.
    */
-  if (len > 0 &&
-      (offset >> CHUNK_SHIFT) != ((offset + len - 1) >> CHUNK_SHIFT)) {
-    r = allocate_chunks (m, len, offset);
-    if (r < 0)
-      return r;
-  }
+  r = memory_reserve (leaf, len, offset, unit);
+  if (r < 0)
+    return r;
   while (len > 0) {
     uint64_t chunk = offset >> CHUNK_SHIFT;
     uint64_t in = offset & (CHUNK_SIZE - 1);
@@ -286,6 +295,7 @@ static const struct ic_leaf_ops memory_ops = {
   .type = "memory",
   .pread = memory_pread,
   .pwrite = memory_pwrite,
+  .reserve = memory_reserve,
   .flush = memory_flush,
   .trim = memory_trim,
   .zero = memory_zero,

@@ -160,8 +160,10 @@ path_decrypt (const struct cipher_path *path, const struct ic_crypt_ctx *ctx,
  * encrypted into a bounce buffer (never in place), reads decrypted in
  * place once read.  A local backend takes a write in pieces of PIECE
  * bytes; a remote one takes it whole (a piece would cost a round trip),
- * and reads are always whole.  A write failing after a piece went through
- * is partial, every unit whole (a piece is whole units).  FUA goes with
+ * and reads are always whole.  Space or memory for the whole write is
+ * reserved first, so that running out fails it unchanged; a write failing
+ * after a piece went through is partial, every unit whole (a piece is
+ * whole units).  FUA goes with
  * the last piece only: the backend's FUA makes everything written before
  * it durable too.
  */
@@ -179,6 +181,11 @@ crypt_io (struct ic_leaf *leaf, struct ic_bio *bio,
   r = inject (leaf, bio);
   if (r < 0)
     return r;
+  if (bio->op == IC_OP_WRITE && most < bio->len && leaf->ops->reserve) {
+    r = leaf->ops->reserve (leaf, bio->len, bio->offset, ic_bio_unit (bio));
+    if (r < 0)
+      return r;
+  }
   if (bio->op == IC_OP_WRITE) {
     bounce = ic_bounce_get (most);
     if (!bounce) {

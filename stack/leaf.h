@@ -66,6 +66,14 @@ struct ic_leaf_ops {
   int (*pwrite) (struct ic_leaf *leaf, const void *buf, uint64_t len,
                  uint64_t offset, unsigned int unit, bool fua,
                  bool *partial);
+  /* Optional: make sure a write of @len bytes at @offset will not run
+   * out of space or memory part-way, as pwrite does first (the file
+   * leaf allocates the holes where units straddle its blocks, the memory
+   * leaf every chunk).  Called once for a write that pwrite then gets in
+   * pieces, so that it fails unchanged as a whole write would.
+   */
+  int (*reserve) (struct ic_leaf *leaf, uint64_t len, uint64_t offset,
+                  unsigned int unit);
   int (*flush) (struct ic_leaf *leaf);
   /* Deallocate; what reads return afterwards is up to the backend. */
   int (*trim) (struct ic_leaf *leaf, uint64_t len, uint64_t offset,

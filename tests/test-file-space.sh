@@ -120,6 +120,15 @@ rm $d/small/fill $d/small/fill2
 round_trip v8 0 16384
 round_trip v4 0 16384
 
+# A write over 256 KiB is encrypted and written 256 KiB at a time, but
+# its space is allocated as a whole first: with 300 KiB free, 512 KiB of
+# 8 KiB units over holes fail unchanged, not with a first piece written.
+dd if=/dev/zero of=$d/small/fill bs=4k 2>/dev/null || true
+truncate -s -300K $d/small/fill
+df $d/small
+try_write v8 262144 524288 262144 d8
+rm $d/small/fill
+
 # XFS reserves space for the whole range of an fallocate, allocated or
 # not: on a full XFS, allocating before an overwrite would refuse it.  Only
 # holes are allocated first.  Where loop devices work (they do on the

@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -512,6 +513,24 @@ START_TEST (test_file_leaf)
   ck_assert_ptr_null (ic_leaf_file_new ("f", path, 0, false, NULL));
   ck_assert_int_eq (access (path, F_OK), 0);
   unlink (path);
+  /* A dangling symbolic link: the file is created through it, as with
+   * O_CREAT alone; refused, the link and the file stay.
+   */
+  {
+    char link[sizeof path + 8];
+
+    snprintf (link, sizeof link, "%s.link", path);
+    ck_assert_int_eq (symlink (path, link), 0);
+    f = ic_leaf_file_new ("f", link, 1 * MiB, false, NULL);
+    ck_assert_ptr_nonnull (f);
+    ic_device_destroy (f);
+    ck_assert_int_eq (access (path, F_OK), 0);
+    unlink (path);
+    ck_assert_ptr_null (ic_leaf_file_new ("f", link, 0, false, NULL));
+    ck_assert_int_eq (access (path, F_OK), 0);
+    unlink (path);
+    unlink (link);
+  }
   free (pt);
   free (back);
   free (zero);
