@@ -530,8 +530,15 @@ absolute (const char *path)
 {
   char *cwd, *out;
 
-  if (path[0] == '/' || !(cwd = getcwd (NULL, 0)))
+  if (path[0] == '/')
     return strdup (path);
+  cwd = getcwd (NULL, 0);
+  if (!cwd) {
+    ic_debug ("control socket %s: cannot tell the current directory (%s): "
+              "it is removed by that relative name at the end", path,
+              ic_strerror (errno));
+    return strdup (path);
+  }
   if (asprintf (&out, "%s%s%s", cwd, strcmp (cwd, "/") ? "/" : "",
                 path) == -1)
     out = NULL;
