@@ -60,8 +60,9 @@ struct ic_leaf_ops {
    * A backend that can fail part-way through a write should do so only
    * between units, never inside one: the file leaf allocates the holes
    * of the range first when units straddle its blocks, the memory leaf
-   * allocates every chunk first.  On failure, *@partial says whether the range
-   * may have changed (left alone on success).
+   * allocates every chunk first (their reserve op, below).  On failure,
+   * *@partial says whether the range may have changed (left alone on
+   * success).
    */
   int (*pwrite) (struct ic_leaf *leaf, const void *buf, uint64_t len,
                  uint64_t offset, unsigned int unit, bool fua,
