@@ -22,7 +22,7 @@
 #define HEADER 4096
 
 /* Large size classes: 2^SMALL_SHIFT+1 .. 2^MAX_SHIFT bytes. */
-#define SMALL_SHIFT 16
+#define SMALL_SHIFT 13
 #define MAX_SHIFT 26
 #define CLASSES (MAX_SHIFT - SMALL_SHIFT)
 
