@@ -1328,7 +1328,7 @@ ic_conf_parse (const char *text, size_t len, const char *path,
   ic_memzero_explicit (copy, len);
   free (copy);
   if (r < 0) {
-    ic_graph_free (p.g);
+    ic_graph_discard (p.g);
     errno = -r;
     return NULL;
   }

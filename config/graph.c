@@ -8,6 +8,7 @@
 #include "error.h"
 #include "fallback.h"
 #include "graph.h"
+#include "leaf.h"
 
 struct ic_graph *
 ic_graph_new (void)
@@ -53,6 +54,22 @@ ic_graph_free (struct ic_graph *g)
   free (g->control_at);
   pthread_mutex_destroy (&g->lock);
   free (g);
+}
+
+void
+ic_graph_discard (struct ic_graph *g)
+{
+  size_t i;
+
+  if (!g)
+    return;
+  for (i = 0; i < g->ndevices; i++) {
+    struct ic_leaf *leaf = ic_device_to_leaf (g->devices[i]);
+
+    if (leaf)
+      ic_leaf_discard (leaf);
+  }
+  ic_graph_free (g);
 }
 
 /* Append @obj to the array *@arrayp of *@np pointers. */

@@ -50,6 +50,12 @@ struct ic_graph *ic_graph_new (void);
  */
 void ic_graph_free (struct ic_graph *graph);
 
+/* Free a graph that was refused before it served anything, first
+ * removing the files its leaves created (ic_leaf_discard()), so that a
+ * configuration with an error leaves nothing behind.  NULL is ignored.
+ */
+void ic_graph_discard (struct ic_graph *graph);
+
 /* Add an object; the graph owns it from then on, even on failure (when it
  * is freed).  Names are unique per kind.
  *

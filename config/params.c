@@ -425,7 +425,7 @@ out_nomem:
   errno = ENOMEM;
 out_free:
   r = errno;
-  ic_graph_free (g);
+  ic_graph_discard (g);
   errno = r;
   return NULL;
 out_errno:

@@ -34,6 +34,7 @@ struct file {
   bool can_alloc;               /* atomic: cleared on EOPNOTSUPP */
   bool can_punch;               /* atomic: cleared on EOPNOTSUPP */
   bool can_zero_range;          /* atomic: cleared on EOPNOTSUPP */
+  bool created;                 /* the leaf made the file (discard) */
 };
 
 static int
@@ -240,6 +241,17 @@ file_trim (struct ic_leaf *leaf, uint64_t len, uint64_t offset, bool fua)
   return fua ? file_flush (leaf) : 0;
 }
 
+static void unlink_if_same (const char *path, int fd);
+
+static void
+file_discard (struct ic_leaf *leaf)
+{
+  struct file *f = (struct file *) leaf;
+
+  if (f->created)
+    unlink_if_same (f->path, f->fd);
+}
+
 static void
 file_destroy (struct ic_leaf *leaf)
 {
@@ -259,6 +271,7 @@ static const struct ic_leaf_ops file_ops = {
   .trim = file_trim,
   .zero = file_zero,
   .destroy = file_destroy,
+  .discard = file_discard,
 };
 
 /* Remove @path if it still names the file open on @fd. */
@@ -367,6 +380,7 @@ ic_leaf_file_new (const char *name, const char *path, uint64_t size,
     goto out_close;
   }
   f->fd = fd;
+  f->created = created;
   if (S_ISREG (st.st_mode)) {
     long page = sysconf (_SC_PAGESIZE);
 

@@ -320,6 +320,13 @@ ic_device_to_leaf (struct ic_device *dev)
 }
 
 void
+ic_leaf_discard (struct ic_leaf *leaf)
+{
+  if (leaf->ops->discard)
+    leaf->ops->discard (leaf);
+}
+
+void
 ic_leaf_read_status (struct ic_leaf *leaf, struct ic_leaf_status *st)
 {
   memset (st, 0, sizeof *st);

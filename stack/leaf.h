@@ -83,6 +83,11 @@ struct ic_leaf_ops {
   int (*zero) (struct ic_leaf *leaf, uint64_t len, uint64_t offset,
                bool may_trim, bool fua);
   void (*destroy) (struct ic_leaf *leaf);
+  /* Optional: undo what making the leaf did outside the process (remove
+   * a file it created), for a configuration that was refused.  Called
+   * before destroy, never on a leaf that has served a request.
+   */
+  void (*discard) (struct ic_leaf *leaf);
   /* Optional: fill @st, which the caller has zeroed.  Must not wait for
    * I/O (the control server calls it from its loop); may take the
    * backend's lock.
@@ -116,6 +121,9 @@ void ic_leaf_init (struct ic_leaf *leaf, const char *name, uint64_t size,
 
 /* The leaf of a device made by ic_leaf_init(), or NULL. */
 struct ic_leaf *ic_device_to_leaf (struct ic_device *dev);
+
+/* ic_leaf_ops.discard, when the backend has one. */
+void ic_leaf_discard (struct ic_leaf *leaf);
 
 /* Make the next @count requests of @kinds fail with EIO (@count < 0: all
  * of them until cleared); @kinds == 0 clears.

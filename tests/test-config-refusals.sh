@@ -147,3 +147,18 @@ export vol0 device=d0
   map 0 4K key=k1
 end junk
 CONF
+
+# A file= leaf that made its file takes it away again when a later line
+# is refused; a file that was there before stays, bytes and all.
+refuse "4: export vol0: device=nosuch: no leaf or device of that name is defined above" <<'CONF'
+leaf d1 file=new.img size=1M
+export vol0 device=nosuch key=k1
+CONF
+test ! -e $d/new.img
+printf 'kept' > $d/old.img
+refuse "4: export vol0: device=nosuch: no leaf or device of that name is defined above" <<'CONF'
+leaf d1 file=old.img size=1M
+export vol0 device=nosuch key=k1
+CONF
+test "$(stat -c %s $d/old.img)" = 1048576
+test "$(head -c 4 $d/old.img)" = kept
