@@ -14,6 +14,8 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 
@@ -34,9 +36,15 @@ struct cache {
 static pthread_key_t cache_key;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 
-/* The shared pool of large buffers: pool_lock covers pool[], pool_bytes
- * and large_in_use, and is held for a push or a pop only (and by a get
- * waiting for the budget, in pthread_cond_wait).
+/* The shared pool of large buffers: pool_lock covers pool[], pool_bytes,
+ * large_in_use and the queue, and is held for a push or a pop only (and
+ * by a get waiting for the budget, in pthread_cond_wait).
+ *
+ * Gets that must wait for the budget are served in the order they came:
+ * each takes a ticket, and while anyone waits, a new get queues too
+ * rather than take what was freed.  Otherwise a stream of small large
+ * buffers (64 KiB writes) could keep a request that needs the whole
+ * budget waiting for ever.
  */
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t budget_cond = PTHREAD_COND_INITIALIZER;
@@ -44,6 +52,8 @@ static void *pool[CLASSES];             /* linked through their header */
 static size_t pool_bytes;
 static size_t large_in_use;             /* bytes of large buffers out */
 static unsigned int budget_waiters;
+static uint64_t next_ticket;            /* the next waiter's */
+static uint64_t now_serving;            /* the ticket that may go next */
 
 static size_t
 buf_size (void *buf)
@@ -163,6 +173,15 @@ trim_pool (void **unmap)
     }
 }
 
+/* A large buffer of @size bytes may be taken now: within the budget, or
+ * alone.  Context: pool_lock held.
+ */
+static bool
+fits (size_t size)
+{
+  return large_in_use == 0 || large_in_use + size <= IC_BOUNCE_BUDGET;
+}
+
 void *
 ic_bounce_get (size_t len)
 {
@@ -182,11 +201,20 @@ ic_bounce_get (size_t len)
   }
   c = thread_cache ();
   pthread_mutex_lock (&pool_lock);
-  while (large_in_use && large_in_use + size > IC_BOUNCE_BUDGET &&
-         !(c && c->large_held)) {
+  /* A thread that holds a large buffer already never waits, so nested
+   * gets cannot deadlock; the others queue behind any earlier waiter.
+   */
+  if (!(c && c->large_held) && (budget_waiters || !fits (size))) {
+    uint64_t ticket = next_ticket++;
+
     budget_waiters++;
-    pthread_cond_wait (&budget_cond, &pool_lock);
+    while (ticket != now_serving || !fits (size))
+      pthread_cond_wait (&budget_cond, &pool_lock);
     budget_waiters--;
+    now_serving++;
+    /* The next in line may fit beside this one. */
+    if (budget_waiters)
+      pthread_cond_broadcast (&budget_cond);
   }
   large_in_use += size;
   if (size <= ((size_t) 1 << MAX_SHIFT)) {

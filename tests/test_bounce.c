@@ -192,6 +192,50 @@ START_TEST (test_larger_than_budget)
 }
 END_TEST
 
+/* ... and is not starved by a stream of smaller ones: once it waits,
+ * later gets queue behind it, so it gets its turn as soon as those out
+ * come back (the old wait let every new 64 KiB get past, and a 20 MiB
+ * one waited 9 s to for ever).
+ */
+#define STREAM_THREADS 8
+
+static atomic_bool stream_stop;
+
+static void *
+stream_worker (void *arg)
+{
+  (void) arg;
+  while (!atomic_load (&stream_stop)) {
+    uint8_t *p = ic_bounce_get (64 * 1024);
+
+    ck_assert_ptr_nonnull (p);
+    p[0] = 1;
+    ic_bounce_put (p, 64 * 1024);
+  }
+  return NULL;
+}
+
+START_TEST (test_no_starvation)
+{
+  pthread_t t[STREAM_THREADS];
+  pthread_t huge;
+  unsigned int i;
+
+  atomic_store (&huge_done, false);
+  for (i = 0; i < STREAM_THREADS; i++)
+    ck_assert_int_eq (pthread_create (&t[i], NULL, stream_worker, NULL), 0);
+  sleep_ms (50);
+  ck_assert_int_eq (pthread_create (&huge, NULL, huge_worker, NULL), 0);
+  for (i = 0; i < 500 && !atomic_load (&huge_done); i++)
+    sleep_ms (10);
+  ck_assert (atomic_load (&huge_done));
+  atomic_store (&stream_stop, true);
+  ck_assert_int_eq (pthread_join (huge, NULL), 0);
+  for (i = 0; i < STREAM_THREADS; i++)
+    ck_assert_int_eq (pthread_join (t[i], NULL), 0);
+}
+END_TEST
+
 /* A thread that holds a large buffer gets a second one without waiting
  * for the budget (it would wait for itself).
  */
@@ -220,6 +264,7 @@ bounce_suite (void)
   tcase_add_test (tc, test_pool_within_budget);
   tcase_add_test (tc, test_budget);
   tcase_add_test (tc, test_larger_than_budget);
+  tcase_add_test (tc, test_no_starvation);
   tcase_add_test (tc, test_nested);
   suite_add_tcase (s, tc);
   return s;
