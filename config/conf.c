@@ -47,12 +47,34 @@ struct parser {
   char at[512];                 /* "path:line" of the current line */
   unsigned int fallback_line;   /* of the fallback statement, 0: none yet */
   unsigned int control_line;    /* of the control statement, 0: none yet */
+  bool reported;                /* the error was sent to the sink */
 };
 
 /* An error at the current line. */
 static int
 perr (struct parser *p, int err, const char *fmt, ...)
   __attribute__ ((format (printf, 3, 4)));
+
+/* Send one message to the error sink.  While parsing, errors are only
+ * kept (ic_error_capture()): an object made for a line reports its reason
+ * without the line, and the parser says it again with the line; once is
+ * enough.  An error that names its line already (those of parse.c's
+ * helpers, of a table's lines) goes out as it is (ic_conf_parse()).
+ */
+static void __attribute__ ((format (printf, 2, 3)))
+report (struct parser *p, const char *fmt, ...)
+{
+  char msg[IC_ERROR_MAX];
+  bool captured = ic_error_capture (false);
+  va_list ap;
+
+  va_start (ap, fmt);
+  vsnprintf (msg, sizeof msg, fmt, ap);
+  va_end (ap);
+  ic_error ("%s", msg);
+  ic_error_capture (captured);
+  p->reported = true;
+}
 
 static int
 perr (struct parser *p, int err, const char *fmt, ...)
@@ -63,7 +85,7 @@ perr (struct parser *p, int err, const char *fmt, ...)
   va_start (ap, fmt);
   vsnprintf (msg, sizeof msg, fmt, ap);
   va_end (ap);
-  ic_error ("%s: %s", p->at, msg);
+  report (p, "%s: %s", p->at, msg);
   return -err;
 }
 
@@ -379,11 +401,7 @@ create_blob (struct parser *p, const char *what,
   int r;
 
   if (!import) {
-    /* The reason is reported once, with the line (perr). */
-    bool captured = ic_error_capture (true);
-
     r = ic_crypto_ioctl_generate_key (profile, lt_key, &lt_size);
-    ic_error_capture (captured);
     if (r < 0)
       return perr (p, -r, "%s: generate: %s", what, ic_last_error ());
     return lt_size;
@@ -413,10 +431,7 @@ create_blob (struct parser *p, const char *what,
   n = ic_hex_decode (w, secret, raw, IC_CRYPTO_MAX_RAW_KEY_SIZE);
   ic_secure_free (secret, secret_size);
   if (n >= 0) {
-    bool captured = ic_error_capture (true);
-
     r = ic_crypto_ioctl_import_key (profile, raw, n, lt_key, &lt_size);
-    ic_error_capture (captured);
     if (r < 0)
       n = perr (p, -r, "%s: import: %s", what, ic_last_error ());
     else
@@ -455,7 +470,6 @@ parse_wrapped_key (struct parser *p, struct line *l, const char *what,
   uint8_t *lt_key = NULL;
   uint8_t *eph_key = NULL;
   size_t eph_size = IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE;
-  bool captured;
   int lt_size;
   int r;
 
@@ -530,22 +544,17 @@ parse_wrapped_key (struct parser *p, struct line *l, const char *what,
   if (r < 0)
     goto out_free;
 
-  /* Reasons below are reported once, with the line (perr). */
-  captured = ic_error_capture (true);
   r = ic_crypto_ioctl_prepare_key (profile, lt_key, lt_size, eph_key,
                                    &eph_size);
-  ic_error_capture (captured);
   if (r < 0) {
     perr (p, -r, "%s: blob=%s: %s%s", what, blob, ic_last_error (),
           r == -EBADMSG ? " (a blob of another wrapping key, or damaged?)"
                         : "");
     goto out_free;
   }
-  captured = ic_error_capture (true);
   key = ic_crypto_key_new (name, eph_key, eph_size,
                            IC_CRYPTO_KEY_TYPE_HW_WRAPPED, mode, dun_bytes,
                            du);
-  ic_error_capture (captured);
   if (!key) {
     r = perr (p, errno, "%s: %s", what, ic_last_error ());
     goto out_free;
@@ -732,14 +741,10 @@ parse_engine (struct parser *p, struct line *l)
     cfg.hwkm = ic_hwkm_new_volatile ();
   else if (wrapping_key) {
     char *path = resolve (p, wrapping_key);
-    bool captured;
 
     if (!path)
       return perr (p, ENOMEM, "out of memory");
-    /* The reason is reported once, with the line (perr). */
-    captured = ic_error_capture (true);
     cfg.hwkm = ic_hwkm_open (path);
-    ic_error_capture (captured);
     free (path);
   }
   if (wrapping_key && !cfg.hwkm)
@@ -1166,6 +1171,7 @@ parse_lines (struct parser *p, char *text, size_t len)
       eol = text + len;
     next = eol < text + len ? eol + 1 : eol;
     snprintf (p->at, sizeof p->at, "%s:%u", p->path, lineno);
+    ic_clear_error ();
     if (memchr (line, '\0', eol - line)) {
       r = perr (p, EINVAL, "NUL byte in the line");
       break;
@@ -1308,6 +1314,7 @@ ic_conf_parse (const char *text, size_t len, const char *path,
                const char *dir, unsigned int flags)
 {
   struct parser p = { .path = path, .dir = dir, .flags = flags };
+  bool captured;
   char *copy;
   int r;
 
@@ -1323,7 +1330,16 @@ ic_conf_parse (const char *text, size_t len, const char *path,
   memcpy (copy, text, len);
   copy[len] = '\0';
   p.g->fallback_keyslots = IC_FALLBACK_DEFAULT_KEYSLOTS;
+  captured = ic_error_capture (true);
   r = parse_lines (&p, copy, len);
+  ic_error_capture (captured);
+  if (r < 0 && !p.reported) {
+    if (names_line (&p, ic_last_error ()))
+      report (&p, "%s", ic_last_error ());
+    else
+      report (&p, "%s: %s", p.at, *ic_last_error () ? ic_last_error ()
+                                                     : ic_strerror (-r));
+  }
   /* The text may hold a key: wipe it. */
   ic_memzero_explicit (copy, len);
   free (copy);

@@ -130,8 +130,13 @@ ic_graph_add_device (struct ic_graph *g, struct ic_device *dev)
     ic_error ("device %s is already defined", dev->name);
   else
     r = append (g, (void ***) &g->devices, &g->ndevices, dev);
-  if (r < 0)
+  if (r < 0) {
+    struct ic_leaf *leaf = ic_device_to_leaf (dev);
+
+    if (leaf)
+      ic_leaf_discard (leaf);
     ic_device_destroy (dev);
+  }
   return r;
 }
 

@@ -57,7 +57,8 @@ void ic_graph_free (struct ic_graph *graph);
 void ic_graph_discard (struct ic_graph *graph);
 
 /* Add an object; the graph owns it from then on, even on failure (when it
- * is freed).  Names are unique per kind.
+ * is freed; a refused leaf first discards what it created, as in
+ * ic_graph_discard()).  Names are unique per kind.
  *
  * Return: 0, or -EEXIST / -ENOMEM with the reason in ic_last_error().
  */

@@ -345,6 +345,7 @@ ic_params_build (struct ic_params *p)
   struct ic_export *exp;
   struct ic_graph *g;
   struct ic_ctx_range range = { 0 };
+  bool captured;
   int r;
 
   r = check (p);
@@ -373,10 +374,13 @@ ic_params_build (struct ic_params *p)
   if (!engine || ic_graph_add_engine (g, engine) < 0)
     goto out_free;
 
+  /* The leaf's reason is kept, and reported once, naming the parameter. */
+  captured = ic_error_capture (true);
   if (p->file)
     leaf = ic_leaf_file_new ("disk", p->file, p->size, p->readonly, engine);
   else
     leaf = ic_leaf_memory_new ("disk", p->size, engine);
+  ic_error_capture (captured);
   if (!leaf) {
     char msg[IC_ERROR_MAX];
 

@@ -71,8 +71,16 @@ inlinecrypt_get_ready (void)
       snprintf (what, sizeof what, "control=");
     control = ic_control_listen (graph, graph->control_path,
                                  graph->control_mode, what);
-    if (!control)
+    if (!control) {
+      /* nbdkit exits without unloading us: remove the files the
+       * leaves created now.  (Nothing can be done when nbdkit itself
+       * fails after this, say to bind its socket: it exits without a
+       * word to us, and a daemonizing parent exits the same way.)
+       */
+      ic_graph_discard (graph);
+      graph = NULL;
       return -1;
+    }
   }
   return 0;
 }

@@ -31,6 +31,9 @@ refuse ()
     fi
     cat $d/err
     grep -F -- "$d/ic.conf:$expect" $d/err
+    # Said once: the objects the line makes do not report it first
+    # without the line.
+    test "$(grep -c 'error:' $d/err)" = 1
     fails grep -F -i "$(head -c 16 $d/k1)" $d/err
 }
 
@@ -162,3 +165,24 @@ export vol0 device=nosuch key=k1
 CONF
 test "$(stat -c %s $d/old.img)" = 1048576
 test "$(head -c 4 $d/old.img)" = kept
+# ... also when the leaf itself is refused for its name, and when the
+# start fails after the file was read (the control socket's directory is
+# missing), with config= and with the one-line parameters.
+refuse "3: device d0 is already defined" <<'CONF'
+leaf d0 file=dup.img size=1M
+export vol0 device=d0 key=k1
+CONF
+test ! -e $d/dup.img
+refuse "4: control: bind $d/nodir/x.sock: No such file or directory" <<'CONF'
+leaf d1 file=new.img size=1M
+control socket=nodir/x.sock
+export vol0 device=d1 key=k1
+CONF
+test ! -e $d/new.img
+if nbdkit -U - $PLUGIN file=$d/new.img size=1M key=+$d/k1 \
+       control=$d/nodir/x.sock --run true 2> $d/err; then
+    exit 1
+fi
+cat $d/err
+grep -F "control=: bind $d/nodir/x.sock: No such file or directory" $d/err
+test ! -e $d/new.img
