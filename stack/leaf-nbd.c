@@ -33,6 +33,7 @@
 #include "error.h"
 #include "histogram.h"
 #include "leaf.h"
+#include "mode.h"
 
 #define MAX_CONNS 4
 #define BACKOFF_MIN_MS 100
@@ -67,9 +68,9 @@ struct remote {
    * does (no write cache then), flushes and FUA are nothing to do.
    */
   bool can_flush;
-  /* The largest request the server takes (its maximum block size, whole
-   * 4 KiB pages of it), or 0: any.  Larger ones are split, as the block
-   * layer splits bios at max_hw_sectors.
+  /* The largest request the server takes (split_size() of its maximum
+   * block size), or 0: any.  Larger ones are split, as the block layer
+   * splits bios at max_hw_sectors.
    */
   uint64_t max_request;
   unsigned int nconns;
@@ -510,6 +511,25 @@ remote_io (struct ic_leaf *leaf, enum remote_op op, void *buf, uint64_t len,
   return r;
 }
 
+/* The size of the pieces a request larger than the server's maximum
+ * block size @max is split into: whole largest data units (64 KiB) where
+ * @max allows, else the largest power of two within it.  A request
+ * starts at a data unit boundary, so no data unit of any size up to the
+ * piece straddles two commands, where a failed second command would leave
+ * it half old, half new (a larger one cannot be helped).
+ */
+static uint64_t
+split_size (uint64_t max)
+{
+  uint64_t p = 1;
+
+  if (max >= IC_CRYPTO_MAX_DATA_UNIT_SIZE)
+    return max / IC_CRYPTO_MAX_DATA_UNIT_SIZE * IC_CRYPTO_MAX_DATA_UNIT_SIZE;
+  while (p * 2 <= max)
+    p *= 2;
+  return p;
+}
+
 /* remote_io() in pieces the server takes. */
 static int
 remote_io_split (struct ic_leaf *leaf, enum remote_op op, void *buf,
@@ -729,8 +749,7 @@ ic_leaf_nbd_new (const char *name, const char *uri, uint64_t size,
   rm->can_flush = nbd_can_flush (h) == 1;
   block = nbd_get_block_size (h, LIBNBD_SIZE_MAXIMUM);
   if (block > 0)
-    rm->max_request = block >= 4096 ? (uint64_t) block / 4096 * 4096
-                                    : (uint64_t) block;
+    rm->max_request = split_size (block);
   rm->timeout_ms = timeout_ms;
   /* Several connections only when flushes cover them all. */
   rm->nconns = (features & IC_DEV_CAN_MULTI_CONN) ? MAX_CONNS : 1;

@@ -8,7 +8,10 @@
 #  - readonly=true: the export is read-only and nothing reaches the peer;
 #  - a peer with a minimum block size of 4 KiB and a maximum of 64 KiB: the
 #    export advertises the minimum even for 512-byte data units, and
-#    requests larger than the maximum are split (a 1 MiB write failed).
+#    requests larger than the maximum are split (a 1 MiB write failed);
+#  - a peer with a maximum of 96 KiB: the pieces are whole 64 KiB data
+#    units (they were 96 KiB, and a failed second piece would have left a
+#    data unit half written).
 source ./functions.sh
 set -e -x
 
@@ -46,6 +49,10 @@ start_nbdkit -P $d/ro.pid -U $d/ro.sock file $d/ro.img
 start_nbdkit -P $d/bs.pid -U $d/bs.sock --filter=blocksize-policy \
     memory 16M blocksize-minimum=4096 blocksize-maximum=65536 \
     blocksize-error-policy=error
+# A peer that takes at most 96 KiB, logging every command.
+start_nbdkit -P $d/bs96.pid -U $d/bs96.sock --filter=log \
+    --filter=blocksize-policy memory 16M blocksize-maximum=98304 \
+    blocksize-error-policy=error logfile=$d/bs96.log
 
 cat > $d/ic.conf <<CONF
 key k key=+k
@@ -58,6 +65,9 @@ export ro device=ro key=k
 key k512 key=+k data-unit-size=512
 leaf bs nbd=nbd+unix:///?socket=$d/bs.sock
 export bs device=bs key=k512
+key k64k key=+k data-unit-size=65536
+leaf bs96 nbd=nbd+unix:///?socket=$d/bs96.sock
+export bs96 device=bs96 key=k64k
 CONF
 start_nbdkit -P $d/pid -U $d/sock $PLUGIN config=$d/ic.conf
 
@@ -107,3 +117,18 @@ h.zero(1 << 20, 4096)
 assert h.pread(1 << 20, 4096) == bytes(1 << 20)
 print("1 MiB through a 64 KiB peer: ok")
 PY
+
+# Every write the 96 KiB peer got is whole 64 KiB data units.
+"$PYTHON" - "nbd+unix:///bs96?socket=$d/sock" <<'PY'
+import nbd, os, sys
+h = nbd.NBD()
+h.connect_uri(sys.argv[1])
+data = os.urandom(1 << 20)
+h.pwrite(data, 65536)
+assert h.pread(1 << 20, 65536) == data
+h.shutdown()
+PY
+cat $d/bs96.log
+grep -E ' Write id=[0-9]+ offset=0x[0-9a-f]+ count=0x' $d/bs96.log > $d/bs96.writes
+test "$(wc -l < $d/bs96.writes)" = 16
+fails grep -E -v ' offset=0x[0-9a-f]*0000 count=0x10000 ' $d/bs96.writes
