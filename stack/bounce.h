@@ -43,4 +43,7 @@ void ic_bounce_put (void *buf, size_t len);
 /* Bytes of large buffers in use and idle in the pool, for tests. */
 void ic_bounce_usage (size_t *in_use, size_t *idle);
 
+/* Gets waiting for the budget now, for tests. */
+unsigned int ic_bounce_waiting (void);
+
 #endif /* IC_BOUNCE_H */
