@@ -76,6 +76,21 @@ report (struct parser *p, const char *fmt, ...)
   p->reported = true;
 }
 
+/* What a line that was taken reported anyway (an nbd= leaf whose extra
+ * connections failed: it works on one) goes out as it was, as it did
+ * before errors were kept; then the next line starts afresh.
+ */
+static void
+flush_warning (struct parser *p)
+{
+  bool reported = p->reported;
+
+  if (*ic_last_error ())
+    report (p, "%s", ic_last_error ());
+  p->reported = reported;
+  ic_clear_error ();
+}
+
 static int
 perr (struct parser *p, int err, const char *fmt, ...)
 {
@@ -1170,8 +1185,8 @@ parse_lines (struct parser *p, char *text, size_t len)
     if (!eol)
       eol = text + len;
     next = eol < text + len ? eol + 1 : eol;
+    flush_warning (p);
     snprintf (p->at, sizeof p->at, "%s:%u", p->path, lineno);
-    ic_clear_error ();
     if (memchr (line, '\0', eol - line)) {
       r = perr (p, EINVAL, "NUL byte in the line");
       break;
@@ -1331,7 +1346,10 @@ ic_conf_parse (const char *text, size_t len, const char *path,
   copy[len] = '\0';
   p.g->fallback_keyslots = IC_FALLBACK_DEFAULT_KEYSLOTS;
   captured = ic_error_capture (true);
+  ic_clear_error ();
   r = parse_lines (&p, copy, len);
+  if (r == 0)
+    flush_warning (&p);
   ic_error_capture (captured);
   if (r < 0 && !p.reported) {
     if (names_line (&p, ic_last_error ()))

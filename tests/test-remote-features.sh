@@ -132,3 +132,16 @@ cat $d/bs96.log
 grep -E ' Write id=[0-9]+ offset=0x[0-9a-f]+ count=0x' $d/bs96.log > $d/bs96.writes
 test "$(wc -l < $d/bs96.writes)" = 16
 fails grep -E -v ' offset=0x[0-9a-f]*0000 count=0x10000 ' $d/bs96.writes
+
+# A peer that takes one connection: the leaf works on it, and says once
+# that its extra connections failed (the parser keeps its errors to say
+# them with the line, but not those of a line it took).
+start_nbdkit -P $d/one.pid -U $d/one.sock --filter=limit memory 16M limit=1
+cat > $d/one.conf <<CONF
+key k key=+k
+leaf one nbd=nbd+unix:///?socket=$d/one.sock
+export one device=one key=k
+CONF
+nbdkit -U - $PLUGIN config=$d/one.conf --run true 2> $d/one.err
+cat $d/one.err
+test "$(grep -c 'nbdkit: error: one: connect to' $d/one.err)" = 1
