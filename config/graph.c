@@ -57,7 +57,7 @@ ic_graph_free (struct ic_graph *g)
 }
 
 void
-ic_graph_discard (struct ic_graph *g)
+ic_graph_discard_files (struct ic_graph *g)
 {
   size_t i;
 
@@ -69,6 +69,12 @@ ic_graph_discard (struct ic_graph *g)
     if (leaf)
       ic_leaf_discard (leaf);
   }
+}
+
+void
+ic_graph_discard (struct ic_graph *g)
+{
+  ic_graph_discard_files (g);
   ic_graph_free (g);
 }
 

@@ -56,6 +56,12 @@ void ic_graph_free (struct ic_graph *graph);
  */
 void ic_graph_discard (struct ic_graph *graph);
 
+/* Remove the files the graph's leaves created, and nothing else: for a
+ * process that exits without freeing the graph, before it served
+ * anything.  NULL is ignored.
+ */
+void ic_graph_discard_files (struct ic_graph *graph);
+
 /* Add an object; the graph owns it from then on, even on failure (when it
  * is freed; a refused leaf first discards what it created, as in
  * ic_graph_discard()).  Names are unique per kind.

@@ -9,6 +9,8 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +38,11 @@
 static struct ic_params *params;
 static struct ic_graph *graph;
 static struct ic_control *control;
+/* The files the leaves created belong to a server that started: set in
+ * after_fork, and in a parent that forked (nbdkit going into the
+ * background: the child owns them now).
+ */
+static bool started;
 
 static void
 log_error (const char *msg)
@@ -55,6 +62,50 @@ inlinecrypt_load (void)
   ic_error_set_sink (log_error, log_debug);
 }
 
+/* A start that fails after config_complete built the graph leaves no
+ * file a leaf created: get_ready discards the graph itself when it fails,
+ * but nbdkit can fail after us (a bad socket of its own, another
+ * config_complete or get_ready) and then exits without unloading the
+ * plugin.  An exit handler removes the files then, unless the server
+ * started.  A parent that forks marks the start too: nbdkit's daemonizing
+ * parent exits, and its exit must not take the child's files.
+ */
+static void
+discard_files_at_exit (void)
+{
+  if (!__atomic_load_n (&started, __ATOMIC_ACQUIRE))
+    ic_graph_discard_files (graph);
+}
+
+static void
+forked_parent (void)
+{
+  __atomic_store_n (&started, true, __ATOMIC_RELEASE);
+}
+
+/* Called before the graph is built.  Both handlers are the plugin's: glibc
+ * runs the exit handler and drops the fork handler when nbdkit unloads
+ * it, after unload has freed the graph.
+ */
+static int
+discard_files_unless_started (void)
+{
+  static bool registered;
+  int err;
+
+  if (registered)
+    return 0;
+  err = pthread_atfork (NULL, forked_parent, NULL);
+  if (err == 0 && atexit (discard_files_at_exit) != 0)
+    err = ENOMEM;
+  if (err) {
+    nbdkit_error ("cannot register an exit handler: %s", strerror (err));
+    return -1;
+  }
+  registered = true;
+  return 0;
+}
+
 /* The control socket is bound before nbdkit forks, so that a bad path
  * stops the start; its thread starts after the fork.  Its errors name the
  * line of the control statement, or control=.
@@ -72,11 +123,6 @@ inlinecrypt_get_ready (void)
     control = ic_control_listen (graph, graph->control_path,
                                  graph->control_mode, what);
     if (!control) {
-      /* nbdkit exits without unloading us: remove the files the
-       * leaves created now.  (Nothing can be done when nbdkit itself
-       * fails after this, say to bind its socket: it exits without a
-       * word to us, and a daemonizing parent exits the same way.)
-       */
       ic_graph_discard (graph);
       graph = NULL;
       return -1;
@@ -90,6 +136,7 @@ inlinecrypt_after_fork (void)
 {
   if (control && ic_control_start (control) < 0)
     return -1;
+  __atomic_store_n (&started, true, __ATOMIC_RELEASE);
   return 0;
 }
 
@@ -191,6 +238,8 @@ inlinecrypt_config_complete (void)
                   "see nbdkit inlinecrypt --help");
     return -1;
   }
+  if (discard_files_unless_started () < 0)
+    return -1;
   if (ic_params_config_file (params)) {
     conflict = ic_params_config_conflict (params);
     if (conflict) {

@@ -43,7 +43,7 @@ static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
  * Gets that must wait for the budget are served in the order they came:
  * each takes a ticket.  While the first in line does not fit, a new get
  * queues too rather than take what was freed: otherwise a stream of
- * small large buffers (64 KiB writes) could keep a request that needs
+ * mid-size gets (writes of 16-64 KiB) could keep a request that needs
  * the whole budget waiting for ever.  Otherwise a get that fits goes
  * ahead, so that a queue, once formed, does not make every later get
  * wait its turn (throughput fell 13-fold and stayed there when they
