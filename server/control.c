@@ -32,6 +32,15 @@
  */
 #define IN_SIZE (IC_PROTOCOL_MAX_LINE + 4096)
 
+/* Clients connected at once; more are refused with EAGAIN. */
+#define MAX_CLIENTS 128
+
+/* How long accepting pauses when the process is out of descriptors. */
+#define ACCEPT_RETRY_S 0.1
+
+#define STRINGIFY(x) STRINGIFY_ (x)
+#define STRINGIFY_(x) #x
+
 /* Back-pressure: while this many bytes of a client's replies wait to be
  * written, nothing more of its input is read or run.
  */
@@ -66,9 +75,13 @@ struct done {
 struct ic_control {
   struct ic_graph *graph;
   char *path;                   /* absolute, to unlink at the end */
+  dev_t sock_dev;               /* ... if it is still our socket */
+  ino_t sock_ino;
   int listen_fd;
   struct ev_loop *loop;
   ev_io accept_io;
+  ev_timer accept_retry;        /* accept_io paused: out of descriptors */
+  unsigned int nclients;        /* loop thread only */
   ev_async wake;                /* done replies or stop */
   pthread_t thread;
   bool running;
@@ -158,6 +171,7 @@ client_close (struct client *c)
       *pp = c->next;
       break;
     }
+  c->ctl->nclients--;
   client_unref (c);
 }
 
@@ -412,6 +426,38 @@ peer_allowed (int fd)
   return cred.uid == 0 || cred.uid == geteuid ();
 }
 
+/* Refuse a client with a one-line error reply, then hang up. */
+static void
+refuse_client (int fd, const char *msg)
+{
+  ssize_t ignored = write (fd, msg, strlen (msg));
+
+  (void) ignored;
+  close (fd);
+}
+
+/* accept4 ran out of descriptors or memory: the connection stays in the
+ * backlog and the listening socket stays readable, so accepting again at
+ * once would spin.  Wait a while instead, serving the clients we have.
+ */
+static void
+accept_pause (struct ic_control *ctl, int err)
+{
+  ic_debug ("control: cannot accept a client: %s; trying again in %g s",
+            ic_strerror (err), ACCEPT_RETRY_S);
+  ev_io_stop (ctl->loop, &ctl->accept_io);
+  ev_timer_set (&ctl->accept_retry, ACCEPT_RETRY_S, 0.);
+  ev_timer_start (ctl->loop, &ctl->accept_retry);
+}
+
+static void
+accept_retry_cb (struct ev_loop *loop, ev_timer *w, int revents)
+{
+  struct ic_control *ctl = w->data;
+
+  ev_io_start (loop, &ctl->accept_io);
+}
+
 static void
 accept_cb (struct ev_loop *loop, ev_io *w, int revents)
 {
@@ -420,17 +466,28 @@ accept_cb (struct ev_loop *loop, ev_io *w, int revents)
   int fd;
 
   fd = accept4 (ctl->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-  if (fd == -1)
+  if (fd == -1) {
+    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+        errno == ENOMEM)
+      accept_pause (ctl, errno);
     return;
+  }
   if (!peer_allowed (fd)) {
-    static const char msg[] =
-      "{\"ok\":false,\"error\":\"permission denied: only the server's user "
-      "and root may use the control socket\",\"errno\":\"EACCES\"}\n";
-    ssize_t ignored = write (fd, msg, sizeof msg - 1);
-
-    (void) ignored;
-    close (fd);
+    refuse_client (fd, "{\"ok\":false,\"error\":\"permission denied: only "
+                   "the server's user and root may use the control "
+                   "socket\",\"errno\":\"EACCES\"}\n");
     ic_debug ("control: refused a client of another user");
+    return;
+  }
+  /* Each client may hold a worker thread and an input buffer: a bound,
+   * so that one user's connections cannot take the server's descriptors
+   * or memory.
+   */
+  if (ctl->nclients >= MAX_CLIENTS) {
+    refuse_client (fd, "{\"ok\":false,\"error\":\"control: too many "
+                   "clients (at most " STRINGIFY (MAX_CLIENTS) "); try "
+                   "again later\",\"errno\":\"EAGAIN\"}\n");
+    ic_debug ("control: refused a client: %u connected", ctl->nclients);
     return;
   }
   c = calloc (1, sizeof *c);
@@ -446,6 +503,7 @@ accept_cb (struct ev_loop *loop, ev_io *w, int revents)
   c->rio.data = c->wio.data = c;
   c->next = ctl->clients;
   ctl->clients = c;
+  ctl->nclients++;
   ev_io_start (loop, &c->rio);
 }
 
@@ -546,12 +604,26 @@ absolute (const char *path)
   return out;
 }
 
+/* Remove our socket at the end, unless someone put something else there
+ * since (a second server after ours was removed by hand).
+ */
+static void
+unlink_if_ours (const struct ic_control *ctl)
+{
+  struct stat st;
+
+  if (lstat (ctl->path, &st) == 0 && S_ISSOCK (st.st_mode) &&
+      st.st_dev == ctl->sock_dev && st.st_ino == ctl->sock_ino)
+    unlink (ctl->path);
+}
+
 struct ic_control *
 ic_control_listen (struct ic_graph *graph, const char *path, mode_t mode,
                    const char *what)
 {
   struct sockaddr_un addr = { .sun_family = AF_UNIX };
   struct ic_control *ctl;
+  struct stat st;
   mode_t old_umask;
   int err;
 
@@ -578,7 +650,18 @@ ic_control_listen (struct ic_graph *graph, const char *path, mode_t mode,
     err = EADDRINUSE;
     goto out_free;
   }
-  unlink (path);                /* a stale socket from a crash */
+  /* A stale socket from a crash is replaced; anything else at the path
+   * (a file named by mistake) is never removed.
+   */
+  if (lstat (path, &st) == 0) {
+    if (!S_ISSOCK (st.st_mode)) {
+      ic_error ("%s: %s exists and is not a socket; refused (remove it or "
+                "choose another path)", what, path);
+      err = EEXIST;
+      goto out_free;
+    }
+    unlink (path);
+  }
   ctl->listen_fd = socket (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK |
                            SOCK_CLOEXEC, 0);
   if (ctl->listen_fd == -1) {
@@ -595,7 +678,8 @@ ic_control_listen (struct ic_graph *graph, const char *path, mode_t mode,
     goto out_close;
   }
   umask (old_umask);
-  if (chmod (path, mode) == -1 || listen (ctl->listen_fd, 64) == -1) {
+  if (chmod (path, mode) == -1 || listen (ctl->listen_fd, 64) == -1 ||
+      lstat (path, &st) == -1) {
     err = errno;
     ic_error ("%s: %s: %s", what, path, ic_strerror (err));
     unlink (path);
@@ -608,9 +692,13 @@ ic_control_listen (struct ic_graph *graph, const char *path, mode_t mode,
     unlink (path);
     goto out_close;
   }
+  ctl->sock_dev = st.st_dev;
+  ctl->sock_ino = st.st_ino;
   ev_io_init (&ctl->accept_io, accept_cb, ctl->listen_fd, EV_READ);
   ctl->accept_io.data = ctl;
   ev_io_start (ctl->loop, &ctl->accept_io);
+  ev_init (&ctl->accept_retry, accept_retry_cb);
+  ctl->accept_retry.data = ctl;
   ev_async_init (&ctl->wake, wake_cb);
   ctl->wake.data = ctl;
   ev_async_start (ctl->loop, &ctl->wake);
@@ -661,9 +749,10 @@ ic_control_stop (struct ic_control *ctl)
   wake_cb (ctl->loop, &ctl->wake, 0);
   while (ctl->clients)
     client_close (ctl->clients);
+  ev_timer_stop (ctl->loop, &ctl->accept_retry);
   ev_loop_destroy (ctl->loop);
   close (ctl->listen_fd);
-  unlink (ctl->path);
+  unlink_if_ours (ctl);
   pthread_mutex_destroy (&ctl->done_lock);
   pthread_cond_destroy (&ctl->done_cond);
   free (ctl->path);

@@ -32,7 +32,8 @@
 struct ic_control;
 
 /* Create, bind and listen on @path with @mode.  An existing socket that
- * nobody answers on is replaced; one that answers is an error.  @what
+ * nobody answers on is replaced; one that answers, or anything at @path
+ * that is not a socket, is an error (EADDRINUSE, EEXIST).  @what
  * says where the socket was asked for and starts every message
  * ("ic.conf:12: control", "control="), as a configuration error names its
  * line.

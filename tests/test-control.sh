@@ -371,6 +371,83 @@ $INLINECRYPTCTL -s $d/rel.sock ping
 kill "$(cat $d/rel.pid)"
 wait_for test ! -e $d/rel.sock
 
+# A path that names something other than a socket is never removed: a
+# file named by mistake keeps its bytes, and nbdkit does not start.
+echo "precious" > $d/precious.txt
+fails nbdkit -U - $PLUGIN size=1M key=+$d/k1 control=$d/precious.txt \
+    --run true 2> $d/err
+cat $d/err
+grep -F "control=: $d/precious.txt exists and is not a socket; refused" $d/err
+test "$(cat $d/precious.txt)" = precious
+
+# At most 128 clients at once: one more is told EAGAIN and closed, and a
+# place that frees up is taken again.  Out of file descriptors, the loop
+# neither spins nor stops serving the clients it has.
+"$PYTHON" - $d/ctl.sock "$(cat $d/pid)" <<'PY'
+import json, os, socket, sys, time
+path, pid = sys.argv[1], int(sys.argv[2])
+def connect():
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(path)
+    return s
+def ask(s, line):
+    s.sendall(line.encode() + b"\n")
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = s.recv(65536)
+        assert chunk, "closed without a reply"
+        buf += chunk
+    return json.loads(buf)
+clients = [connect() for _ in range(128)]
+for c in clients:                 # every one is served
+    assert ask(c, '{"cmd":"ping"}')["ok"] is True
+extra = connect()
+r = json.loads(extra.makefile().readline())
+assert r["ok"] is False and r["errno"] == "EAGAIN", r
+assert "too many clients" in r["error"], r
+assert extra.recv(1) == b""      # and closed
+clients.pop().close()
+time.sleep(0.2)
+again = connect()
+assert ask(again, '{"cmd":"ping"}')["ok"] is True
+PY
+# The same server with 32 file descriptors: clients that cannot be
+# accepted wait in the backlog; the control thread sleeps meanwhile.
+( ulimit -n 32
+  exec nbdkit -P $d/fd.pid -U $d/fd-nbd.sock $PLUGIN size=1M key=+$d/k1 \
+      control=$d/fd.sock )
+cleanup_fn _stop_nbdkit $d/fd.pid
+wait_for test -S $d/fd.sock
+"$PYTHON" - $d/fd.sock "$(cat $d/fd.pid)" <<'PY'
+import os, socket, sys, time
+path, pid = sys.argv[1], int(sys.argv[2])
+def cpu():
+    f = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+held = []
+for _ in range(60):                  # more than the server can accept
+    s = socket.socket(socket.AF_UNIX)
+    s.setblocking(False)
+    try:
+        s.connect(path)
+    except BlockingIOError:
+        pass
+    held.append(s)
+time.sleep(0.5)
+t = cpu()
+time.sleep(2)
+used = cpu() - t
+assert used < 0.5, "the server used %.2f s of CPU in 2 s" % used
+for s in held:
+    s.close()
+time.sleep(0.5)
+s = socket.socket(socket.AF_UNIX)
+s.connect(path)
+s.sendall(b'{"cmd":"ping"}\n')
+assert b'"ok":true' in s.recv(4096).replace(b" ", b"")
+PY
+
 # No key byte anywhere: replies, listings, stats, the verbose log.
 ctl --json status > $d/out.1
 ctl --json stats > $d/out.2
