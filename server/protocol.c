@@ -19,6 +19,9 @@
 /* How long key-remove waits for requests still using the key. */
 #define KEY_DRAIN_MS 10000
 
+/* Top-level members a request may have (every command takes fewer). */
+#define MAX_MEMBERS 32
+
 /* One lock for the commands: they run one at a time, except while a slow
  * command waits (it drops the lock then).
  */
@@ -67,6 +70,22 @@ ic_protocol_error (int err, const char *msg)
   json_object_object_add (reply, "errno",
                           json_object_new_string (ic_errno_name (err)));
   return reply;
+}
+
+/* The length of @s cut to at most @most bytes without splitting a UTF-8
+ * character (a reply that echoes part of a request stays UTF-8).
+ */
+static int
+utf8_cut (const char *s, size_t most)
+{
+  size_t n = strnlen (s, most + 1);
+
+  if (n <= most)
+    return n;
+  n = most;
+  while (n > 0 && ((unsigned char) s[n] & 0xc0) == 0x80)
+    n--;
+  return n;
 }
 
 /* The value of a request's "key" member, kept out of json-c.  json-c
@@ -164,6 +183,80 @@ take_secret (char *text, size_t len)
   return NULL;
 }
 
+/* What take_secret() and json-c must agree on, checked before either
+ * reads the request: each top-level member is named once, without
+ * escapes (json-c keeps the last of two "key" members, and reads
+ * "k\u0065y" as "key": the secret taken would not be the key used), and
+ * there are no single-quoted strings or comments (json-c reads both,
+ * and a "key" would hide in them from take_secret(), or show there).
+ * Return: true, or false with the reason in @msg.
+ */
+static bool
+members_plain (const char *text, size_t len, char *msg, size_t msgsize)
+{
+  const char *end = text + len;
+  const char *p = text;
+  const char *names[MAX_MEMBERS];
+  size_t lens[MAX_MEMBERS];
+  size_t n = 0, i;
+  int depth = 0;
+  bool escaped;
+
+  while (p < end) {
+    if (*p == '"') {
+      const char *name = p;
+      const char *after = skip_string (p, end, &escaped);
+      const char *v;
+
+      if (!after)
+        return true;            /* json-c says what is wrong */
+      p = after;
+      if (depth != 1)
+        continue;
+      for (v = after; v < end && strchr (" \t\r\n", *v); v++)
+        ;
+      if (v == end || *v != ':')
+        continue;               /* a value, not a member name */
+      if (escaped) {
+        snprintf (msg, msgsize, "malformed request: a member name with an "
+                  "escape");
+        return false;
+      }
+      for (i = 0; i < n; i++)
+        if (lens[i] == (size_t) (after - name) &&
+            memcmp (names[i], name, lens[i]) == 0) {
+          snprintf (msg, msgsize, "malformed request: member %.*s given "
+                    "twice", (int) (after - name < 40 ? after - name : 40),
+                    name);
+          return false;
+        }
+      if (n == MAX_MEMBERS) {
+        snprintf (msg, msgsize, "malformed request: more than %d members",
+                  MAX_MEMBERS);
+        return false;
+      }
+      names[n] = name;
+      lens[n++] = after - name;
+      continue;
+    }
+    if (*p == '\'') {
+      snprintf (msg, msgsize, "malformed request: strings are in double "
+                "quotes");
+      return false;
+    }
+    if (*p == '/') {
+      snprintf (msg, msgsize, "malformed request: comments are not JSON");
+      return false;
+    }
+    if (*p == '{' || *p == '[')
+      depth++;
+    else if (*p == '}' || *p == ']')
+      depth--;
+    p++;
+  }
+  return true;
+}
+
 /* Commands whose "key" member is secret; for the others it names a key. */
 static bool
 key_is_secret (const char *cmd)
@@ -180,6 +273,7 @@ ic_protocol_parse (const char *line, size_t len, struct json_object **reply)
   struct json_object *req;
   struct json_object *cmd;
   struct secret *sec = NULL;
+  char msg[128];
   char *copy;
 
   *reply = NULL;
@@ -190,6 +284,11 @@ ic_protocol_parse (const char *line, size_t len, struct json_object **reply)
   if (!copy)
     abort ();
   memcpy (copy, line, len);
+  if (!members_plain (copy, len, msg, sizeof msg)) {
+    ic_secure_free (copy, len + 1);
+    *reply = ic_protocol_error (EINVAL, msg);
+    return NULL;
+  }
   sec = take_secret (copy, len);
   req = parse_object (copy, len, reply);
   ic_secure_free (copy, len + 1);
@@ -295,6 +394,9 @@ parse_object (const char *line, size_t len, struct json_object **reply)
   tok = json_tokener_new_ex (32);
   if (!tok)
     abort ();
+  /* No comments; replies echo names, and must be UTF-8 like any JSON. */
+  json_tokener_set_flags (tok, JSON_TOKENER_STRICT |
+                          JSON_TOKENER_VALIDATE_UTF8);
   req = json_tokener_parse_ex (tok, line, len);
   jerr = json_tokener_get_error (tok);
   if (!req || jerr != json_tokener_success ||
@@ -328,11 +430,12 @@ parse_object (const char *line, size_t len, struct json_object **reply)
     return NULL;
   }
   if (!find_command (json_object_get_string (cmd))) {
-    snprintf (msg, sizeof msg, "unknown command '%.64s'; expected ping, "
+    snprintf (msg, sizeof msg, "unknown command '%.*s'; expected ping, "
               "status, stats, key-add, key-remove, key-list, key-import, "
               "key-generate, key-prepare, key-derive-secret, evict, map, "
               "table-load, table-resume, table-clear, table-show, "
               "engine-reset, fault or wait-resync",
+              utf8_cut (json_object_get_string (cmd), 64),
               json_object_get_string (cmd));
     json_object_put (req);
     *reply = ic_protocol_error (EINVAL, msg);
@@ -495,7 +598,7 @@ check_fields (const struct command *c, struct json_object *req)
     for (i = 0; c->fields && c->fields[i] && !ok; i++)
       ok = strcmp (k, c->fields[i]) == 0;
     if (!ok) {
-      ic_error ("%s: unknown field '%.64s'", c->name, k);
+      ic_error ("%s: unknown field '%.*s'", c->name, utf8_cut (k, 64), k);
       return -EINVAL;
     }
   }

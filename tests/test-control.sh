@@ -281,6 +281,50 @@ r = answers(ask(b'{"cmd": "engine-reset", "engine": "ufs"}\n'
 assert "failed_keyslots" in r[0] and "version" in r[1], r
 PY
 
+# Requests that json-c and the key-secret scanner could read differently
+# are refused before either takes them: a key in a comment, a "key"
+# member twice, an escaped member name, single quotes.  No key is added.
+# Replies are UTF-8 (json.loads on bytes), also when they echo a cut name;
+# a request that is not UTF-8 is refused.
+KA=$(cat $d/k1) KB=$(cat $d/k2) \
+"$PYTHON" - $d/ctl.sock <<'PY'
+import json, os, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+f = s.makefile("rb")
+def ask(line):
+    s.sendall(line + b"\n")
+    return json.loads(f.readline())
+ka, kb = os.environ["KA"].encode(), os.environ["KB"].encode()
+for req, why in [
+        (b'{"cmd":"key-add","name":"x7",/*"key":"' + ka + b'"*/"key":"' + kb +
+         b'"}', "comments are not JSON"),
+        (b'{"cmd":"key-add","name":"x7","key":"' + ka + b'","key":"' + kb +
+         b'"}', 'member "key" given twice'),
+        (b'{"cmd":"key-add","name":"x7","k\\u0065y":"' + ka + b'"}',
+         "a member name with an escape"),
+        (b"{'cmd':'key-add','name':'x7','key':'" + ka + b"'}",
+         "strings are in double quotes"),
+        (b'{"cmd":"key-add","name":"x7","name":"x8","key":"' + ka + b'"}',
+         'member "name" given twice'),
+        (b'{"cmd":"ping","x":"\xff"}', "malformed request")]:
+    r = ask(req)
+    assert r["ok"] is False and r["errno"] == "EINVAL", (req, r)
+    assert why in r["error"], (why, r)
+    assert ka.decode() not in r["error"] and kb.decode() not in r["error"]
+r = ask(b'{"cmd":"key-list"}')
+assert "x7" not in json.dumps(r), r
+name = "a" * 63 + "\u00e9"
+s.sendall(json.dumps({"cmd": name}, ensure_ascii=False).encode() + b"\n")
+raw = f.readline()
+r = json.loads(raw.decode("utf-8"))
+assert "unknown command '" + "a" * 63 + "'" in r["error"], r
+s.sendall(json.dumps({"cmd": "status", "a" * 63 + "\u00e9": 1},
+                     ensure_ascii=False).encode() + b"\n")
+r = json.loads(f.readline().decode("utf-8"))
+assert r["ok"] is False and "unknown field '" + "a" * 63 + "'" in r["error"], r
+PY
+
 # Requests pipelined behind a slow one, in one write far beyond the 64 KiB
 # of a request: each gets its reply, in order, none is taken for a line
 # too long.  A line that is too long still is, in its place.  A client
@@ -388,8 +432,8 @@ import json, os, socket, sys, time
 path, pid = sys.argv[1], int(sys.argv[2])
 def connect():
     s = socket.socket(socket.AF_UNIX)
+    s.connect(path)           # blocking: waits while the backlog is full
     s.settimeout(10)
-    s.connect(path)
     return s
 def ask(s, line):
     s.sendall(line.encode() + b"\n")
