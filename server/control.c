@@ -740,8 +740,9 @@ ic_control_stop (struct ic_control *ctl)
     pthread_join (ctl->thread, NULL);
   }
   /* Workers still running finish their command (and queue a reply that
-   * nobody reads: wake_cb below frees it).
+   * nobody reads: wake_cb below frees it); those that wait stop waiting.
    */
+  ic_protocol_cancel_waits ();
   pthread_mutex_lock (&ctl->done_lock);
   while (ctl->workers > 0)
     pthread_cond_wait (&ctl->done_cond, &ctl->done_lock);

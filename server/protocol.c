@@ -27,6 +27,24 @@
  */
 static pthread_mutex_t command_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* Set when the server stops: commands that wait give up. */
+static bool cancel_waits;
+
+/* Commands wait in slices of this, checking canceled () in between. */
+#define WAIT_SLICE_MS 100
+
+static bool
+canceled (void)
+{
+  return __atomic_load_n (&cancel_waits, __ATOMIC_ACQUIRE);
+}
+
+void
+ic_protocol_cancel_waits (void)
+{
+  __atomic_store_n (&cancel_waits, true, __ATOMIC_RELEASE);
+}
+
 /* A key that key-remove waits to free: it stays in the graph meanwhile,
  * so that its name is not taken and a failed removal has nothing to undo,
  * but no map may take it.  The nodes live on key-remove's stack.
@@ -1178,7 +1196,8 @@ cmd_key_remove (struct ic_graph *g, struct json_object *req,
    */
   pthread_mutex_unlock (&command_lock);
   while (__atomic_load_n (&key->map_refs, __ATOMIC_ACQUIRE) != 0 &&
-         waited < KEY_DRAIN_MS && !(user = export_using (g, key))) {
+         waited < KEY_DRAIN_MS && !canceled () &&
+         !(user = export_using (g, key))) {
     sleep_ms (10);
     waited += 10;
   }
@@ -1188,6 +1207,12 @@ cmd_key_remove (struct ic_graph *g, struct json_object *req,
   *pp = self.next;
   if (user || (user = export_using (g, key)))
     goto out_used;
+  if (__atomic_load_n (&key->map_refs, __ATOMIC_ACQUIRE) != 0 &&
+      canceled ()) {
+    ic_error ("key-remove: key %s is still used by requests and the server "
+              "is stopping; it stays", key->name);
+    return -ECANCELED;
+  }
   if (__atomic_load_n (&key->map_refs, __ATOMIC_ACQUIRE) != 0) {
     ic_error ("key-remove: key %s is still used by requests after %d ms; "
               "it stays", key->name, KEY_DRAIN_MS);
@@ -1906,16 +1931,27 @@ cmd_wait_resync (struct ic_graph *g, struct json_object *req,
 {
   struct ic_device *dev = stacked_arg (g, req);
   uint64_t timeout = 60000;
+  uint64_t left;
   int r;
 
   if (!dev)
     return -ENOENT;
   if ((r = arg_size (req, "timeout_ms", false, &timeout, NULL)) < 0)
     return r;
+  left = timeout;
+  /* In slices, so that a server that stops does not wait for us. */
   pthread_mutex_unlock (&command_lock);
-  r = ic_stacked_wait_resync (dev, timeout > UINT32_MAX ? UINT32_MAX
-                                                        : timeout);
+  do {
+    unsigned int slice = left < WAIT_SLICE_MS ? left : WAIT_SLICE_MS;
+
+    r = ic_stacked_wait_resync (dev, slice);
+    left -= slice;
+  } while (r == -ETIMEDOUT && left > 0 && !canceled ());
   pthread_mutex_lock (&command_lock);
+  if (r < 0 && canceled ()) {
+    ic_error ("wait-resync: %s: the server is stopping", dev->name);
+    return -ECANCELED;
+  }
   if (r < 0)
     ic_error ("wait-resync: %s: still resynchronising after %" PRIu64 " ms",
               dev->name, timeout);

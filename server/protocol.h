@@ -48,6 +48,13 @@ struct json_object *ic_protocol_parse (const char *line, size_t len,
  */
 bool ic_protocol_is_slow (struct json_object *req);
 
+/* The server is stopping: commands that wait (wait-resync, key-remove
+ * waiting for requests) give up within a tenth of a second with
+ * ECANCELED (key-remove's key stays), and later ones do not wait.  For
+ * good: there is no undo.
+ */
+void ic_protocol_cancel_waits (void);
+
 /* Carry out a parsed request on @graph.  Wipes any key bytes in @req.
  *
  * Return: the reply (never NULL; out of memory aborts).

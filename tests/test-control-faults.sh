@@ -455,3 +455,38 @@ check(uri0, ["d0", "d1", "d2"],
        {"cmd": "status", "device": "m0"}])
 PY
 ctl status m0 | grep 'leg d2 0: active'
+
+# 11. A server that stops does not wait for a wait-resync (or any waiting
+#     command): its client gets ECANCELED at once, not after the resync.
+cat > $d/stop.conf <<'CONF'
+key k1 mode=AES-256-XTS key=+k1
+engine ufs keyslots=4
+leaf e0 memory size=16M engine=ufs
+leaf e1 memory size=16M engine=ufs
+device mx
+  0 32768 mirror 1 e0 0
+end
+export v device=mx key=k1
+control socket=stop.sock
+CONF
+start_nbdkit -P $d/stop.pid -U $d/stop-nbd.sock $PLUGIN config=$d/stop.conf
+wait_for test -S $d/stop.sock
+sctl () { inlinecryptctl -s $d/stop.sock "$@"; }
+sctl fault e1 io-delay-us=2000000
+printf '0 32768 mirror 2 e0 0 e1 0\n' | sctl table load mx -
+sctl table resume mx
+sctl status mx | grep 'leg e1 0: resync'
+sctl wait-resync mx timeout-ms=600000 > $d/wait.out 2>&1 &
+waiter=$!
+sleep 1
+kill "$(cat $d/stop.pid)"
+# The resync alone needs half a minute (16 MiB at 2 s per I/O).
+start=$SECONDS
+if wait "$waiter"; then
+    echo "wait-resync succeeded while the server stopped"; exit 1
+fi
+cat $d/wait.out
+grep -E 'the server is stopping \(ECANCELED\)|no reply' $d/wait.out
+gone () { ! kill -0 "$1" 2>/dev/null; }
+wait_for gone "$(cat $d/stop.pid)"
+test $((SECONDS - start)) -lt 15
