@@ -575,6 +575,10 @@ arg_bool (struct json_object *req, const char *field, bool *out)
   return 0;
 }
 
+/* Lookups by a field's name.  Return: the object, or NULL with the reason
+ * set and errno EINVAL (the field is missing or not a string; a leaf where
+ * a stacked device is needed) or ENOENT (nothing of that name).
+ */
 static struct ic_device *
 arg_device (struct ic_graph *g, struct json_object *req, const char *field,
             bool required)
@@ -582,11 +586,15 @@ arg_device (struct ic_graph *g, struct json_object *req, const char *field,
   const char *name;
   struct ic_device *dev;
 
-  if (arg_string (req, field, required, &name) < 0 || !name)
+  if (arg_string (req, field, required, &name) < 0 || !name) {
+    errno = EINVAL;
     return NULL;
+  }
   dev = ic_graph_find_device (g, name);
-  if (!dev)
+  if (!dev) {
     ic_error ("%s: no device named '%s'", cmd_name (req), name);
+    errno = ENOENT;
+  }
   return dev;
 }
 
@@ -596,11 +604,15 @@ arg_key (struct ic_graph *g, struct json_object *req, const char *field)
   const char *name;
   struct ic_crypto_key *key;
 
-  if (arg_string (req, field, true, &name) < 0)
+  if (arg_string (req, field, true, &name) < 0) {
+    errno = EINVAL;
     return NULL;
+  }
   key = ic_graph_find_key (g, name);
-  if (!key)
+  if (!key) {
     ic_error ("%s: no key named '%s'", cmd_name (req), name);
+    errno = ENOENT;
+  }
   return key;
 }
 
@@ -764,7 +776,7 @@ cmd_status (struct ic_graph *g, struct json_object *req,
     if (!one) {
       json_object_put (devs);
       json_object_put (exps);
-      return -ENOENT;
+      return -errno;
     }
   }
   for (i = 0; i < g->ndevices; i++)
@@ -1177,7 +1189,7 @@ cmd_key_remove (struct ic_graph *g, struct json_object *req,
   unsigned int waited = 0;
 
   if (!key)
-    return -ENOENT;
+    return -errno;
   if (key_is_removing (key)) {
     ic_error ("key-remove: key %s is being removed already", key->name);
     return -EBUSY;
@@ -1298,7 +1310,7 @@ wrapped_target (struct ic_graph *g, struct json_object *req,
   }
   dev = arg_device (g, req, "device", true);
   if (!dev)
-    return -ENOENT;
+    return -errno;
   *profilep = __atomic_load_n (&dev->profile, __ATOMIC_ACQUIRE);
   *namep = dev->name;
   return 0;
@@ -1444,7 +1456,7 @@ cmd_key_derive_secret (struct ic_graph *g, struct json_object *req,
   int r;
 
   if (!key)
-    return -ENOENT;
+    return -errno;
   if (key->crypto_cfg.key_type != IC_CRYPTO_KEY_TYPE_HW_WRAPPED) {
     ic_error ("key-derive-secret: key %s is a raw key; only a hw_wrapped "
               "key has a software secret", key->name);
@@ -1489,11 +1501,11 @@ cmd_evict (struct ic_graph *g, struct json_object *req,
   int r;
 
   if (!key)
-    return -ENOENT;
+    return -errno;
   if (json_object_object_get_ex (req, "device", &v)) {
     dev = arg_device (g, req, "device", true);
     if (!dev)
-      return -ENOENT;
+      return -errno;
     /* blk_crypto_evict_key on that device. */
     r = ic_device_evict_key (dev, key);
     if (r == -EBUSY)
@@ -1544,7 +1556,7 @@ cmd_map (struct ic_graph *g, struct json_object *req,
   if (keyname && strcmp (keyname, "none") != 0) {
     key = arg_key (g, req, "key");
     if (!key)
-      return -ENOENT;
+      return -errno;
     if (key_is_removing (key)) {
       ic_error ("map: key %s is being removed", key->name);
       return -EBUSY;
@@ -1599,6 +1611,7 @@ stacked_arg (struct ic_graph *g, struct json_object *req)
   if (dev && !ic_device_to_stacked (dev)) {
     ic_error ("%s: %s is a leaf, not a stacked device", cmd_name (req),
               dev->name);
+    errno = EINVAL;
     return NULL;
   }
   return dev;
@@ -1616,7 +1629,7 @@ cmd_table_load (struct ic_graph *g, struct json_object *req,
   int r;
 
   if (!dev)
-    return -ENOENT;
+    return -errno;
   if ((r = arg_string (req, "table", true, &text)) < 0 ||
       (r = arg_string (req, "options", false, &opts)) < 0)
     return r;
@@ -1648,7 +1661,7 @@ cmd_table_resume (struct ic_graph *g, struct json_object *req,
   int r;
 
   if (!dev)
-    return -ENOENT;
+    return -errno;
   pthread_mutex_unlock (&command_lock);
   r = ic_stacked_resume (dev);
   pthread_mutex_lock (&command_lock);
@@ -1664,7 +1677,7 @@ cmd_table_clear (struct ic_graph *g, struct json_object *req,
   int r;
 
   if (!dev)
-    return -ENOENT;
+    return -errno;
   pthread_mutex_unlock (&command_lock);
   r = ic_stacked_clear (dev);
   pthread_mutex_lock (&command_lock);
@@ -1692,7 +1705,7 @@ cmd_table_show (struct ic_graph *g, struct json_object *req,
   struct ic_device *dev = stacked_arg (g, req);
 
   if (!dev)
-    return -ENOENT;
+    return -errno;
   add_table (reply, "live", dev, false);
   add_table (reply, "inactive", dev, true);
   return 0;
@@ -1935,7 +1948,7 @@ cmd_wait_resync (struct ic_graph *g, struct json_object *req,
   int r;
 
   if (!dev)
-    return -ENOENT;
+    return -errno;
   if ((r = arg_size (req, "timeout_ms", false, &timeout, NULL)) < 0)
     return r;
   left = timeout;

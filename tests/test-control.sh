@@ -314,6 +314,16 @@ for req, why in [
     assert ka.decode() not in r["error"] and kb.decode() not in r["error"]
 r = ask(b'{"cmd":"key-list"}')
 assert "x7" not in json.dumps(r), r
+# A field of the wrong type, or a leaf where a stacked device is needed,
+# is EINVAL; a name that names nothing is ENOENT.
+for req, err in [(b'{"cmd":"status","device":5}', "EINVAL"),
+                 (b'{"cmd":"table-show","device":"d0"}', "EINVAL"),
+                 (b'{"cmd":"table-show"}', "EINVAL"),
+                 (b'{"cmd":"evict","key":["k1"]}', "EINVAL"),
+                 (b'{"cmd":"status","device":"nosuch"}', "ENOENT"),
+                 (b'{"cmd":"evict","key":"nosuch"}', "ENOENT")]:
+    r = ask(req)
+    assert r["ok"] is False and r["errno"] == err, (req, r)
 name = "a" * 63 + "\u00e9"
 s.sendall(json.dumps({"cmd": name}, ensure_ascii=False).encode() + b"\n")
 raw = f.readline()
