@@ -2,17 +2,20 @@
  *
  *   <start> <length> mirror <#legs> <dev> <offset>...
  *
- * Writes (and WRITE_ZEROES, TRIM) go to every leg that has not failed and
- * complete when all did; reads go to one active leg, taken in turn.  A leg
- * whose I/O fails is marked failed and reported; the mirror goes on with
- * the others, and a request fails only when no active leg could serve it.
- * EINVAL, EOPNOTSUPP and ENOMEM say nothing about a leg's health and are
- * passed up without failing it, as long as nothing changed: no other leg
- * took the write, and the leg itself did not fail part-way (a striped or
- * multi-target leg whose first pieces went through, a leaf whose backend
- * failed while writing; struct ic_bio's partial).  Otherwise the leg no
- * longer holds the same data as the others and is failed like any other,
- * so reads never alternate between old and new.
+ * Writes (and WRITE_ZEROES, TRIM) go to every leg that has not failed,
+ * the in-sync (active) legs first, and complete when all did; reads go to
+ * one active leg, taken in turn.  A leg whose I/O fails is marked failed
+ * and reported; the mirror goes on with the others, and a request fails
+ * only when no active leg could serve it.  EINVAL, EOPNOTSUPP and ENOMEM
+ * say nothing about a leg's health and are passed up without failing it,
+ * as long as nothing changed: no other active leg took the write, and the
+ * leg itself did not fail part-way (a striped or multi-target leg whose
+ * first pieces went through, a leaf whose backend failed while writing;
+ * struct ic_bio's partial).  Otherwise the leg no longer holds the same
+ * data as the others and is failed like any other, so reads never
+ * alternate between old and new.  A resynchronising leg gets a write only
+ * once an active leg took it, so that it never decides an active leg's
+ * fate.
  *
  * Beyond upstream: Linux dm-raid1 does not pass inline crypto through
  * (DM_TARGET_PASSES_CRYPTO), because a hot-added leg would need the same
@@ -222,56 +225,92 @@ unregister_write (struct mirror *mc, struct inflight *me)
   pthread_mutex_unlock (&mc->lock);
 }
 
-/* Every leg that has not failed; success if an active leg succeeded.
- * A leg whose write failed is failed, as dm-raid1 fails a leg on any
- * write error, except for an error that says nothing about its health
- * (is_leg_error) when nothing changed anywhere: no leg took the write and
- * the leg did not fail part-way (a stacked leg, say striped, whose first
- * chunk went through; bio->partial).  Then the request fails as it is.
+/* Write @bio to @leg.  Return: as ic_device_submit(), with *partialp set
+ * if the leg failed part-way.
+ */
+static int
+write_leg (struct leg *leg, const struct ic_bio *bio, bool *partialp)
+{
+  struct ic_bio clone = leg_bio (bio, leg);
+  int r = ic_device_submit (leg->dev, &clone);
+
+  *partialp = clone.partial;
+  return r;
+}
+
+/* Every leg that has not failed; success if an in-sync leg succeeded.
+ * The in-sync (active) legs are written first, then the resynchronising
+ * ones, and those only once an in-sync leg took the write: a leg that is
+ * still being copied holds nothing the mirror can lean on, so a write it
+ * alone took must not condemn an in-sync leg, and a write no in-sync leg
+ * took is not written to it either (the copy will bring it the data the
+ * in-sync legs hold).  Linux dm-raid1 likewise serves nothing from a leg
+ * being recovered and keeps its default mirror on a leg in sync.
+ *
+ * A leg whose write fails is failed, as dm-raid1 fails a leg on any write
+ * error, except for an error that says nothing about its health
+ * (is_leg_error) when nothing changed anywhere: no in-sync leg took the
+ * write and the leg did not fail part-way (a stacked leg, say striped,
+ * whose first chunk went through; bio->partial).  Then the request fails
+ * as it is and no leg is failed.  Once an in-sync leg took it, every leg
+ * that did not is failed, resynchronising or not.
  */
 static int
 write_all (struct ic_target *ti, struct mirror *mc, struct ic_bio *bio)
 {
+  enum ic_leg_state states[MAX_LEGS];
   unsigned int active_ok = 0;
-  unsigned int written = 0;
   bool changed = false;
   int first_err = 0;
   unsigned int i;
 
+  /* One snapshot: a leg whose resync ends meanwhile is written once. */
+  for (i = 0; i < mc->n; i++)
+    states[i] = leg_state (&mc->legs[i]);
+
   for (i = 0; i < mc->n; i++) {
     struct leg *leg = &mc->legs[i];
-    enum ic_leg_state state = leg_state (leg);
-    struct ic_bio clone;
+    bool partial;
     int r;
 
-    if (state == IC_LEG_FAILED)
+    if (states[i] != IC_LEG_ACTIVE)
       continue;
-    clone = leg_bio (bio, leg);
-    r = ic_device_submit (leg->dev, &clone);
-    if (r < 0 && !is_leg_error (r) && !clone.partial && written == 0)
+    r = write_leg (leg, bio, &partial);
+    if (r < 0 && !is_leg_error (r) && !partial && active_ok == 0)
       return r;                 /* no leg changed: nothing diverged */
     if (r < 0) {
       fail_leg (ti, leg, r, ic_bio_op_name (bio->op));
-      changed |= clone.partial;
+      changed |= partial;
       if (!first_err)
         first_err = r;
       continue;
     }
-    written++;
-    if (state == IC_LEG_ACTIVE)
-      active_ok++;
+    active_ok++;
   }
-  if (active_ok)
-    return 0;
-  /* Failing, but a leg may have taken some of it (a resynchronising leg,
-   * or one that failed part-way): pass that up.
-   */
-  if ((written || changed) && ic_bio_op_is_write (bio->op))
-    bio->partial = true;
-  if (!first_err)
-    ic_error ("%s: mirror: %s: no active leg left",
-              ic_target_device_name (ti), ic_bio_op_name (bio->op));
-  return first_err ? first_err : -EIO;
+  if (!active_ok) {
+    /* The resynchronising legs keep what the in-sync legs held; a leg
+     * that failed part-way is out.  Pass its tearing up.
+     */
+    if (changed && ic_bio_op_is_write (bio->op))
+      bio->partial = true;
+    if (!first_err)
+      ic_error ("%s: mirror: %s: no active leg left",
+                ic_target_device_name (ti), ic_bio_op_name (bio->op));
+    return first_err ? first_err : -EIO;
+  }
+
+  for (i = 0; i < mc->n; i++) {
+    struct leg *leg = &mc->legs[i];
+    bool partial;
+    int r;
+
+    if (states[i] != IC_LEG_RESYNC)
+      continue;
+    r = write_leg (leg, bio, &partial);
+    if (r < 0)
+      fail_leg (ti, leg, r, ic_bio_op_name (bio->op));
+  }
+  return 0;
 }
 
 static int
