@@ -32,9 +32,10 @@
  * thread copies the data (raw ciphertext, no crypto) from an in-sync leg
  * region by region before it serves reads.  A leg that was
  * resynchronising at the same place carries on where it stopped.  If no
- * leg is known to hold the data, the first is the source, as dm-raid1
- * without nosync.  In a device's first table every leg is taken as in
- * sync (nosync).
+ * leg is known to hold the data, the source is the leg that failed last
+ * while in sync, or, when none did, the first leg, as dm-raid1 without
+ * nosync.  In a device's first table every leg is taken as in sync
+ * (nosync).
  *
  * Threading: legs' states and counters are atomics.  mirror->lock covers
  * the list of in-flight writes and the region the resync is copying; it is
@@ -64,7 +65,15 @@ struct leg {
   int state;                    /* enum ic_leg_state; atomic */
   uint64_t resync_done;         /* bytes; atomic */
   uint64_t errors;              /* atomic */
+  /* When the leg failed while in sync (failure_seq), 0 if it did not or
+   * is not failed: the leg failed last held every write acknowledged
+   * before it failed.  Read by the resume of the next table.  atomic
+   */
+  uint64_t failed_seq;
 };
+
+/* Orders the failures of in-sync legs, across mirrors and tables.  atomic */
+static uint64_t failure_seq;
 
 /* A write in flight, on its submitter's stack. */
 struct inflight {
@@ -106,6 +115,10 @@ is_leg_error (int r)
   return r < 0 && r != -EINVAL && r != -EOPNOTSUPP && r != -ENOMEM;
 }
 
+/* Mark @leg failed.  An in-sync leg gets the next failure number: which
+ * in-sync leg failed last decides the source when every leg has failed
+ * (mirror_resume); a leg that fails while resynchronising gets none.
+ */
 static void
 fail_leg (struct ic_target *ti, struct leg *leg, int r, const char *op)
 {
@@ -114,10 +127,16 @@ fail_leg (struct ic_target *ti, struct leg *leg, int r, const char *op)
   __atomic_fetch_add (&leg->errors, 1, __ATOMIC_RELAXED);
   if (state != IC_LEG_FAILED &&
       __atomic_compare_exchange_n (&leg->state, &state, IC_LEG_FAILED, false,
-                                   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+                                   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    if (state == IC_LEG_ACTIVE)
+      __atomic_store_n (&leg->failed_seq,
+                        __atomic_add_fetch (&failure_seq, 1,
+                                            __ATOMIC_RELAXED),
+                        __ATOMIC_RELAXED);
     ic_error ("%s: mirror leg %s failed on %s (%s); the mirror goes on "
               "with the other legs", ic_target_device_name (ti),
               leg->dev->name, op, ic_strerror (-r));
+  }
 }
 
 static int
@@ -512,14 +531,23 @@ mirror_holds (struct ic_target *ti, uint64_t offset, uint64_t len,
  * - the device's first table: every leg, as with dm-raid1's nosync (the
  *   legs are created alike);
  * - a mirror at the same place before: a leg keeps its state (active, or
- *   resync with its progress); a leg that had failed starts over;
+ *   resync with its progress); a leg that had failed starts over, and
+ *   keeps when it failed if it was in sync then (failed_seq);
  * - otherwise a leg is in sync only if the old table held the whole range
  *   on it, straight (ic_table_holds: one or more linear targets onto its
  *   device at the matching offsets, mirrors on which it was in sync
  *   there); the other legs resynchronise from an in-sync one;
- * - no leg known to hold the data: as dm-raid1 without nosync, the first
- *   leg (the default mirror) is the source and every other leg is copied
- *   from it from the start.
+ * - no leg known to hold the data, because every leg failed: the leg
+ *   that failed last while in sync is the source, as dm-raid1 moves its
+ *   default mirror to a leg still in sync when the default fails; that
+ *   leg holds every write acknowledged before it failed, and after that
+ *   no write was acknowledged (write_all writes no leg being copied
+ *   without an in-sync one).  A leg that failed while being copied holds
+ *   part of the data and is never the source over one that was in sync;
+ * - no leg known to hold the data and none failed in sync (a new layout
+ *   over the legs' devices): as dm-raid1 without nosync, the first leg
+ *   (the default mirror) is the source.
+ * Every other leg is then copied from the source from the start.
  */
 static void
 mirror_resume (struct ic_target *ti, struct ic_table *old,
@@ -527,6 +555,7 @@ mirror_resume (struct ic_target *ti, struct ic_table *old,
 {
   struct mirror *mc = ti->private;
   const struct mirror *prev_mc = NULL;
+  struct leg *source = &mc->legs[0];
   bool in_sync = false;
   bool syncing = false;
   unsigned int i;
@@ -541,10 +570,14 @@ mirror_resume (struct ic_target *ti, struct ic_table *old,
     enum ic_leg_state state = IC_LEG_ACTIVE;
 
     leg->resync_done = 0;
+    leg->failed_seq = 0;
     if (was) {
       state = leg_state (was);
-      if (state == IC_LEG_FAILED)
+      if (state == IC_LEG_FAILED) {
         state = IC_LEG_RESYNC;
+        leg->failed_seq = __atomic_load_n (&was->failed_seq,
+                                           __ATOMIC_RELAXED);
+      }
       else if (state == IC_LEG_RESYNC)
         leg->resync_done = __atomic_load_n (&was->resync_done,
                                             __ATOMIC_RELAXED);
@@ -558,13 +591,26 @@ mirror_resume (struct ic_target *ti, struct ic_table *old,
   }
 
   if (!in_sync) {
-    ic_error ("%s: mirror: no leg is known to hold the data; %s, the first "
-              "leg, is the source", ic_target_device_name (ti),
-              mc->legs[0].dev->name);
-    set_leg_state (&mc->legs[0], IC_LEG_ACTIVE);
     for (i = 1; i < mc->n; i++)
+      if (mc->legs[i].failed_seq > source->failed_seq)
+        source = &mc->legs[i];
+    if (source->failed_seq)
+      ic_error ("%s: mirror: no leg is known to hold the data; %s, the "
+                "leg that stayed in sync longest, is the source",
+                ic_target_device_name (ti), source->dev->name);
+    else
+      ic_error ("%s: mirror: no leg is known to hold the data; %s, the "
+                "first leg, is the source", ic_target_device_name (ti),
+                source->dev->name);
+    set_leg_state (source, IC_LEG_ACTIVE);
+    for (i = 0; i < mc->n; i++)
       mc->legs[i].resync_done = 0;
   }
+  /* No leg is failed now: a leg being copied that fails again holds part
+   * of the data, so it must not keep the number of its old failure.
+   */
+  for (i = 0; i < mc->n; i++)
+    mc->legs[i].failed_seq = 0;
   for (i = 0; i < mc->n; i++)
     syncing |= leg_state (&mc->legs[i]) == IC_LEG_RESYNC;
   if (syncing) {

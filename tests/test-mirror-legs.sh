@@ -3,7 +3,10 @@
 # are re-added:
 # 1. a write that only a resynchronising leg could take never fails the
 #    in-sync leg that refused it, even with the resynchronising leg
-#    listed first.
+#    listed first;
+# 2. when every leg has failed, re-adding them resynchronises from the
+#    leg that failed last, which holds every acknowledged write, even
+#    when it is not the first leg.
 source ./functions.sh
 set -e -x
 
@@ -27,6 +30,13 @@ device m1
   0 16384 mirror 1 a1 0
 end
 export vol1 device=m1 key=k1
+# 2. Both legs of m2 fail, a2 first.
+leaf a2 memory size=4M engine=ea
+leaf b2 memory size=4M engine=eb
+device m2
+  0 8192 mirror 2 a2 0 b2 0
+end
+export vol2 device=m2 key=k1
 CONF
 start_nbdkit -P $d/pid -U $d/sock $PLUGIN config=$d/ic.conf
 wait_for test -S $d/ctl.sock
@@ -73,4 +83,39 @@ data = open(sys.argv[2], "rb").read()
 for _ in range(2):                      # both legs, in turn
     for o in range(0, len(data), 1 << 20):
         assert h.pread(1 << 20, o) == data[o:o + (1 << 20)], o
+PY
+
+# 2. a2 fails on write B, b2 takes it (acknowledged), then b2 fails on
+#    write C.  Re-adding both legs makes b2 the source: B reads back, on
+#    either leg, and both legs end up with the same ciphertext.
+uri2="nbd+unix:///vol2?socket=$d/sock"
+"$PYTHON" - "$uri2" $d/ctl.sock "$INLINECRYPTCTL" <<'PY'
+import nbd, subprocess, sys
+uri, sock, ctl = sys.argv[1:]
+def run(*args):
+    subprocess.check_call([ctl, "-s", sock] + list(args))
+h = nbd.NBD(); h.connect_uri(uri)
+h.pwrite(b"A" * 4096, 0)
+run("fault", "a2", "io-error=write", "count=1")
+h.pwrite(b"B" * 4096, 0)
+assert h.pread(4096, 0) == b"B" * 4096
+run("fault", "b2", "io-error=write", "count=1")
+try:
+    h.pwrite(b"C" * 4096, 4096)
+    raise SystemExit("write C succeeded with no leg left")
+except nbd.Error:
+    pass
+PY
+ctl status m2 | grep 'leg a2 0: failed'
+ctl status m2 | grep 'leg b2 0: failed'
+printf '0 8192 mirror 2 a2 0 b2 0\n' | ctl table load m2 -
+ctl table resume m2
+ctl wait-resync m2 timeout-ms=60000
+ctl status m2 | grep 'leg a2 0: active'
+ctl status m2 | grep 'leg b2 0: active'
+"$PYTHON" - "$uri2" <<'PY'
+import nbd, sys
+h = nbd.NBD(); h.connect_uri(sys.argv[1])
+for _ in range(4):                      # both legs, in turn
+    assert h.pread(4096, 0) == b"B" * 4096, "acknowledged write B lost"
 PY

@@ -2569,6 +2569,56 @@ START_TEST (test_mirror_from_linears)
 }
 END_TEST
 
+/* Both legs failed, a first: b took the writes a missed, so re-adding
+ * both makes b the source although it is not the first leg, as dm-raid1
+ * moves its default mirror off a failed leg.  The write that failed on b
+ * too was acknowledged nowhere.
+ */
+START_TEST (test_mirror_failed_last)
+{
+  struct ic_device *s;
+  struct ic_device *a;
+  struct ic_device *b;
+  uint8_t *d1 = pattern (64 * KiB, 41);
+  uint8_t *d2 = pattern (64 * KiB, 42);
+
+  a = leaf_full ("a", 1 * MiB);
+  b = leaf_full ("b", 1 * MiB);
+  s = stacked ("s");
+  load_resume (s, "0 2048 mirror 2 a 0 b 0", 0);
+  ck_submit (s, IC_OP_WRITE, kx, 0, d1, 64 * KiB, 0);
+  ic_leaf_set_io_faults (ic_device_to_leaf (a), IC_LEAF_FAULT_WRITE, 1);
+  ck_submit (s, IC_OP_WRITE, kx, 0, d2, 64 * KiB, 0);
+  ic_leaf_set_io_faults (ic_device_to_leaf (b), IC_LEAF_FAULT_WRITE, 1);
+  ck_assert_int_eq (submit (s, IC_OP_WRITE, kx, 16, d1, 64 * KiB,
+                            64 * KiB), -EIO);
+  ck_assert_int_eq (leg (s, 0).state, IC_LEG_FAILED);
+  ck_assert_int_eq (leg (s, 1).state, IC_LEG_FAILED);
+
+  load_resume (s, "0 2048 mirror 2 a 0 b 0", 0);
+  assert_error ("s: mirror: no leg is known to hold the data; b, the leg "
+                "that stayed in sync longest, is the source");
+  ck_assert_int_eq (leg (s, 1).state, IC_LEG_ACTIVE);
+  ck_assert_int_eq (ic_stacked_wait_resync (s, 10000), 0);
+  ck_assert_int_eq (leg (s, 0).state, IC_LEG_ACTIVE);
+  assert_same_raw (a, b, 1 * MiB);
+  assert_reads (s, d2, 64 * KiB, 0, 4);
+
+  /* Failed again, b first this time: a is the source. */
+  ic_leaf_set_io_faults (ic_device_to_leaf (b), IC_LEAF_FAULT_WRITE, 1);
+  ck_submit (s, IC_OP_WRITE, kx, 0, d1, 64 * KiB, 0);
+  ic_leaf_set_io_faults (ic_device_to_leaf (a), IC_LEAF_FAULT_WRITE, 1);
+  ck_assert_int_eq (submit (s, IC_OP_WRITE, kx, 0, d2, 64 * KiB, 0), -EIO);
+  load_resume (s, "0 2048 mirror 2 a 0 b 0", 0);
+  assert_error ("s: mirror: no leg is known to hold the data; a, the leg "
+                "that stayed in sync longest, is the source");
+  ck_assert_int_eq (ic_stacked_wait_resync (s, 10000), 0);
+  assert_reads (s, d1, 64 * KiB, 0, 4);
+  free (d1);
+  free (d2);
+}
+END_TEST
+
 /* When the old table held the range on no leg straight (here striped over
  * the legs' devices), nothing is known: as dm-raid1 without nosync, the
  * first leg is the source and the others are copied from it, so that at
@@ -3044,6 +3094,7 @@ table_suite (void)
   CASE ("mirror_from_linear_part", test_mirror_from_linear_part);
   CASE ("mirror_from_linears", test_mirror_from_linears);
   CASE ("mirror_unknown_source", test_mirror_unknown_source);
+  CASE ("mirror_failed_last", test_mirror_failed_last);
   CASE ("mirror_from_mirrors", test_mirror_from_mirrors);
 
   CASE ("per_child_off", test_per_child_off);
