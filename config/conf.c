@@ -1307,9 +1307,16 @@ parse_lines (struct parser *p, char *text, size_t len)
   if (r == 0 && !p->g->fallback_enabled) {
     size_t i;
 
-    /* "fallback enabled=false": like a kernel without the fallback. */
+    /* "fallback enabled=false": like a kernel without the fallback.  A
+     * device with per_child_fallback counted on its children's fallbacks:
+     * its capabilities are worked out again, children first (a device
+     * only uses devices defined above it).
+     */
     for (i = 0; i < p->g->ndevices; i++)
       p->g->devices[i]->fallback_enabled = false;
+    for (i = 0; i < p->g->ndevices && r == 0; i++)
+      if (ic_device_to_stacked (p->g->devices[i]))
+        r = ic_stacked_update_capabilities (p->g->devices[i]);
   }
   if (r == 0 && p->g->nexports == 0) {
     snprintf (p->at, sizeof p->at, "%s:%u", p->path, lineno);

@@ -104,7 +104,6 @@ ic_crypto_fallback_init (void)
 {
   struct ic_crypto_profile *p;
   unsigned int i;
-  int m;
   int r;
 
   if (__atomic_load_n (&profile, __ATOMIC_ACQUIRE))
@@ -127,11 +126,7 @@ ic_crypto_fallback_init (void)
     ic_cipher_pool_init (&slots[i].ciphers);
   p->ll_ops.keyslot_program = fallback_keyslot_program;
   p->ll_ops.keyslot_evict = fallback_keyslot_evict;
-  p->max_dun_bytes_supported = IC_CRYPTO_MAX_IV_SIZE;
-  for (m = 1; m < IC_ENCRYPTION_MODE_MAX; m++)
-    p->modes_supported[m] = 0xffffffff;
-  /* The fallback never handles hardware-wrapped keys. */
-  p->key_types_supported = IC_CRYPTO_KEY_TYPE_RAW;
+  ic_crypto_fallback_capabilities (p);
   strcpy (p->name, "fallback");
   __atomic_store_n (&profile, p, __ATOMIC_RELEASE);
 out_unlock:
@@ -145,6 +140,19 @@ out_nomem:
   pthread_mutex_unlock (&init_lock);
   ic_error ("fallback: out of memory for %u keyslots", num_keyslots);
   return -ENOMEM;
+}
+
+void
+ic_crypto_fallback_capabilities (struct ic_crypto_profile *caps)
+{
+  int m;
+
+  caps->max_dun_bytes_supported = IC_CRYPTO_MAX_IV_SIZE;
+  caps->modes_supported[0] = 0;
+  for (m = 1; m < IC_ENCRYPTION_MODE_MAX; m++)
+    caps->modes_supported[m] = 0xffffffff;
+  /* The fallback never handles hardware-wrapped keys. */
+  caps->key_types_supported = IC_CRYPTO_KEY_TYPE_RAW;
 }
 
 struct ic_crypto_profile *

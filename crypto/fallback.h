@@ -54,6 +54,12 @@ int ic_crypto_fallback_init (void);
  */
 struct ic_crypto_profile *ic_crypto_fallback_profile (void);
 
+/* Set the capability fields of @caps (modes, DUN bytes, key types) to
+ * what the fallback supports, for a stacked device that weighs what its
+ * children can take; the other fields are left alone.
+ */
+void ic_crypto_fallback_capabilities (struct ic_crypto_profile *caps);
+
 /* True if the fallback can take keys of @cfg (raw keys, every mode). */
 bool ic_crypto_fallback_supports (const struct ic_crypto_config *cfg);
 

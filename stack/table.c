@@ -806,13 +806,23 @@ parse_line (struct ic_table *t, char *line, const char *at,
   return 0;
 }
 
-/* dm_table_construct_crypto_profile: intersect (or, per-child fallback,
- * unite) the children's capabilities; a target that does not pass crypto
- * wipes them all.
+/* dm_table_construct_crypto_profile: intersect the children's
+ * capabilities; a target that does not pass crypto wipes them all.
+ *
+ * With per-child fallback, a context is advertised when some child
+ * supports it natively (the union) and every child can take it, natively
+ * or through its own fallback (the reach, an intersection).  A child
+ * without a fallback (its fallback=false, or "fallback enabled=false")
+ * reaches only what it supports natively, so it narrows the device as in
+ * an intersection; a child with one reaches its native capabilities plus
+ * the fallback's (every mode, raw keys only).  Otherwise a request would
+ * land on a child that can neither encrypt it nor fall back: EOPNOTSUPP,
+ * and in a mirror a failed leg.
  */
 struct caps_ctx {
   struct ic_crypto_profile *caps;
-  bool unite;
+  struct ic_crypto_profile *reach;      /* per-child fallback only */
+  bool per_child;
 };
 
 static int
@@ -823,22 +833,40 @@ caps_child (struct ic_target *ti, struct ic_device *child, uint64_t start,
   /* A stacked child gets its profile at its first resume. */
   const struct ic_crypto_profile *profile =
     __atomic_load_n (&child->profile, __ATOMIC_ACQUIRE);
+  struct ic_crypto_profile takes;
 
-  if (ctx->unite)
-    ic_crypto_union_capabilities (ctx->caps, profile);
-  else
+  if (!ctx->per_child) {
     ic_crypto_intersect_capabilities (ctx->caps, profile);
+    return 0;
+  }
+  ic_crypto_union_capabilities (ctx->caps, profile);
+  if (child->fallback_enabled) {
+    memset (&takes, 0, sizeof takes);
+    ic_crypto_fallback_capabilities (&takes);
+    ic_crypto_union_capabilities (&takes, profile);
+    ic_crypto_intersect_capabilities (ctx->reach, &takes);
+  }
+  else
+    ic_crypto_intersect_capabilities (ctx->reach, profile);
   return 0;
 }
 
 static void
 construct_crypto_profile (struct ic_table *t)
 {
-  struct caps_ctx ctx = { .caps = &t->caps,
-                          .unite = t->options & IC_TABLE_PER_CHILD_FALLBACK };
+  struct ic_crypto_profile reach;
+  struct caps_ctx ctx = { .caps = &t->caps, .reach = &reach };
   size_t i;
 
-  if (!ctx.unite)
+  ctx.per_child = t->options & IC_TABLE_PER_CHILD_FALLBACK;
+
+  if (ctx.per_child) {
+    /* Nothing yet in the union, everything in the reach. */
+    ic_crypto_intersect_capabilities (&t->caps, NULL);
+    memset (&reach, 0, sizeof reach);
+    ic_crypto_set_all_capabilities (&reach);
+  }
+  else
     ic_crypto_set_all_capabilities (&t->caps);
   for (i = 0; i < t->ntargets; i++) {
     struct ic_target *ti = &t->targets[i];
@@ -849,6 +877,8 @@ construct_crypto_profile (struct ic_table *t)
     }
     ti->type->iterate_devices (ti, caps_child, &ctx);
   }
+  if (ctx.per_child)
+    ic_crypto_intersect_capabilities (&t->caps, &reach);
   /* An empty intersection is no profile at all. */
   t->has_profile = !ic_crypto_profile_is_empty (&t->caps);
 }
@@ -1107,6 +1137,31 @@ ic_stacked_resume (struct ic_device *dev)
   pthread_mutex_unlock (&md->load_lock);
   /* Only non-I/O users (status, eviction) may still hold the old table. */
   table_put (old);
+  return 0;
+}
+
+int
+ic_stacked_update_capabilities (struct ic_device *dev)
+{
+  struct ic_stacked *md = ic_device_to_stacked (dev);
+  struct ic_table *t;
+
+  if (!md) {
+    ic_error ("%s: update capabilities: not a stacked device", dev->name);
+    return -EINVAL;
+  }
+  pthread_mutex_lock (&md->load_lock);
+  t = md->live;                 /* only a resume changes it: load_lock */
+  if (t) {
+    construct_crypto_profile (t);
+    if (t->has_profile) {
+      ic_crypto_update_capabilities (&md->profile, &t->caps);
+      __atomic_store_n (&dev->profile, &md->profile, __ATOMIC_RELEASE);
+    }
+    else
+      __atomic_store_n (&dev->profile, NULL, __ATOMIC_RELEASE);
+  }
+  pthread_mutex_unlock (&md->load_lock);
   return 0;
 }
 

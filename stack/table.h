@@ -28,7 +28,10 @@
  * Beyond upstream, table option per_child_fallback: the device advertises
  * the union of its children's capabilities, and a request landing on a
  * child that lacks its context is encrypted by the fallback at that
- * child's boundary only.
+ * child's boundary only.  A child without a fallback (fallback_enabled
+ * false) cannot do that: it contributes only its native capabilities, as
+ * in an intersection, and wrapped keys, which the fallback never takes,
+ * need native support on every child.
  *
  * Threading: requests run in parallel on the live table, each holding a
  * reference to it.  A resume swaps tables as dm does, suspended: new
@@ -238,6 +241,18 @@ int ic_stacked_resume (struct ic_device *dev);
 
 /* Drop the inactive table (dmsetup clear). */
 int ic_stacked_clear (struct ic_device *dev);
+
+/* Work the live table's capabilities out again after the children's
+ * fallback_enabled changed: the configuration's "fallback enabled=false"
+ * turns every device's fallback off once the whole file is read, after
+ * the devices above were built.  Unlike a load, this may narrow the
+ * profile (or drop it), so it is only for a device that serves no I/O
+ * yet.  Call it on children before their parents.
+ *
+ * Context: takes load_lock.
+ * Return: 0, or -EINVAL if @dev is not a stacked device.
+ */
+int ic_stacked_update_capabilities (struct ic_device *dev);
 
 /* Write the live (@inactive false) or inactive table as text into @buf;
  * "" if none.  Return: the length needed (as snprintf).

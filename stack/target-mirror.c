@@ -22,7 +22,8 @@
  * capabilities.  Here it does: each leg's own engine (or the fallback at
  * the leg, with per_child_fallback) encrypts its copy, so the ciphertext
  * on every leg is the same, and a narrower leg added by a table reload is
- * refused by the superset rule unless per_child_fallback is on.
+ * refused by the superset rule unless per_child_fallback is on (and the
+ * leg has a fallback of its own).
  *
  * Hot-add: when a table goes live, a leg is taken as in sync only when it
  * is known to hold the data (see mirror_resume): it was in sync at the
@@ -332,11 +333,20 @@ write_all (struct ic_target *ti, struct mirror *mc, struct ic_bio *bio)
   return 0;
 }
 
+/* One active leg, taken in turn; a leg whose read fails is failed and the
+ * next one tried.  A leg that refuses the read with an error that says
+ * nothing about its health (is_leg_error: a context it cannot take, no
+ * keyslot) is not failed, but the next leg is tried too: another leg may
+ * well take it.
+ *
+ * Return: 0, the refusal if no leg took the read, or the last leg error.
+ */
 static int
 read_one (struct ic_target *ti, struct mirror *mc, struct ic_bio *bio)
 {
   unsigned int first = __atomic_fetch_add (&mc->read_next, 1,
                                            __ATOMIC_RELAXED);
+  int refused = 0;
   int last_err = 0;
   unsigned int i;
 
@@ -349,11 +359,18 @@ read_one (struct ic_target *ti, struct mirror *mc, struct ic_bio *bio)
       continue;
     clone = leg_bio (bio, leg);
     r = ic_device_submit (leg->dev, &clone);
-    if (r == 0 || !is_leg_error (r))
-      return r;
+    if (r == 0)
+      return 0;
+    if (!is_leg_error (r)) {
+      if (!refused)
+        refused = r;
+      continue;
+    }
     fail_leg (ti, leg, r, "read");
     last_err = r;
   }
+  if (refused)
+    return refused;
   if (!last_err)
     ic_error ("%s: mirror: read: no active leg left",
               ic_target_device_name (ti));

@@ -6,7 +6,13 @@
 #    listed first;
 # 2. when every leg has failed, re-adding them resynchronises from the
 #    leg that failed last, which holds every acknowledged write, even
-#    when it is not the first leg.
+#    when it is not the first leg;
+# 3. with per_child_fallback, a leg that has no fallback (its own
+#    fallback=false, or "fallback enabled=false") narrows what the mirror
+#    advertises to what the leg takes natively: contexts it cannot take
+#    go through the mirror's fallback, or fail at the top, and never fail
+#    the leg; a reload that would narrow the live capabilities that way
+#    is refused.
 source ./functions.sh
 set -e -x
 
@@ -37,6 +43,19 @@ device m2
   0 8192 mirror 2 a2 0 b2 0
 end
 export vol2 device=m2 key=k1
+# 3. b3 and b4 take only 512-byte units and have no fallback.
+engine e512 keyslots=2 modes=AES-256-XTS:512
+leaf a3 memory size=4M engine=ea
+leaf b3 memory size=4M engine=e512 fallback=false
+device m3 options=per_child_fallback
+  0 8192 mirror 2 b3 0 a3 0
+end
+export vol3 device=m3 key=k1
+leaf a4 memory size=4M engine=ea
+leaf b4 memory size=4M engine=e512 fallback=false
+device m4 options=per_child_fallback
+  0 8192 mirror 1 a4 0
+end
 CONF
 start_nbdkit -P $d/pid -U $d/sock $PLUGIN config=$d/ic.conf
 wait_for test -S $d/ctl.sock
@@ -119,3 +138,65 @@ h = nbd.NBD(); h.connect_uri(sys.argv[1])
 for _ in range(4):                      # both legs, in turn
     assert h.pread(4096, 0) == b"B" * 4096, "acknowledged write B lost"
 PY
+
+# 3. k1 (4096-byte units) is not advertised by m3, since b3 cannot take
+#    it: m3's fallback encrypts it, both legs take plain I/O, and every
+#    read returns the data.  Before, b3 failed on the first write.
+ctl status m3 | grep 'modes/AES-256-XTS  0x200$'
+"$PYTHON" - "nbd+unix:///vol3?socket=$d/sock" <<'PY'
+import nbd, os, sys
+h = nbd.NBD(); h.connect_uri(sys.argv[1])
+data = os.urandom(1 << 20)
+h.pwrite(data, 0)
+for _ in range(4):                      # both legs, in turn
+    assert h.pread(1 << 20, 0) == data
+PY
+ctl status m3 | grep 'leg a3 0: active'
+ctl status m3 | grep 'leg b3 0: active'
+#    Adding b4 to m4 would drop AES-256-XTS/4096 from it: refused.
+printf '0 8192 mirror 2 a4 0 b4 0\n' > $d/m4
+fails ctl table load m4 $d/m4 options=per_child_fallback 2> $d/err
+cat $d/err
+grep 'narrower than the live table' $d/err
+grep 'lacks AES-256-XTS/4096' $d/err
+
+#    "fallback enabled=false", after the device: m5 advertises only what
+#    both legs take natively.  A 512-byte key fails at the top and fails
+#    no leg; a 4096-byte key works.
+random_key $d/k5 64
+cat > $d/ic5.conf <<'CONF'
+key k4k key=+k1
+key k512 key=+k5 data-unit-size=512
+engine e4k keyslots=2 modes=AES-256-XTS:4096
+engine eall keyslots=2 modes=AES-256-XTS:512,4096
+leaf a5 memory size=4M engine=e4k
+leaf b5 memory size=4M engine=eall
+device m5 options=per_child_fallback
+  0 8192 mirror 2 b5 0 a5 0
+end
+export v4k device=m5 key=k4k
+export v512 device=m5 key=k512
+control socket=ctl5.sock
+fallback enabled=false
+CONF
+start_nbdkit -P $d/pid5 -U $d/sock5 $PLUGIN config=$d/ic5.conf
+wait_for test -S $d/ctl5.sock
+inlinecryptctl -s $d/ctl5.sock status m5 |
+    grep 'modes/AES-256-XTS  0x1000$'
+"$PYTHON" - "nbd+unix:///v4k?socket=$d/sock5" \
+          "nbd+unix:///v512?socket=$d/sock5" <<'PY'
+import errno, nbd, os, sys
+h = nbd.NBD(); h.connect_uri(sys.argv[1])
+data = os.urandom(65536)
+h.pwrite(data, 0)
+g = nbd.NBD(); g.connect_uri(sys.argv[2])
+try:
+    g.pwrite(os.urandom(4096), 0)
+    raise SystemExit("a 512-byte key worked with no leg able to take it")
+except nbd.Error as e:
+    assert e.errnum in (errno.EOPNOTSUPP, errno.EINVAL), e
+for _ in range(4):                      # both legs, in turn
+    assert h.pread(65536, 0) == data
+PY
+inlinecryptctl -s $d/ctl5.sock status m5 | grep 'leg a5 0: active'
+inlinecryptctl -s $d/ctl5.sock status m5 | grep 'leg b5 0: active'

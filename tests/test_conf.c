@@ -671,6 +671,29 @@ START_TEST (test_fallback)
     ck_assert_msg (!g->devices[i]->fallback_enabled, "%s",
                    g->devices[i]->name);
   ic_graph_free (g);
+
+  /* A per_child_fallback device built before the line counted on its
+   * children's fallbacks: it takes what they support natively, and so
+   * does one stacked on it.
+   */
+  g = parse ("engine ufs modes=AES-256-XTS:512,4096\n"
+             "engine emmc modes=AES-256-XTS:4096\n"
+             "leaf d0 memory size=1M engine=ufs\n"
+             "leaf d1 memory size=1M engine=emmc\n"
+             "device top options=per_child_fallback\n"
+             "0 2048 linear d0 0\n2048 2048 linear d1 0\nend\n"
+             "device up options=per_child_fallback\n"
+             "0 4096 linear top 0\nend\n"
+             "export v device=up\nend\n"
+             "fallback enabled=false\n");
+  for (i = 2; i < 4; i++) {
+    const struct ic_crypto_profile *pr = g->devices[i]->profile;
+
+    ck_assert_ptr_nonnull (pr);
+    ck_assert_uint_eq (pr->modes_supported[IC_ENCRYPTION_MODE_AES_256_XTS],
+                       4096);
+  }
+  ic_graph_free (g);
 }
 END_TEST
 
