@@ -469,7 +469,7 @@ PY
 # The same server with 32 file descriptors: clients that cannot be
 # accepted wait in the backlog; the control thread sleeps meanwhile.
 ( ulimit -n 32
-  exec nbdkit -P $d/fd.pid -U $d/fd-nbd.sock $PLUGIN size=1M key=+$d/k1 \
+  nbdkit -P $d/fd.pid -U $d/fd-nbd.sock $PLUGIN size=1M key=+$d/k1 \
       control=$d/fd.sock )
 cleanup_fn _stop_nbdkit $d/fd.pid
 wait_for test -S $d/fd.sock
