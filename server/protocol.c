@@ -142,6 +142,23 @@ skip_string (const char *p, const char *end, bool *escaped)
   return NULL;
 }
 
+/* If the string that ends before @after is a member name (a ':' follows
+ * it), where its value starts (maybe @end); else NULL.
+ */
+static const char *
+member_value (const char *after, const char *end)
+{
+  const char *v = after;
+
+  while (v < end && strchr (" \t\r\n", *v))
+    v++;
+  if (v == end || *v != ':')
+    return NULL;
+  for (v++; v < end && strchr (" \t\r\n", *v); v++)
+    ;
+  return v;
+}
+
 /* Find the top-level member "key" of the object in @text and, if its value
  * is a string without escapes, move the value into a locked secret and
  * overwrite it in @text with 'x's.  Anything unexpected: leave @text
@@ -168,12 +185,9 @@ take_secret (char *text, size_t len)
       if (depth != 1 || after - name != 5 ||
           memcmp (name, "\"key\"", 5) != 0)
         continue;
-      for (v = after; v < end && strchr (" \t\r\n", *v); v++)
-        ;
-      if (v == end || *v != ':')
+      v = member_value (after, end);
+      if (!v)
         continue;               /* "key" as a value, not a member name */
-      for (v++; v < end && strchr (" \t\r\n", *v); v++)
-        ;
       if (v == end || *v != '"')
         return NULL;
       after = skip_string (v, end, &escaped);
@@ -224,16 +238,13 @@ members_plain (const char *text, size_t len, char *msg, size_t msgsize)
     if (*p == '"') {
       const char *name = p;
       const char *after = skip_string (p, end, &escaped);
-      const char *v;
 
       if (!after)
         return true;            /* json-c says what is wrong */
       p = after;
       if (depth != 1)
         continue;
-      for (v = after; v < end && strchr (" \t\r\n", *v); v++)
-        ;
-      if (v == end || *v != ':')
+      if (!member_value (after, end))
         continue;               /* a value, not a member name */
       if (escaped) {
         snprintf (msg, msgsize, "malformed request: a member name with an "
