@@ -536,6 +536,8 @@ wake_cb (struct ev_loop *loop, ev_async *w, int revents)
       if (!c->closed)
         client_kick (c);
     }
+    else if (!c->closed && d->reply)
+      client_send (c, d->reply);        /* ic_control_stop sends it */
     client_unref (c);
     free (d->reply);
     free (d);
@@ -739,8 +741,8 @@ ic_control_stop (struct ic_control *ctl)
     ev_async_send (ctl->loop, &ctl->wake);
     pthread_join (ctl->thread, NULL);
   }
-  /* Workers still running finish their command (and queue a reply that
-   * nobody reads: wake_cb below frees it); those that wait stop waiting.
+  /* Workers still running finish their command (those that wait stop
+   * waiting) and queue their reply, sent below if it can be at once.
    */
   ic_protocol_cancel_waits ();
   pthread_mutex_lock (&ctl->done_lock);
@@ -748,8 +750,19 @@ ic_control_stop (struct ic_control *ctl)
     pthread_cond_wait (&ctl->done_cond, &ctl->done_lock);
   pthread_mutex_unlock (&ctl->done_lock);
   wake_cb (ctl->loop, &ctl->wake, 0);
-  while (ctl->clients)
-    client_close (ctl->clients);
+  /* The replies still queued (a wait-resync that gave up says why) go
+   * out if the socket takes them now; no waiting for slow readers.
+   */
+  while (ctl->clients) {
+    struct client *c = ctl->clients;
+
+    if (out_pending (c) > 0 &&
+        send (c->fd, c->out + c->out_off, out_pending (c),
+              MSG_NOSIGNAL) == -1)
+      ic_debug ("control: a last reply was not sent: %s",
+                ic_strerror (errno));
+    client_close (c);
+  }
   ev_timer_stop (ctl->loop, &ctl->accept_retry);
   ev_loop_destroy (ctl->loop);
   close (ctl->listen_fd);

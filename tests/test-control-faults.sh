@@ -491,7 +491,7 @@ if wait "$waiter"; then
     echo "wait-resync succeeded while the server stopped"; exit 1
 fi
 cat $d/wait.out
-grep -E 'the server is stopping \(ECANCELED\)|no reply' $d/wait.out
+grep -F 'wait-resync: mx: the server is stopping (ECANCELED)' $d/wait.out
 gone () { ! kill -0 "$1" 2>/dev/null; }
 wait_for gone "$(cat $d/stop.pid)"
 test $((SECONDS - start)) -lt 15
