@@ -266,13 +266,19 @@ handle_line (struct client *c, const char *line, size_t len)
     client_send_json (c, reply);
     return;
   }
-  if (ic_protocol_is_slow (req)) {
-    start_worker (c, req);
-    return;
+  /* A quick command runs here, unless a command on a worker holds the
+   * lock they share: then it waits its turn on a worker too, so that the
+   * loop never waits (other clients, ping).
+   */
+  if (!ic_protocol_is_slow (req)) {
+    reply = ic_protocol_try_execute (c->ctl->graph, req);
+    if (reply) {
+      json_object_put (req);
+      client_send_json (c, reply);
+      return;
+    }
   }
-  reply = ic_protocol_execute (c->ctl->graph, req);
-  json_object_put (req);
-  client_send_json (c, reply);
+  start_worker (c, req);
 }
 
 /* Handle the lines in the input buffer, in order, while no slow command

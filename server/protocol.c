@@ -2015,14 +2015,14 @@ static const struct command commands[] = {
   { "ping", false, f_none, cmd_ping },
   { "status", false, f_status, cmd_status },
   { "stats", false, f_stats, cmd_stats },
-  { "key-add", false, f_key_add, cmd_key_add },
+  { "key-add", true, f_key_add, cmd_key_add },
   { "key-remove", true, f_name, cmd_key_remove },
   { "key-list", false, f_none, cmd_key_list },
-  { "key-import", false, f_key_import, cmd_key_import },
-  { "key-generate", false, f_key_generate, cmd_key_generate },
-  { "key-prepare", false, f_key_prepare, cmd_key_prepare },
-  { "key-derive-secret", false, f_key_derive, cmd_key_derive_secret },
-  { "evict", false, f_evict, cmd_evict },
+  { "key-import", true, f_key_import, cmd_key_import },
+  { "key-generate", true, f_key_generate, cmd_key_generate },
+  { "key-prepare", true, f_key_prepare, cmd_key_prepare },
+  { "key-derive-secret", true, f_key_derive, cmd_key_derive_secret },
+  { "evict", true, f_evict, cmd_evict },
   { "map", true, f_map, cmd_map },
   { "table-load", true, f_table_load, cmd_table_load },
   { "table-resume", true, f_device, cmd_table_resume },
@@ -2052,25 +2052,47 @@ ic_protocol_is_slow (struct json_object *req)
   return c && c->slow;
 }
 
-struct json_object *
-ic_protocol_execute (struct ic_graph *g, struct json_object *req)
+/* Commands that change nothing and read only what I/O threads read too
+ * (devices, engines and exports live as long as the graph; tables,
+ * leaves and counters are read through their own locks or atomics, as
+ * they already are while a slow command has dropped command_lock): they
+ * take no lock, so that a liveness check or a look at the state answers
+ * while another command waits for the hardware (an evict behind a
+ * keyslot being programmed).
+ */
+static bool
+is_lockless (const struct command *c)
+{
+  return c->fn == cmd_ping || c->fn == cmd_status || c->fn == cmd_stats;
+}
+
+/* Run @req; if !@wait and another command holds command_lock, NULL
+ * with nothing done.
+ */
+static struct json_object *
+execute (struct ic_graph *g, struct json_object *req, bool wait)
 {
   const struct command *c = find_command (cmd_name (req));
+  bool lockless = is_lockless (c);
   struct json_object *reply;
-  bool captured = ic_error_capture (true);
+  bool captured;
   int r;
 
+  if (!lockless && !wait && pthread_mutex_trylock (&command_lock) != 0)
+    return NULL;
+  if (!lockless && wait)
+    pthread_mutex_lock (&command_lock);
+  captured = ic_error_capture (true);
   ic_clear_error ();
   reply = json_object_new_object ();
   if (!reply)
     abort ();
   json_object_object_add (reply, "ok", json_object_new_boolean (true));
   r = check_fields (c, req);
-  if (r == 0) {
-    pthread_mutex_lock (&command_lock);
+  if (r == 0)
     r = c->fn (g, req, reply);
+  if (!lockless)
     pthread_mutex_unlock (&command_lock);
-  }
   wipe_field (req, "key");
   if (r < 0) {
     const char *msg = ic_last_error ();
@@ -2087,6 +2109,18 @@ ic_protocol_execute (struct ic_graph *g, struct json_object *req)
   }
   ic_error_capture (captured);
   return reply;
+}
+
+struct json_object *
+ic_protocol_execute (struct ic_graph *g, struct json_object *req)
+{
+  return execute (g, req, true);
+}
+
+struct json_object *
+ic_protocol_try_execute (struct ic_graph *g, struct json_object *req)
+{
+  return execute (g, req, false);
 }
 
 char *

@@ -42,9 +42,11 @@ struct json_object *ic_protocol_parse (const char *line, size_t len,
                                        struct json_object **reply);
 
 /* True if the request may wait (engine reset, key removal, resync; map,
- * table load, resume and clear, which wait for requests in flight): the
- * server runs it on a worker thread.  Such a command drops the lock that
- * serialises commands while it waits, so that the others go on.
+ * table load, resume and clear, which wait for requests in flight; evict
+ * and the key commands, which may wait for a keyslot being programmed):
+ * the server runs it on a worker thread.  A command that waits for
+ * requests drops the lock that serialises commands meanwhile, so that
+ * the others go on; one that waits for the hardware keeps it.
  */
 bool ic_protocol_is_slow (struct json_object *req);
 
@@ -57,10 +59,20 @@ void ic_protocol_cancel_waits (void);
 
 /* Carry out a parsed request on @graph.  Wipes any key bytes in @req.
  *
+ * Context: waits for the command running, if any.
  * Return: the reply (never NULL; out of memory aborts).
  */
 struct json_object *ic_protocol_execute (struct ic_graph *graph,
                                          struct json_object *req);
+
+/* ic_protocol_execute(), unless another command holds the lock that
+ * serialises them (ping, status and stats need none): for the event
+ * loop, which must not wait.
+ *
+ * Return: the reply, or NULL with nothing done.
+ */
+struct json_object *ic_protocol_try_execute (struct ic_graph *graph,
+                                             struct json_object *req);
 
 /* Parse and execute one line; the reply as a string without newline, to
  * free().  For tests and the fuzzer.

@@ -281,6 +281,51 @@ r = answers(ask(b'{"cmd": "engine-reset", "engine": "ufs"}\n'
 assert "failed_keyslots" in r[0] and "version" in r[1], r
 PY
 
+# A keyslot program that takes 3 s holds up an evict that must wait for
+# the hardware, on a worker: other clients' ping and status answer at
+# once meanwhile, and the evict answers after the program.
+ctl evict k2
+ctl fault ufs program-delay-us=3000000
+"$PYTHON" - $d/ctl.sock "$uri1" <<'PY'
+import json, nbd, socket, sys, threading, time
+path, uri = sys.argv[1], sys.argv[2]
+def ask(line):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    s.settimeout(30)
+    s.sendall(line + b"\n")
+    r = json.loads(s.makefile("rb").readline())
+    s.close()
+    return r
+def io():                         # programs k2 on ufs: 3 s
+    h = nbd.NBD()
+    h.connect_uri(uri)
+    h.pread(4096, 0)
+    h.shutdown()
+t = threading.Thread(target=io)
+t.start()
+time.sleep(0.5)
+evict = {}
+def do_evict():
+    t0 = time.monotonic()
+    evict["r"] = ask(b'{"cmd":"evict","key":"k1"}')
+    evict["s"] = time.monotonic() - t0
+e = threading.Thread(target=do_evict)
+e.start()
+time.sleep(0.5)
+for cmd in (b'{"cmd":"ping"}', b'{"cmd":"status"}', b'{"cmd":"ping"}'):
+    t0 = time.monotonic()
+    r = ask(cmd)
+    took = time.monotonic() - t0
+    assert r["ok"] is True, r
+    assert took < 1.0, "%s took %.2f s behind a keyslot program" % (cmd, took)
+e.join()
+t.join()
+assert evict["r"]["ok"] is True, evict
+assert evict["s"] > 1.0, evict     # it did wait for the program
+PY
+ctl fault ufs clear
+
 # Requests that json-c and the key-secret scanner could read differently
 # are refused before either takes them: a key in a comment, a "key"
 # member twice, an escaped member name, single quotes.  No key is added.
