@@ -215,6 +215,17 @@ take_secret (char *text, size_t len)
   return NULL;
 }
 
+static bool
+printable_ascii (const char *s, size_t len)
+{
+  size_t i;
+
+  for (i = 0; i < len; i++)
+    if (s[i] < 0x20 || s[i] > 0x7e)
+      return false;
+  return true;
+}
+
 /* What take_secret() and json-c must agree on, checked before either
  * reads the request: each top-level member is named once, without
  * escapes (json-c keeps the last of two "key" members, and reads
@@ -254,9 +265,13 @@ members_plain (const char *text, size_t len, char *msg, size_t msgsize)
       for (i = 0; i < n; i++)
         if (lens[i] == (size_t) (after - name) &&
             memcmp (names[i], name, lens[i]) == 0) {
-          snprintf (msg, msgsize, "malformed request: member %.*s given "
-                    "twice", (int) (after - name < 40 ? after - name : 40),
-                    name);
+          /* Not yet checked as UTF-8: named only if plain ASCII. */
+          if (printable_ascii (name, after - name) && after - name <= 40)
+            snprintf (msg, msgsize, "malformed request: member %.*s given "
+                      "twice", (int) (after - name), name);
+          else
+            snprintf (msg, msgsize, "malformed request: a member given "
+                      "twice");
           return false;
         }
       if (n == MAX_MEMBERS) {

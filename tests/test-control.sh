@@ -352,8 +352,12 @@ for req, why in [
          "strings are in double quotes"),
         (b'{"cmd":"key-add","name":"x7","name":"x8","key":"' + ka + b'"}',
          'member "name" given twice'),
-        (b'{"cmd":"ping","x":"\xff"}', "malformed request")]:
-    r = ask(req)
+        (b'{"cmd":"ping","x":"\xff"}', "malformed request"),
+        (b'{"\xff":1,"\xff":2,"cmd":"ping"}', "a member given twice"),
+        (('{"%s":1,"%s":2,"cmd":"ping"}' % ("\u00e9" * 25, "\u00e9" * 25)
+          ).encode(), "a member given twice")]:
+    s.sendall(req + b"\n")
+    r = json.loads(f.readline().decode("utf-8"))     # UTF-8, always
     assert r["ok"] is False and r["errno"] == "EINVAL", (req, r)
     assert why in r["error"], (why, r)
     assert ka.decode() not in r["error"] and kb.decode() not in r["error"]
