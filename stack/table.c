@@ -821,7 +821,8 @@ parse_line (struct ic_table *t, char *line, const char *at,
  */
 struct caps_ctx {
   struct ic_crypto_profile *caps;
-  struct ic_crypto_profile *reach;      /* per-child fallback only */
+  struct ic_crypto_profile *reach;      /* per-child fallback only: */
+  struct ic_crypto_profile *native;     /* what every child does itself */
   bool per_child;
 };
 
@@ -840,6 +841,7 @@ caps_child (struct ic_target *ti, struct ic_device *child, uint64_t start,
     return 0;
   }
   ic_crypto_union_capabilities (ctx->caps, profile);
+  ic_crypto_intersect_capabilities (ctx->native, profile);
   if (child->fallback_enabled) {
     memset (&takes, 0, sizeof takes);
     ic_crypto_fallback_capabilities (&takes);
@@ -855,7 +857,9 @@ static void
 construct_crypto_profile (struct ic_table *t)
 {
   struct ic_crypto_profile reach;
-  struct caps_ctx ctx = { .caps = &t->caps, .reach = &reach };
+  struct ic_crypto_profile native;
+  struct caps_ctx ctx = { .caps = &t->caps, .reach = &reach,
+                          .native = &native };
   size_t i;
 
   ctx.per_child = t->options & IC_TABLE_PER_CHILD_FALLBACK;
@@ -865,6 +869,8 @@ construct_crypto_profile (struct ic_table *t)
     ic_crypto_intersect_capabilities (&t->caps, NULL);
     memset (&reach, 0, sizeof reach);
     ic_crypto_set_all_capabilities (&reach);
+    memset (&native, 0, sizeof native);
+    ic_crypto_set_all_capabilities (&native);
   }
   else
     ic_crypto_set_all_capabilities (&t->caps);
@@ -877,8 +883,16 @@ construct_crypto_profile (struct ic_table *t)
     }
     ti->type->iterate_devices (ti, caps_child, &ctx);
   }
-  if (ctx.per_child)
+  if (ctx.per_child) {
     ic_crypto_intersect_capabilities (&t->caps, &reach);
+    /* No fallback takes a wrapped key, so every child must take it
+     * natively, in whatever mode, unit size and DUN size it comes.  A
+     * profile states key types apart from modes: wrapped keys stay only
+     * if every child supports natively all that is advertised.
+     */
+    if (!ic_crypto_has_capabilities (&native, &t->caps))
+      t->caps.key_types_supported &= ~IC_CRYPTO_KEY_TYPE_HW_WRAPPED;
+  }
   /* An empty intersection is no profile at all. */
   t->has_profile = !ic_crypto_profile_is_empty (&t->caps);
 }

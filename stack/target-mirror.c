@@ -293,7 +293,13 @@ write_all (struct ic_target *ti, struct mirror *mc, struct ic_bio *bio)
     bool partial;
     int r;
 
-    if (states[i] != IC_LEG_ACTIVE)
+    /* The snapshot says which pass a leg is in; whether another request
+     * failed it since is asked now, and again once it took the write.
+     * A write only a failed leg holds is not acknowledged: the leg that
+     * fails last is the one a later resync trusts (mirror_resume), and
+     * it must hold every write the mirror acknowledged.
+     */
+    if (states[i] != IC_LEG_ACTIVE || leg_state (leg) == IC_LEG_FAILED)
       continue;
     r = write_leg (leg, bio, &partial);
     if (r < 0 && !is_leg_error (r) && !partial && active_ok == 0)
@@ -305,7 +311,8 @@ write_all (struct ic_target *ti, struct mirror *mc, struct ic_bio *bio)
         first_err = r;
       continue;
     }
-    active_ok++;
+    if (leg_state (leg) == IC_LEG_ACTIVE)
+      active_ok++;
   }
   if (!active_ok) {
     /* The resynchronising legs keep what the in-sync legs held; a leg
@@ -324,7 +331,7 @@ write_all (struct ic_target *ti, struct mirror *mc, struct ic_bio *bio)
     bool partial;
     int r;
 
-    if (states[i] != IC_LEG_RESYNC)
+    if (states[i] != IC_LEG_RESYNC || leg_state (leg) == IC_LEG_FAILED)
       continue;
     r = write_leg (leg, bio, &partial);
     if (r < 0)

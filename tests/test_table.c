@@ -955,6 +955,46 @@ START_TEST (test_superset_narrower)
 }
 END_TEST
 
+/* per_child_fallback: wrapped keys need every child to take them
+ * natively in all that is advertised, since no fallback takes them.  Two
+ * children that support wrapped keys each in another mode advertise both
+ * modes (each falls back for the other's) but raw keys only; the same
+ * mode on both keeps wrapped keys.
+ */
+START_TEST (test_caps_union_wrapped)
+{
+  struct ic_engine_config cfg;
+  struct ic_device *s;
+
+  cfg_none (&cfg, "wx");
+  cfg.modes_supported[XTS] = 4096;
+  cfg.key_types = IC_CRYPTO_KEY_TYPE_RAW | IC_CRYPTO_KEY_TYPE_HW_WRAPPED;
+  leaf_cfg ("wx", 1 * MiB, &cfg);
+  cfg_none (&cfg, "wa");
+  cfg.modes_supported[ADIANTUM] = 4096;
+  cfg.key_types = IC_CRYPTO_KEY_TYPE_RAW | IC_CRYPTO_KEY_TYPE_HW_WRAPPED;
+  leaf_cfg ("wa", 1 * MiB, &cfg);
+  cfg_none (&cfg, "wx2");
+  cfg.modes_supported[XTS] = 4096;
+  cfg.key_types = IC_CRYPTO_KEY_TYPE_RAW | IC_CRYPTO_KEY_TYPE_HW_WRAPPED;
+  leaf_cfg ("wx2", 1 * MiB, &cfg);
+
+  s = stacked ("s");
+  load_resume (s, "0 2048 mirror 2 wx 0 wa 0", IC_TABLE_PER_CHILD_FALLBACK);
+  ck_assert_ptr_nonnull (s->profile);
+  ck_assert_uint_eq (s->profile->modes_supported[XTS], 4096);
+  ck_assert_uint_eq (s->profile->modes_supported[ADIANTUM], 4096);
+  ck_assert_uint_eq (s->profile->key_types_supported,
+                     IC_CRYPTO_KEY_TYPE_RAW);
+
+  s = stacked ("t");
+  load_resume (s, "0 2048 mirror 2 wx 0 wx2 0", IC_TABLE_PER_CHILD_FALLBACK);
+  ck_assert_ptr_nonnull (s->profile);
+  ck_assert_uint_eq (s->profile->key_types_supported,
+                     IC_CRYPTO_KEY_TYPE_RAW | IC_CRYPTO_KEY_TYPE_HW_WRAPPED);
+}
+END_TEST
+
 /* What a table lacks is named by key type: raw or hardware-wrapped. */
 START_TEST (test_superset_key_types)
 {
@@ -3113,6 +3153,7 @@ table_suite (void)
   CASE ("caps_empty", test_caps_empty);
   CASE ("caps_union", test_caps_union);
   CASE ("caps_union_no_fallback", test_caps_union_no_fallback);
+  CASE ("caps_union_wrapped", test_caps_union_wrapped);
 
   CASE ("superset_narrower", test_superset_narrower);
   CASE ("superset_key_types", test_superset_key_types);
