@@ -63,7 +63,7 @@ inlinecrypt_load (void)
 }
 
 /* A start that fails after config_complete built the graph leaves no
- * file a leaf created: get_ready discards the graph itself when it fails,
+ * file a leaf created, nor the control socket: get_ready discards the graph itself when it fails,
  * but nbdkit can fail after us (a bad socket of its own, another
  * config_complete or get_ready) and then exits without unloading the
  * plugin.  An exit handler removes the files then, unless the server
@@ -73,8 +73,10 @@ inlinecrypt_load (void)
 static void
 discard_files_at_exit (void)
 {
-  if (!__atomic_load_n (&started, __ATOMIC_ACQUIRE))
+  if (!__atomic_load_n (&started, __ATOMIC_ACQUIRE)) {
     ic_graph_discard_files (graph);
+    ic_control_unlink (control);
+  }
 }
 
 static void

@@ -625,6 +625,13 @@ unlink_if_ours (const struct ic_control *ctl)
     unlink (ctl->path);
 }
 
+void
+ic_control_unlink (struct ic_control *ctl)
+{
+  if (ctl)
+    unlink_if_ours (ctl);
+}
+
 struct ic_control *
 ic_control_listen (struct ic_graph *graph, const char *path, mode_t mode,
                    const char *what)

@@ -54,4 +54,10 @@ int ic_control_start (struct ic_control *ctl);
  */
 void ic_control_stop (struct ic_control *ctl);
 
+/* Remove the socket if it is still the one @ctl bound, and nothing
+ * else: for a process that exits without stopping the server (nbdkit
+ * failing after .get_ready).  NULL is ignored.
+ */
+void ic_control_unlink (struct ic_control *ctl);
+
 #endif /* IC_CONTROL_H */

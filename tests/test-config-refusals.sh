@@ -197,8 +197,9 @@ if [ -z "${SANITIZER_PRELOAD:-}" ]; then
     fails nbdkit -U $d/nodir/nbd.sock $PLUGIN config=$d/ic.conf
     test ! -e $d/new.img
     fails nbdkit -U $d/nodir/nbd.sock $PLUGIN file=$d/new.img size=1M \
-          key=+$d/k1
+          key=+$d/k1 control=$d/late.sock
     test ! -e $d/new.img
+    test ! -e $d/late.sock
 fi
 # ... but a server that started keeps its file: nbdkit going into the
 # background (its parent exits), and at the end of --run.
