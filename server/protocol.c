@@ -142,6 +142,17 @@ skip_string (const char *p, const char *end, bool *escaped)
   return NULL;
 }
 
+/* How @c, outside a string, changes the depth of objects and arrays. */
+static int
+nesting (char c)
+{
+  if (c == '{' || c == '[')
+    return 1;
+  if (c == '}' || c == ']')
+    return -1;
+  return 0;
+}
+
 /* If the string that ends before @after is a member name (a ':' follows
  * it), where its value starts (maybe @end); else NULL.
  */
@@ -206,10 +217,7 @@ take_secret (char *text, size_t len)
       memset ((char *) v + 1, 'x', sec->size - 1);
       return sec;
     }
-    if (*p == '{' || *p == '[')
-      depth++;
-    else if (*p == '}' || *p == ']')
-      depth--;
+    depth += nesting (*p);
     p++;
   }
   return NULL;
@@ -292,10 +300,7 @@ members_plain (const char *text, size_t len, char *msg, size_t msgsize)
       snprintf (msg, msgsize, "malformed request: comments are not JSON");
       return false;
     }
-    if (*p == '{' || *p == '[')
-      depth++;
-    else if (*p == '}' || *p == ']')
-      depth--;
+    depth += nesting (*p);
     p++;
   }
   return true;
