@@ -31,6 +31,7 @@ packages=(
     qemu-utils fio python3 python3-cryptography
     xfsprogs
     clang libclang-rt-14-dev
+    gdb
 )
 
 install_packages ()
@@ -90,15 +91,24 @@ MSG
         size="$size" mode=AES-256-XTS key=+"$key"
 }
 
+# check DIR: make check in DIR; if a test failed, print the logs of
+# those that failed (a CI log may be all there is to read).
+check ()
+{
+    make -C "$1" -j"$jobs" check && return 0
+    cat "$1/tests/test-suite.log" >&2 || true
+    return 1
+}
+
 run_tests ()
 {
     build _build
-    make -C _build -j"$jobs" check
+    check _build
     if [ "${IC_SANITIZERS:-1}" = 1 ]; then
         build _build-asan --enable-sanitizers=address,undefined
-        make -C _build-asan -j"$jobs" check
+        check _build-asan
         build _build-tsan --enable-sanitizers=thread
-        make -C _build-tsan -j"$jobs" check
+        check _build-tsan
     fi
     JOBS=$jobs tests/fuzz/run.sh --seconds "${IC_FUZZ_SECONDS:-60}" \
         --build-dir _build-fuzz
