@@ -38,6 +38,7 @@
 #define MAX_CONNS 4
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+#define DISCONNECT_MS 30000
 
 enum remote_op { R_READ, R_WRITE, R_FLUSH, R_TRIM, R_ZERO };
 
@@ -628,17 +629,54 @@ remote_trim (struct ic_leaf *leaf, uint64_t len, uint64_t offset, bool fua)
   return remote_io_fua (leaf, R_TRIM, NULL, len, offset, 0, fua);
 }
 
+/* Tell the server we are going, on every connection, and wait for it to
+ * close them, but not for ever as nbd_shutdown() would: a server that
+ * stopped answering must not keep nbdkit from exiting.  Nothing is in
+ * flight, and what was written was flushed or not as the clients asked,
+ * so nothing is lost when it does not answer.  The wait, for all the
+ * connections together, is the leaf's timeout, or DISCONNECT_MS with
+ * timeout=0.
+ */
+static void
+disconnect_all (struct remote *rm)
+{
+  unsigned int ms = rm->timeout_ms ? rm->timeout_ms : DISCONNECT_MS;
+  uint64_t deadline = ic_now_ns () + (uint64_t) ms * 1000000;
+  unsigned int i;
+
+  for (i = 0; i < rm->nconns; i++) {
+    struct nbd_handle *h = rm->conns[i].h;
+
+    if (h && nbd_aio_is_ready (h) == 1)
+      nbd_aio_disconnect (h, 0);
+  }
+  for (i = 0; i < rm->nconns; i++) {
+    struct nbd_handle *h = rm->conns[i].h;
+
+    while (h && nbd_aio_is_closed (h) != 1 && nbd_aio_is_dead (h) != 1) {
+      uint64_t now = ic_now_ns ();
+
+      if (now >= deadline) {
+        ic_error ("%s: %s did not close the connection within %u ms",
+                  rm->leaf.dev.name, rm->uri, ms);
+        return;
+      }
+      if (nbd_poll (h, (deadline - now + 999999) / 1000000) == -1)
+        break;
+    }
+  }
+}
+
 static void
 remote_destroy (struct ic_leaf *leaf)
 {
   struct remote *rm = (struct remote *) leaf;
   unsigned int i;
 
+  disconnect_all (rm);
   for (i = 0; i < rm->nconns; i++) {
-    if (rm->conns[i].h) {
-      nbd_shutdown (rm->conns[i].h, 0);
+    if (rm->conns[i].h)
       nbd_close (rm->conns[i].h);
-    }
     /* Still unanswered: what the server does with it is out of our
      * hands, as it would be after a crash.
      */

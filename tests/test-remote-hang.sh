@@ -2,7 +2,9 @@
 # A remote NBD leaf whose peer stops answering without closing the
 # connection (a stopped process, a partition): requests fail with EIO after
 # the leaf's timeout= instead of hanging, and once the peer answers again
-# the leaf reconnects and the data is all there.
+# the leaf reconnects and the data is all there.  A server stopped while
+# its peer does not answer exits after the timeout (it waited for ever for
+# the peer to close the connection, and needed SIGKILL).
 source ./functions.sh
 set -e -x
 
@@ -76,3 +78,21 @@ while True:
 assert back == data, "data lost across the outage"
 print("reconnected; data intact")
 PY
+
+# Stop the server while the peer is stopped: its connections to the peer
+# are open (the reconnect above), and the peer cannot close them.
+peer=$(cat $d/peer.pid)
+pid=$(cat $d/pid)
+kill -STOP $peer
+kill $pid
+start=$(date +%s)
+for _ in $(seq 300); do
+    kill -0 $pid 2>/dev/null || break
+    sleep 0.1
+done
+kill -CONT $peer
+fails kill -0 $pid
+took=$(( $(date +%s) - start ))
+echo "the server exited in $took s"
+# 2 s for the peer, and nbdkit's own exit (about 2 s here).
+test $took -le 10
