@@ -642,18 +642,20 @@ disconnect_all (struct remote *rm)
 {
   unsigned int ms = rm->timeout_ms ? rm->timeout_ms : DISCONNECT_MS;
   uint64_t deadline = ic_now_ns () + (uint64_t) ms * 1000000;
+  bool sent[MAX_CONNS] = { false };
   unsigned int i;
 
   for (i = 0; i < rm->nconns; i++) {
     struct nbd_handle *h = rm->conns[i].h;
 
-    if (h && nbd_aio_is_ready (h) == 1)
-      nbd_aio_disconnect (h, 0);
+    sent[i] = h && nbd_aio_is_ready (h) == 1
+      && nbd_aio_disconnect (h, 0) == 0;
   }
   for (i = 0; i < rm->nconns; i++) {
     struct nbd_handle *h = rm->conns[i].h;
 
-    while (h && nbd_aio_is_closed (h) != 1 && nbd_aio_is_dead (h) != 1) {
+    while (sent[i] && nbd_aio_is_closed (h) != 1
+           && nbd_aio_is_dead (h) != 1) {
       uint64_t now = ic_now_ns ();
 
       if (now >= deadline) {

@@ -142,6 +142,20 @@ key k key=+k
 leaf one nbd=nbd+unix:///?socket=$d/one.sock
 export one device=one key=k
 CONF
-nbdkit -U - $PLUGIN config=$d/one.conf --run true 2> $d/one.err
+# Under the sanitizer runtime nbdkit 1.32 can hang in exit after such a
+# start, in libp11-kit's destructor (freelocale() on glibc's locale lock,
+# found with a reader count of -1): 7 starts in 30 in daemon mode, with
+# the plugin of the plain build as well, none without the runtime.  The
+# lines this checks are written before the exit; a hang there is cut
+# short, and tolerated only under the sanitizers.
+if [ -z "${SANITIZER_PRELOAD:-}" ]; then
+    nbdkit -U - $PLUGIN config=$d/one.conf --run true 2> $d/one.err
+else
+    rc=0
+    timeout -k 5 30 env LD_PRELOAD="$SANITIZER_PRELOAD" \
+        nbdkit -U - $PLUGIN config=$d/one.conf --run 'unset LD_PRELOAD; true' \
+        2> $d/one.err || rc=$?
+    case $rc in 0|124|137) ;; *) exit 1 ;; esac
+fi
 cat $d/one.err
 test "$(grep -c 'nbdkit: error: one: connect to' $d/one.err)" = 1
