@@ -91,10 +91,11 @@ MSG
         size="$size" mode=AES-256-XTS key=+"$key"
 }
 
-# check DIR: make check in DIR; if a test failed, print the logs of
-# those that failed (a CI log may be all there is to read).
+# check DIR: make check in DIR; if it fails, print the logs of the tests
+# that did not pass (a CI log may be all there is to read).
 check ()
 {
+    rm -f "$1/tests/test-suite.log"
     make -C "$1" -j"$jobs" check && return 0
     cat "$1/tests/test-suite.log" >&2 || true
     return 1

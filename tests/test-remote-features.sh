@@ -155,7 +155,7 @@ else
     timeout -k 5 30 env LD_PRELOAD="$SANITIZER_PRELOAD" \
         nbdkit -U - $PLUGIN config=$d/one.conf --run 'unset LD_PRELOAD; true' \
         2> $d/one.err || rc=$?
-    case $rc in 0|124|137) ;; *) exit 1 ;; esac
+    case $rc in 0|124|137) ;; *) exit $rc ;; esac
 fi
 cat $d/one.err
 test "$(grep -c 'nbdkit: error: one: connect to' $d/one.err)" = 1

@@ -83,16 +83,27 @@ PY
 # are open (the reconnect above), and the peer cannot close them.
 peer=$(cat $d/peer.pid)
 pid=$(cat $d/pid)
+# Whether every thread of $1 has stopped (kill returns before they have:
+# one still running could answer the disconnect).
+stopped ()
+{
+    local t s
+    for t in /proc/$1/task/*/stat; do
+        s=$(< $t)
+        case "${s##*) }" in T*|t*) ;; *) return 1 ;; esac
+    done
+}
 kill -STOP $peer
+wait_for stopped $peer
 kill $pid
 start=$(date +%s)
 for _ in $(seq 300); do
-    kill -0 $pid 2>/dev/null || break
+    running $pid || break
     sleep 0.1
 done
 kill -CONT $peer
-fails kill -0 $pid
+fails running $pid
 took=$(( $(date +%s) - start ))
 echo "the server exited in $took s"
-# 2 s for the peer, and nbdkit's own exit (about 2 s here).
+# 2 s for the peer, and nbdkit's own exit.
 test $took -le 10
