@@ -38,11 +38,12 @@ struct ic_crypto_key {
   /* Beyond upstream: a name for messages ("k1"); never secret. */
   char name[IC_CRYPTO_KEY_NAME_MAX];
   /* Beyond upstream: how many context-map snapshots refer to the key
-   * (stack/export.c), plus map commands making one (server/protocol.c),
-   * so that a key is only freed once no request can still be using it.
-   * Atomic.
+   * (stack/export.c), plus the control commands using it while they wait
+   * outside the command lock (a map being made, an evict; see
+   * server/protocol.c), so that a key is only freed once no request and
+   * no command can still be using it.  Atomic.
    */
-  unsigned int map_refs;
+  unsigned int refs;
   /* Beyond upstream, hardware-wrapped keys: the name of the engine whose
    * key manager prepared the key ("" if unknown), where the control
    * server's key-derive-secret asks by default.  Never secret.

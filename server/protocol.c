@@ -1236,36 +1236,43 @@ cmd_key_remove (struct ic_graph *g, struct json_object *req,
   /* Requests that took an older map may still run with it.  A map
    * command that had found the key before may also be installing a map
    * with it (cmd_map): then the key stays, as if the map had come first.
+   * An evict may be using it too (cmd_evict).  The count is read under
+   * command_lock at last, where no command can take the key any more.
    */
-  pthread_mutex_unlock (&command_lock);
-  while (__atomic_load_n (&key->map_refs, __ATOMIC_ACQUIRE) != 0 &&
+  while (__atomic_load_n (&key->refs, __ATOMIC_ACQUIRE) != 0 &&
          waited < KEY_DRAIN_MS && !canceled () &&
          !(user = export_using (g, key))) {
+    pthread_mutex_unlock (&command_lock);
     sleep_ms (10);
     waited += 10;
+    pthread_mutex_lock (&command_lock);
   }
-  pthread_mutex_lock (&command_lock);
   for (pp = &removing; *pp != &self; pp = &(*pp)->next)
     ;
   *pp = self.next;
   if (user || (user = export_using (g, key)))
     goto out_used;
-  if (__atomic_load_n (&key->map_refs, __ATOMIC_ACQUIRE) != 0 &&
+  if (__atomic_load_n (&key->refs, __ATOMIC_ACQUIRE) != 0 &&
       canceled ()) {
     ic_error ("key-remove: key %s is still used by requests and the server "
               "is stopping; it stays", key->name);
     return -ECANCELED;
   }
-  if (__atomic_load_n (&key->map_refs, __ATOMIC_ACQUIRE) != 0) {
+  if (__atomic_load_n (&key->refs, __ATOMIC_ACQUIRE) != 0) {
     ic_error ("key-remove: key %s is still used by requests after %d ms; "
               "it stays", key->name, KEY_DRAIN_MS);
     return -ETIMEDOUT;
   }
-  /* Unused, and under command_lock nothing can take it now. */
+  /* Unused, and under command_lock nothing can take it now: out of the
+   * graph, no command finds it any more.  The evict waits for keyslots
+   * being programmed, as in cmd_evict: not under command_lock.
+   */
   ic_graph_remove_key (g, key);
-  evict_everywhere (g, key, NULL);
   add_str (reply, "name", key->name);
+  pthread_mutex_unlock (&command_lock);
+  evict_everywhere (g, key, NULL);
   ic_crypto_key_free (key);
+  pthread_mutex_lock (&command_lock);
   return 0;
 
 out_used:
@@ -1520,23 +1527,15 @@ cmd_key_derive_secret (struct ic_graph *g, struct json_object *req,
   return r;
 }
 
-/* evict key [device] */
+/* cmd_evict's work, outside command_lock: on @dev, or everywhere if NULL. */
 static int
-cmd_evict (struct ic_graph *g, struct json_object *req,
-           struct json_object *reply)
+evict (struct ic_graph *g, const struct ic_crypto_key *key,
+       struct ic_device *dev, struct json_object *reply)
 {
-  struct ic_crypto_key *key = arg_key (g, req, "key");
   struct json_object *results;
-  struct json_object *v;
-  struct ic_device *dev;
   int r;
 
-  if (!key)
-    return -errno;
-  if (json_object_object_get_ex (req, "device", &v)) {
-    dev = arg_device (g, req, "device", true);
-    if (!dev)
-      return -errno;
+  if (dev) {
     /* blk_crypto_evict_key on that device. */
     r = ic_device_evict_key (dev, key);
     if (r == -EBUSY)
@@ -1556,6 +1555,36 @@ cmd_evict (struct ic_graph *g, struct json_object *req,
   else if (r < 0)
     ic_error ("evict: error evicting key %s: %s", key->name,
               ic_errno_name (-r));
+  return r;
+}
+
+/* evict key [device] */
+static int
+cmd_evict (struct ic_graph *g, struct json_object *req,
+           struct json_object *reply)
+{
+  struct ic_crypto_key *key = arg_key (g, req, "key");
+  struct json_object *v;
+  struct ic_device *dev;
+  int r;
+
+  if (!key)
+    return -errno;
+  dev = NULL;
+  if (json_object_object_get_ex (req, "device", &v) &&
+      !(dev = arg_device (g, req, "device", true)))
+    return -errno;
+  /* An evict waits for a keyslot being programmed on the same engine,
+   * which a fault may make slow: not under command_lock, so that other
+   * commands (the fault clear) go on.  The key is counted as used
+   * meanwhile, so that a key-remove waits for the evict to end; devices
+   * live as long as the graph.
+   */
+  __atomic_add_fetch (&key->refs, 1, __ATOMIC_ACQ_REL);
+  pthread_mutex_unlock (&command_lock);
+  r = evict (g, key, dev, reply);
+  pthread_mutex_lock (&command_lock);
+  __atomic_sub_fetch (&key->refs, 1, __ATOMIC_ACQ_REL);
   return r;
 }
 
@@ -1619,12 +1648,12 @@ cmd_map (struct ic_graph *g, struct json_object *req,
    * meanwhile waits for it, and keeps it if the map takes it.
    */
   if (key)
-    __atomic_add_fetch (&key->map_refs, 1, __ATOMIC_ACQ_REL);
+    __atomic_add_fetch (&key->refs, 1, __ATOMIC_ACQ_REL);
   pthread_mutex_unlock (&command_lock);
   r = ic_export_map_range (exp, offset, length, key, dun_base);
   pthread_mutex_lock (&command_lock);
   if (key)
-    __atomic_sub_fetch (&key->map_refs, 1, __ATOMIC_ACQ_REL);
+    __atomic_sub_fetch (&key->refs, 1, __ATOMIC_ACQ_REL);
   return r;
 }
 

@@ -44,7 +44,7 @@ map_put (struct ic_export *exp)
   ic_brlock_read_unlock (&exp->map_lock);
 }
 
-/* The map's references on its keys (see ic_crypto_key.map_refs). */
+/* The map's references on its keys (see ic_crypto_key.refs). */
 static void
 map_ref_keys (struct ic_ctx_map *map, int delta)
 {
@@ -53,7 +53,7 @@ map_ref_keys (struct ic_ctx_map *map, int delta)
   for (i = 0; i < map->n; i++)
     if (map->ranges[i].key)
       __atomic_add_fetch (&((struct ic_crypto_key *) map->ranges[i].key)
-                          ->map_refs, delta, __ATOMIC_ACQ_REL);
+                          ->refs, delta, __ATOMIC_ACQ_REL);
 }
 
 static void

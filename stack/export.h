@@ -25,8 +25,9 @@
  * (crypto/brlock.h), is held for reading by each request for its whole
  * life, and for writing only to swap the pointer, which waits for the
  * requests on the old map to finish (like synchronize_rcu()).  Each map
- * counts itself in the map_refs of its keys until it is freed, so a key
- * whose map_refs is 0 is used by no map and no request.
+ * counts itself in the refs of its keys until it is freed, so a key
+ * whose refs is 0 is used by no map and no request (nor by a control
+ * command, which counts itself there too).
  *
  * Changes of the map (a read of the current one, a new one made from it,
  * the swap) are serialised by update_lock, held across that wait, so

@@ -282,8 +282,12 @@ assert "failed_keyslots" in r[0] and "version" in r[1], r
 PY
 
 # A keyslot program that takes 3 s holds up an evict that must wait for
-# the hardware, on a worker: other clients' ping and status answer at
-# once meanwhile, and the evict answers after the program.
+# the hardware, on a worker, and a key-remove, whose evict waits the same:
+# other clients' commands answer at once meanwhile, those that take the
+# command lock too, and the evict and the removal answer after the
+# program.
+random_key $d/kr 64
+ctl key add kr mode=AES-256-XTS key=+$d/kr
 ctl evict k2
 ctl fault ufs program-delay-us=3000000
 "$PYTHON" - $d/ctl.sock "$uri1" <<'PY'
@@ -305,25 +309,38 @@ def io():                         # programs k2 on ufs: 3 s
 t = threading.Thread(target=io)
 t.start()
 time.sleep(0.5)
-evict = {}
-def do_evict():
+slow = {}
+def timed(name, cmd):
     t0 = time.monotonic()
-    evict["r"] = ask(b'{"cmd":"evict","key":"k1"}')
-    evict["s"] = time.monotonic() - t0
-e = threading.Thread(target=do_evict)
+    slow[name] = ask(cmd)
+    slow[name + " s"] = time.monotonic() - t0
+e = threading.Thread(target=timed, args=("evict", b'{"cmd":"evict","key":"k1"}'))
 e.start()
+k = threading.Thread(target=timed,
+                     args=("remove", b'{"cmd":"key-remove","name":"kr"}'))
+k.start()
 time.sleep(0.5)
-for cmd in (b'{"cmd":"ping"}', b'{"cmd":"status"}', b'{"cmd":"ping"}'):
+for cmd in (b'{"cmd":"ping"}', b'{"cmd":"status"}', b'{"cmd":"key-list"}',
+            b'{"cmd":"table-show","device":"m0"}',
+            b'{"cmd":"fault","target":"d1","io_delay_us":0}',
+            b'{"cmd":"ping"}'):
     t0 = time.monotonic()
     r = ask(cmd)
     took = time.monotonic() - t0
     assert r["ok"] is True, r
     assert took < 1.0, "%s took %.2f s behind a keyslot program" % (cmd, took)
+    if b"key-list" in cmd:          # out of the graph before its evict
+        assert "kr" not in [x["name"] for x in r["keys"]], r
 e.join()
+k.join()
 t.join()
-assert evict["r"]["ok"] is True, evict
-assert evict["s"] > 1.0, evict     # it did wait for the program
+assert slow["evict"]["ok"] is True, slow
+assert slow["evict s"] > 1.0, slow  # it did wait for the program
+assert slow["remove"] == {"ok": True, "name": "kr"}, slow
+assert slow["remove s"] > 1.0, slow
 PY
+ctl key list > $d/keys
+if grep '^kr ' $d/keys; then exit 1; fi
 ctl fault ufs clear
 
 # Requests that json-c and the key-secret scanner could read differently
