@@ -12,7 +12,10 @@
 #    advertises to what the leg takes natively: contexts it cannot take
 #    go through the mirror's fallback, or fail at the top, and never fail
 #    the leg; a reload that would narrow the live capabilities that way
-#    is refused.
+#    is refused;
+# 4. a write that only a leg failed meanwhile (by another request) took
+#    is not acknowledged: the leg that fails after it, the one a reload
+#    resynchronises from, does not hold it.
 source ./functions.sh
 set -e -x
 
@@ -56,6 +59,13 @@ leaf b4 memory size=4M engine=e512 fallback=false
 device m4 options=per_child_fallback
   0 8192 mirror 1 a4 0
 end
+# 4. Requests A and B on m6 interleave.
+leaf a6 memory size=4M
+leaf b6 memory size=4M
+device m6
+  0 8192 mirror 2 a6 0 b6 0
+end
+export vol6 device=m6 key=k1
 CONF
 start_nbdkit -P $d/pid -U $d/sock $PLUGIN config=$d/ic.conf
 wait_for test -S $d/ctl.sock
@@ -159,6 +169,52 @@ fails ctl table load m4 $d/m4 options=per_child_fallback 2> $d/err
 cat $d/err
 grep 'narrower than the live table' $d/err
 grep 'lacks AES-256-XTS/4096' $d/err
+
+# 4. Write A takes both legs as in sync and waits 4 s on a6.  Meanwhile
+#    write B fails a6 and is acknowledged with b6 alone, and b6 is made
+#    to fail writes.  A then lands on a6, failed since, and fails on b6,
+#    which fails last: A must not be acknowledged, since the reload
+#    copies b6, without A, over a6.  (Before, A was: it counted a6 as in
+#    sync from its look at the legs before B.)
+"$PYTHON" - "nbd+unix:///vol6?socket=$d/sock" $d/ctl.sock "$INLINECRYPTCTL" <<'PY'
+import nbd, subprocess, sys, time
+uri, sock, ctl = sys.argv[1:]
+def run(*args):
+    subprocess.check_call([ctl, "-s", sock] + list(args))
+a = nbd.NBD(); a.connect_uri(uri)
+b = nbd.NBD(); b.connect_uri(uri)
+a.pwrite(b"O" * 8192, 0)
+run("fault", "a6", "io-delay-us=4000000")
+buf = nbd.Buffer.from_bytearray(bytearray(b"A" * 4096))
+cookie = a.aio_pwrite(buf, 0)
+a.poll(0)                               # A goes out, reaches a6, waits
+time.sleep(1.5)
+run("fault", "a6", "io-delay-us=0", "io-error=write", "count=1")
+b.pwrite(b"B" * 4096, 4096)             # fails a6; acknowledged by b6
+run("fault", "b6", "io-error=write")
+t0 = time.monotonic()
+acked = True
+try:
+    while not a.aio_command_completed(cookie):
+        a.poll(-1)
+except nbd.Error:
+    acked = False
+assert time.monotonic() - t0 > 1, "A did not wait on a6: timing off"
+assert not acked, "write A acknowledged with only a failed leg holding it"
+PY
+ctl status m6 | grep 'leg a6 0: failed'
+ctl status m6 | grep 'leg b6 0: failed'
+ctl fault b6 clear
+printf '0 8192 mirror 2 a6 0 b6 0\n' | ctl table load m6 -
+ctl table resume m6
+ctl wait-resync m6 timeout-ms=60000
+"$PYTHON" - "nbd+unix:///vol6?socket=$d/sock" <<'PY'
+import nbd, sys
+h = nbd.NBD(); h.connect_uri(sys.argv[1])
+for _ in range(4):                      # both legs, in turn
+    assert h.pread(4096, 4096) == b"B" * 4096, "acknowledged write B lost"
+    assert h.pread(4096, 0) == b"O" * 4096, "not what b6 held"
+PY
 
 #    "fallback enabled=false", after the device: m5 advertises only what
 #    both legs take natively.  A 512-byte key fails at the top and fails
