@@ -604,19 +604,25 @@ remote_zero (struct ic_leaf *leaf, uint64_t len, uint64_t offset,
 {
   static const char zeros[65536];
   uint32_t flags = may_trim ? 0 : LIBNBD_CMD_FLAG_NO_HOLE;
+  bool native = leaf->dev.features & IC_DEV_CAN_FUA;
   int r;
 
   if (leaf->dev.features & IC_DEV_CAN_ZERO)
     return remote_io_fua (leaf, R_ZERO, NULL, len, offset, flags, fua);
-  /* No WRITE_ZEROES on the server: write them. */
+  /* No WRITE_ZEROES on the server: write them.  An NBD FUA makes only
+   * its own command's data durable, so every piece carries it; without
+   * FUA on the server, one flush after the last piece.
+   */
   for (r = 0; r == 0 && len > 0;) {
     uint64_t n = len < sizeof zeros ? len : sizeof zeros;
 
-    r = remote_io_fua (leaf, R_WRITE, (void *) zeros, n, offset, 0,
-                       fua && n == len);
+    r = remote_io_split (leaf, R_WRITE, (void *) zeros, n, offset,
+                         fua && native ? LIBNBD_CMD_FLAG_FUA : 0);
     offset += n;
     len -= n;
   }
+  if (r == 0 && fua && !native)
+    r = remote_flush (leaf);
   return r;
 }
 

@@ -163,8 +163,9 @@ path_decrypt (const struct cipher_path *path, const struct ic_crypt_ctx *ctx,
  * and reads are always whole.  Space or memory for the whole write is
  * reserved first, so that running out fails it unchanged; a write failing
  * after a piece went through is partial, every unit whole (a piece is
- * whole units).  FUA goes with the last piece only: the backend's FUA
- * makes everything written before it durable too.
+ * whole units).  FUA goes with the last piece only: a local backend's
+ * FUA (a sync of its file) makes everything written before it durable
+ * too.  (An NBD FUA covers its own command only; a remote write is whole.)
  */
 static int
 crypt_io (struct ic_leaf *leaf, struct ic_bio *bio,

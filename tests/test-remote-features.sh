@@ -5,6 +5,9 @@
 #    with EINVAL, the FUA write after its data was written);
 #  - a peer with flush but without FUA: WRITE_ZEROES and TRIM with FUA
 #    become the command and a flush (they failed with EINVAL);
+#  - a peer without WRITE_ZEROES: zeroes are written in 64 KiB pieces,
+#    with FUA each when asked (only the last had it, and an NBD FUA
+#    covers its own command only);
 #  - readonly=true: the export is read-only and nothing reaches the peer;
 #  - a peer with a minimum block size of 4 KiB and a maximum of 64 KiB: the
 #    export advertises the minimum even for 512-byte data units, and
@@ -49,6 +52,9 @@ start_nbdkit -P $d/ro.pid -U $d/ro.sock file $d/ro.img
 start_nbdkit -P $d/bs.pid -U $d/bs.sock --filter=blocksize-policy \
     memory 16M blocksize-minimum=4096 blocksize-maximum=65536 \
     blocksize-error-policy=error
+# A peer without WRITE_ZEROES, with FUA, logging every command.
+start_nbdkit -P $d/nz.pid -U $d/nz.sock --filter=log --filter=nozero \
+    memory 16M zeromode=none logfile=$d/nz.log
 # A peer that takes at most 96 KiB, logging every command.
 start_nbdkit -P $d/bs96.pid -U $d/bs96.sock --filter=log \
     --filter=blocksize-policy memory 16M blocksize-maximum=98304 \
@@ -68,6 +74,8 @@ export bs device=bs key=k512
 key k64k key=+k data-unit-size=65536
 leaf bs96 nbd=nbd+unix:///?socket=$d/bs96.sock
 export bs96 device=bs96 key=k64k
+leaf nz nbd=nbd+unix:///?socket=$d/nz.sock
+export nz device=nz key=k
 CONF
 start_nbdkit -P $d/pid -U $d/sock $PLUGIN config=$d/ic.conf
 
@@ -117,6 +125,25 @@ h.zero(1 << 20, 4096)
 assert h.pread(1 << 20, 4096) == bytes(1 << 20)
 print("1 MiB through a 64 KiB peer: ok")
 PY
+
+# 192 KiB of zeroes with FUA to the peer without WRITE_ZEROES: three
+# 64 KiB writes, each with FUA, and they read back as zeroes.
+"$PYTHON" - "nbd+unix:///nz?socket=$d/sock" <<'PY'
+import nbd, os, sys
+h = nbd.NBD()
+h.connect_uri(sys.argv[1])
+h.pwrite(os.urandom(1 << 20), 0)
+h.zero(3 << 16, 1 << 18, nbd.CMD_FLAG_FUA)
+back = h.pread(1 << 20, 0)
+assert back[1 << 18:(1 << 18) + (3 << 16)] == bytes(3 << 16)
+assert back[:1 << 18] != bytes(1 << 18)
+h.shutdown()
+PY
+cat $d/nz.log
+grep -E ' Write id=[0-9]+ offset=0x(4|5|6)0000 count=0x10000 ' $d/nz.log \
+    > $d/nz.writes
+test "$(wc -l < $d/nz.writes)" = 3
+fails grep -v ' fua=1' $d/nz.writes
 
 # Every write the 96 KiB peer got is whole 64 KiB data units.
 "$PYTHON" - "nbd+unix:///bs96?socket=$d/sock" <<'PY'
