@@ -234,9 +234,9 @@ ic_device_is_readonly (struct ic_device *dev)
   return ic_stacked_iterate_devices (dev, readonly_child, NULL) != 0;
 }
 
-static int
-min_block_child (struct ic_target *ti, struct ic_device *dev, uint64_t start,
-                 uint64_t len, void *data)
+int
+ic_device_max_min_block (struct ic_target *ti, struct ic_device *dev,
+                         uint64_t start, uint64_t len, void *data)
 {
   uint32_t *min = data;
   uint32_t m = ic_device_min_block (dev);
@@ -251,6 +251,6 @@ ic_device_min_block (struct ic_device *dev)
 {
   uint32_t min = dev->min_block ? dev->min_block : 1;
 
-  ic_stacked_iterate_devices (dev, min_block_child, &min);
+  ic_stacked_iterate_devices (dev, ic_device_max_min_block, &min);
   return min;
 }

@@ -19,6 +19,7 @@
 #include "profile.h"
 
 struct ic_device;
+struct ic_target;
 
 /* Feature bits of a device. */
 #define IC_DEV_CAN_FUA        0x1  /* honours IC_BIO_FUA natively */
@@ -110,6 +111,12 @@ int ic_device_refuse_cut (const char *name, uint64_t offset,
  * (the logical block size that blk_stack_limits() passes up).
  */
 uint32_t ic_device_min_block (struct ic_device *dev);
+
+/* An iterate_devices callback: raise *(uint32_t *)@data to @child's
+ * ic_device_min_block().
+ */
+int ic_device_max_min_block (struct ic_target *ti, struct ic_device *child,
+                             uint64_t start, uint64_t len, void *data);
 
 /* True if @dev, or any device below it in the live tables, is read-only
  * (IC_DEV_READONLY): an export on it must not offer writes.

@@ -202,6 +202,7 @@ ic_target_get_device (struct ic_target *ti, const char *name,
                       uint64_t *offset)
 {
   struct ic_device *dev = lookup (opaque, name);
+  uint32_t min;
 
   if (!dev) {
     ic_target_set_error (ti, "unknown device '%s'", name);
@@ -217,6 +218,19 @@ ic_target_get_device (struct ic_target *ti, const char *name,
                          "needs sectors %" PRIu64 " to %" PRIu64, name,
                          dev->size >> 9, *offset >> 9,
                          ((*offset + len) >> 9) - 1);
+    return NULL;
+  }
+  /* device_area_is_invalid: the area must start and end on the child's
+   * logical blocks (here its minimum block size, which an NBD peer may
+   * set above a sector), or requests aligned for the device above would
+   * reach the child unaligned.
+   */
+  min = ic_device_min_block (dev);
+  if (*offset % min || len % min) {
+    ic_target_set_error (ti, "sectors %" PRIu64 " to %" PRIu64 " of %s are "
+                         "not aligned to its %" PRIu32 "-byte minimum block "
+                         "size", *offset >> 9, ((*offset + len) >> 9) - 1,
+                         name, min);
     return NULL;
   }
   return dev;
@@ -730,12 +744,42 @@ where (char *buf, size_t size, struct ic_stacked *md, const char *source,
     snprintf (buf, size, "%s: table line %u", md->dev.name, lineno);
 }
 
+/* validate_hardware_logical_block_alignment: every target starts and ends
+ * on the largest minimum block size of the table's children, which the
+ * device advertises above.  Return: 0 or -EINVAL (reported).
+ */
+static int
+check_block_alignment (struct ic_table *t, struct ic_stacked *md,
+                       const char *source)
+{
+  uint32_t min = 512;
+  char at[512];
+  size_t i;
+
+  for (i = 0; i < t->ntargets; i++)
+    t->targets[i].type->iterate_devices (&t->targets[i],
+                                         ic_device_max_min_block, &min);
+  for (i = 0; i < t->ntargets; i++) {
+    const struct ic_target *ti = &t->targets[i];
+
+    if (ti->begin % min == 0 && ti->len % min == 0)
+      continue;
+    where (at, sizeof at, md, source, ti->lineno);
+    ic_error ("%s: the target (start %" PRIu64 ", length %" PRIu64 " "
+              "sectors) is not aligned to %" PRIu32 " bytes, the largest "
+              "minimum block size of the table's devices", at,
+              ti->begin >> 9, ti->len >> 9, min);
+    return -EINVAL;
+  }
+  return 0;
+}
+
 /* Build one target from a line.  Return: 0, 1 for a blank or comment
  * line, or -errno (reported).
  */
 static int
 parse_line (struct ic_table *t, char *line, const char *at,
-            ic_device_lookup_fn lookup, void *opaque)
+            unsigned int lineno, ic_device_lookup_fn lookup, void *opaque)
 {
   char *argv[MAX_ARGS];
   struct ic_target *ti;
@@ -785,6 +829,7 @@ parse_line (struct ic_table *t, char *line, const char *at,
   ti->table = t;
   ti->begin = begin;
   ti->len = len;
+  ti->lineno = lineno;
   ti->type = find_type (argv[2]);
   if (!ti->type) {
     char names[512];
@@ -1002,7 +1047,7 @@ ic_stacked_load (struct ic_device *dev, const char *text,
     if (next)
       *next++ = '\0';
     where (at, sizeof at, md, source, lineno);
-    r = parse_line (t, line, at, lookup, opaque);
+    r = parse_line (t, line, at, lineno, lookup, opaque);
     if (r == -ENOMEM)
       ic_error ("%s: out of memory", at);
   }
@@ -1014,6 +1059,10 @@ ic_stacked_load (struct ic_device *dev, const char *text,
     r = -EINVAL;
     goto out_put;
   }
+
+  r = check_block_alignment (t, md, source);
+  if (r < 0)
+    goto out_put;
 
   /* No child may be this device or stack on it. */
   for (i = 0; i < t->ntargets && !cycle.child; i++)

@@ -140,6 +140,7 @@ struct ic_target {
   void *private;
   /* private: */
   char error[256];              /* ic_target_set_error() */
+  unsigned int lineno;          /* of the table, for messages */
 };
 
 /* Set the reason a constructor fails; the table loader reports it with

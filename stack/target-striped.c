@@ -44,6 +44,7 @@ striped_ctr (struct ic_target *ti, int argc, char **argv,
   char *end;
   unsigned long n;
   unsigned int i;
+  uint32_t min;
 
   if (argc < 2) {
     ic_target_set_error (ti, "expected <#stripes> <chunk_sectors> "
@@ -94,6 +95,15 @@ striped_ctr (struct ic_target *ti, int argc, char **argv,
                                                lookup, opaque,
                                                &sc->stripes[i].start);
     if (!sc->stripes[i].dev) {
+      free (sc);
+      return -EINVAL;
+    }
+    /* A chunk boundary cuts requests for the stripe: on its blocks. */
+    min = ic_device_min_block (sc->stripes[i].dev);
+    if (chunk % min) {
+      ic_target_set_error (ti, "chunk size (%" PRIu64 " sectors) not "
+                           "aligned to %s's %" PRIu32 "-byte minimum block "
+                           "size", chunk >> 9, argv[2 + 2 * i], min);
       free (sc);
       return -EINVAL;
     }

@@ -12,6 +12,10 @@
 #  - a peer with a minimum block size of 4 KiB and a maximum of 64 KiB: the
 #    export advertises the minimum even for 512-byte data units, and
 #    requests larger than the maximum are split (a 1 MiB write failed);
+#  - a table whose areas on that peer, targets or striped chunks are not
+#    aligned to its 4 KiB is refused, naming its line, as Linux refuses
+#    one not aligned to a device's logical blocks (requests aligned for
+#    the device reached the peer unaligned: EINVAL);
 #  - a peer with a maximum of 96 KiB: the pieces are whole 64 KiB data
 #    units (they were 96 KiB, and a failed second piece would have left a
 #    data unit half written).
@@ -144,6 +148,38 @@ grep -E ' Write id=[0-9]+ offset=0x(4|5|6)0000 count=0x10000 ' $d/nz.log \
     > $d/nz.writes
 test "$(wc -l < $d/nz.writes)" = 3
 fails grep -v ' fua=1' $d/nz.writes
+
+# Tables not aligned to the 4 KiB peer's blocks are refused at start.
+misaligned ()
+{
+    local expect="$1"
+    { echo "leaf bs nbd=nbd+unix:///?socket=$d/bs.sock"
+      echo "leaf m memory size=1M"
+      cat; } > $d/mis.conf
+    if nbdkit -U - $PLUGIN config=$d/mis.conf --run true 2> $d/err; then
+        echo "FAIL: nbdkit started with:"
+        cat $d/mis.conf
+        exit 1
+    fi
+    cat $d/err
+    grep -F -- "$d/mis.conf:$expect" $d/err
+}
+misaligned "4: linear: sectors 1 to 8 of bs are not aligned to its 4096-byte minimum block size" <<'CONF'
+device off
+  0 8 linear bs 1
+end
+CONF
+misaligned "4: the target (start 0, length 4 sectors) is not aligned to 4096 bytes, the largest minimum block size of the table's devices" <<'CONF'
+device cut
+  0 4 linear m 0
+  4 8 linear bs 0
+end
+CONF
+misaligned "4: striped: chunk size (1 sectors) not aligned to bs's 4096-byte minimum block size" <<'CONF'
+device st
+  0 16 striped 2 1 m 0 bs 0
+end
+CONF
 
 # Every write the 96 KiB peer got is whole 64 KiB data units.
 "$PYTHON" - "nbd+unix:///bs96?socket=$d/sock" <<'PY'
