@@ -919,7 +919,9 @@ parse_device (struct parser *p, struct line *l, const char *table,
   return r;
 }
 
-/* export NAME device=D [key=K [dun-base=N]] [description=TEXT] */
+/* export NAME device=D [key=K [dun-base=N]] [block-size=N]
+ *        [description=TEXT]
+ */
 static int
 parse_export (struct parser *p, struct line *l, struct ic_export **expp,
               bool *block)
@@ -931,6 +933,7 @@ parse_export (struct parser *p, struct line *l, struct ic_export **expp,
   const char *desc;
   struct ic_device *dev;
   struct ic_export *exp;
+  uint64_t floor = 0;
   char what[128];
   char w[1024];
   int r;
@@ -939,11 +942,15 @@ parse_export (struct parser *p, struct line *l, struct ic_export **expp,
   if ((r = get (p, l, what, "device", &devname)) < 0 ||
       (r = get (p, l, what, "key", &keyname)) < 0 ||
       (r = get (p, l, what, "dun-base", &base)) < 0 ||
+      (r = get_size (p, l, what, "block-size", &floor)) < 0 ||
       (r = get (p, l, what, "description", &desc)) < 0)
     return r;
-  if ((r = check_unused (p, l, what, "device=, key=, dun-base= or "
-                         "description=")) < 0)
+  if ((r = check_unused (p, l, what, "device=, key=, dun-base=, "
+                         "block-size= or description=")) < 0)
     return r;
+  if (floor && (floor < 512 || floor > 65536 || (floor & (floor - 1))))
+    return perr (p, EINVAL, "%s: block-size=%" PRIu64 ": expected a power of "
+                 "two from 512 to 65536", what, floor);
   if (!devname)
     return perr (p, EINVAL, "%s: expected device=NAME", what);
   dev = ic_graph_find_device (p->g, devname);
@@ -955,9 +962,14 @@ parse_export (struct parser *p, struct line *l, struct ic_export **expp,
   if (desc && strlen (desc) > IC_EXPORT_DESCRIPTION_MAX)
     return perr (p, EINVAL, "%s: description= is %zu bytes; NBD allows at "
                  "most %d", what, strlen (desc), IC_EXPORT_DESCRIPTION_MAX);
+  if (floor && dev->size % floor)
+    return perr (p, EINVAL, "%s: block-size=%" PRIu64 " does not divide "
+                 "the size of %s (%" PRIu64 " bytes): clients could not "
+                 "reach its end", what, floor, devname, dev->size);
   exp = ic_export_new (name, dev);
   if (!exp)
     return perr (p, ENOMEM, "out of memory");
+  exp->block_floor = floor;
   if (desc)
     snprintf (exp->description, sizeof exp->description, "%s", desc);
   else

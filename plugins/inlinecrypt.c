@@ -315,11 +315,24 @@ inlinecrypt_default_export (int readonly, int is_tls)
   return graph->nexports ? graph->exports[0]->name : "";
 }
 
+/* A connection: its export, and the minimum block size it was told. */
+struct conn {
+  struct ic_export *exp;
+  uint32_t told;                /* 0 until .block_size */
+};
+
+static struct ic_export *
+export_of (void *handle)
+{
+  return ((struct conn *) handle)->exp;
+}
+
 static void *
 inlinecrypt_open (int readonly)
 {
   const char *name = nbdkit_export_name ();
   struct ic_export *exp;
+  struct conn *c;
 
   exp = ic_graph_find_export (graph, name ? name : "");
   if (!exp) {
@@ -328,13 +341,29 @@ inlinecrypt_open (int readonly)
     errno = ENOENT;
     return NULL;
   }
-  return exp;
+  c = calloc (1, sizeof *c);
+  if (!c) {
+    nbdkit_error ("calloc: %m");
+    return NULL;
+  }
+  c->exp = exp;
+  return c;
+}
+
+static void
+inlinecrypt_close (void *handle)
+{
+  struct conn *c = handle;
+
+  if (c->told)
+    ic_export_forget_block_size (c->exp, c->told);
+  free (c);
 }
 
 static const char *
 inlinecrypt_export_description (void *handle)
 {
-  struct ic_export *exp = handle;
+  struct ic_export *exp = export_of (handle);
 
   return exp->description[0] ? exp->description : NULL;
 }
@@ -342,7 +371,7 @@ inlinecrypt_export_description (void *handle)
 static int64_t
 inlinecrypt_get_size (void *handle)
 {
-  struct ic_export *exp = handle;
+  struct ic_export *exp = export_of (handle);
 
   return exp->size;
 }
@@ -351,12 +380,17 @@ static int
 inlinecrypt_block_size (void *handle, uint32_t *minimum, uint32_t *preferred,
                         uint32_t *maximum)
 {
-  struct ic_export *exp = handle;
-  unsigned int du = ic_export_max_data_unit_size (exp);
-  uint32_t dev_min = ic_device_min_block (exp->dev);
+  struct conn *c = handle;
 
-  /* Both are powers of 2: the larger is a multiple of the other. */
-  *minimum = du > dev_min ? du : dev_min;
+  /* Powers of 2 all: the largest is a multiple of the others.  Counted
+   * as told until the connection closes: no map may then use larger
+   * data units (nbdkit asks once per connection).
+   */
+  if (c->told)
+    ic_export_forget_block_size (c->exp, c->told);
+  c->told = ic_export_tell_block_size (c->exp,
+                                       ic_device_min_block (c->exp->dev));
+  *minimum = c->told;
   *preferred = *minimum > 4096 ? *minimum : 4096;
   *maximum = MAX_REQUEST;
   return 0;
@@ -368,7 +402,7 @@ inlinecrypt_block_size (void *handle, uint32_t *minimum, uint32_t *preferred,
 static int
 inlinecrypt_can_write (void *handle)
 {
-  struct ic_export *exp = handle;
+  struct ic_export *exp = export_of (handle);
 
   return !ic_device_is_readonly (exp->dev);
 }
@@ -406,7 +440,7 @@ inlinecrypt_can_fast_zero (void *handle)
 static int
 inlinecrypt_can_multi_conn (void *handle)
 {
-  struct ic_export *exp = handle;
+  struct ic_export *exp = export_of (handle);
 
   return (exp->dev->features & IC_DEV_CAN_MULTI_CONN) != 0;
 }
@@ -429,7 +463,7 @@ static int
 inlinecrypt_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
                    uint32_t flags)
 {
-  int r = ic_export_pread (handle, buf, count, offset);
+  int r = ic_export_pread (export_of (handle), buf, count, offset);
 
   return r < 0 ? fail (r) : 0;
 }
@@ -438,7 +472,7 @@ static int
 inlinecrypt_pwrite (void *handle, const void *buf, uint32_t count,
                     uint64_t offset, uint32_t flags)
 {
-  int r = ic_export_pwrite (handle, buf, count, offset,
+  int r = ic_export_pwrite (export_of (handle), buf, count, offset,
                             flags & NBDKIT_FLAG_FUA ? IC_BIO_FUA : 0);
 
   return r < 0 ? fail (r) : 0;
@@ -455,7 +489,7 @@ inlinecrypt_zero (void *handle, uint32_t count, uint64_t offset,
     f |= IC_BIO_FUA;
   if (!(flags & NBDKIT_FLAG_MAY_TRIM))
     f |= IC_BIO_NOUNMAP;
-  r = ic_export_zero (handle, count, offset, f);
+  r = ic_export_zero (export_of (handle), count, offset, f);
   return r < 0 ? fail (r) : 0;
 }
 
@@ -463,7 +497,7 @@ static int
 inlinecrypt_trim (void *handle, uint32_t count, uint64_t offset,
                   uint32_t flags)
 {
-  int r = ic_export_trim (handle, count, offset,
+  int r = ic_export_trim (export_of (handle), count, offset,
                           flags & NBDKIT_FLAG_FUA ? IC_BIO_FUA : 0);
 
   return r < 0 ? fail (r) : 0;
@@ -472,7 +506,7 @@ inlinecrypt_trim (void *handle, uint32_t count, uint64_t offset,
 static int
 inlinecrypt_flush (void *handle, uint32_t flags)
 {
-  int r = ic_export_flush (handle);
+  int r = ic_export_flush (export_of (handle));
 
   return r < 0 ? fail (r) : 0;
 }
@@ -497,6 +531,7 @@ static struct nbdkit_plugin plugin = {
   .list_exports = inlinecrypt_list_exports,
   .default_export = inlinecrypt_default_export,
   .open = inlinecrypt_open,
+  .close = inlinecrypt_close,
   .export_description = inlinecrypt_export_description,
   .get_size = inlinecrypt_get_size,
   .block_size = inlinecrypt_block_size,

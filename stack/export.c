@@ -139,6 +139,13 @@ check_range (const struct ic_export *exp, const char *what,
               key->name);
     return -EINVAL;
   }
+  if (exp->size % du) {
+    ic_error ("%s: key %s's %u-byte data units do not divide the size of "
+              "export %s (%" PRIu64 " bytes): clients, told that minimum "
+              "block size, could not reach its end", what, key->name, du,
+              exp->name, exp->size);
+    return -EINVAL;
+  }
   if (ic_crypt_dun_exceeds (r->dun_base, key->crypto_cfg.dun_bytes)) {
     ic_error ("%s: dun-base does not fit in the %u DUN bytes of key %s",
               what, key->crypto_cfg.dun_bytes, key->name);
@@ -211,17 +218,49 @@ map_install_locked (struct ic_export *exp, struct ic_ctx_map *map)
   map_free (old);
 }
 
+static unsigned int
+log2_floor (uint32_t v)
+{
+  return 31 - __builtin_clz (v);
+}
+
+/* Refuse data units of @du bytes if a connected client was told a
+ * smaller minimum block size.  Context: update_lock held.
+ */
+static int
+check_told_locked (struct ic_export *exp, unsigned int du)
+{
+  unsigned int i;
+
+  for (i = 0; i < 32 && (1u << i) < du; i++)
+    if (exp->told[i]) {
+      ic_error ("%s: %u connected client(s) were told a minimum block size "
+                "of %u bytes, which %u-byte data units would refuse "
+                "requests aligned to; disconnect them first, or give the "
+                "export block-size=%u", exp->name, exp->told[i], 1u << i,
+                du, du);
+      return -EBUSY;
+    }
+  return 0;
+}
+
 /* Context: update_lock held. */
 static int
 set_map_locked (struct ic_export *exp, const struct ic_ctx_range *ranges,
                 size_t n)
 {
   struct ic_ctx_map *map;
+  size_t i;
   int r;
 
   r = ic_export_check_ranges (exp, exp->name, ranges, n);
   if (r < 0)
     return r;
+  for (i = 0; i < n; i++)
+    if (ranges[i].key &&
+        (r = check_told_locked (exp, ranges[i].key->crypto_cfg
+                                .data_unit_size)) < 0)
+      return r;
   map = map_alloc (n);
   if (!map) {
     ic_error ("%s: set map: out of memory", exp->name);
@@ -361,6 +400,34 @@ ic_export_max_data_unit_size (struct ic_export *exp)
       max = map->ranges[i].key->crypto_cfg.data_unit_size;
   map_put (exp);
   return max;
+}
+
+uint32_t
+ic_export_tell_block_size (struct ic_export *exp, uint32_t dev_min)
+{
+  uint32_t min = exp->block_floor > dev_min ? exp->block_floor : dev_min;
+  uint32_t du;
+
+  /* Under update_lock, no map with larger data units comes between the
+   * look at the map and the count.
+   */
+  pthread_mutex_lock (&exp->update_lock);
+  du = ic_export_max_data_unit_size (exp);
+  if (du > min)
+    min = du;
+  if (min == 0)
+    min = 1;
+  exp->told[log2_floor (min)]++;
+  pthread_mutex_unlock (&exp->update_lock);
+  return min;
+}
+
+void
+ic_export_forget_block_size (struct ic_export *exp, uint32_t told)
+{
+  pthread_mutex_lock (&exp->update_lock);
+  exp->told[log2_floor (told)]--;
+  pthread_mutex_unlock (&exp->update_lock);
 }
 
 /* The piece of [offset, offset+len) that starts at @offset and lies in one

@@ -80,6 +80,10 @@ struct ic_export {
   char description[IC_EXPORT_DESCRIPTION_MAX + 1];
   struct ic_device *dev;        /* not owned */
   uint64_t size;                /* == dev->size */
+  /* The least minimum block size told to clients (block-size=), a power
+   * of two dividing size; 0: none.  Set before the export serves.
+   */
+  uint32_t block_floor;
 
   /* private: */
   /* Locks, in the order they are taken.  update_lock serialises changes
@@ -91,6 +95,10 @@ struct ic_export {
   struct ic_brlock map_lock;
   pthread_mutex_t peek_lock;
   struct ic_ctx_map *map;       /* protected by map_lock and peek_lock */
+  /* Connected clients by the minimum block size they were told, [i] for
+   * 2^i bytes (ic_export_tell_block_size); protected by update_lock.
+   */
+  unsigned int told[32];
   /* Counters per shard (ic_brlock_shard): threads write their own line. */
   struct {
     struct ic_export_stats s;
@@ -109,20 +117,26 @@ struct ic_export *ic_export_new (const char *name, struct ic_device *dev);
 void ic_export_free (struct ic_export *exp);
 
 /* Check @n ranges for the export: inside it, disjoint, a key's ranges
- * data-unit aligned, and every DUN of a range within its key's dun_bytes.
- * The ranges need not be sorted.  @what prefixes messages.
+ * data-unit aligned, a key's data unit size dividing the export's size
+ * (it becomes the minimum block size clients are told, and a client
+ * could not reach the export's tail), and every DUN of a range within
+ * its key's dun_bytes.  The ranges need not be sorted.  @what prefixes
+ * messages.
  *
  * Return: 0, or -EINVAL with the reason in ic_last_error().
  */
 int ic_export_check_ranges (const struct ic_export *exp, const char *what,
                             const struct ic_ctx_range *ranges, size_t n);
 
-/* Replace the whole map with @n ranges (checked as above).
+/* Replace the whole map with @n ranges (checked as above).  Refused
+ * (EBUSY) if a key in them has data units larger than the minimum block
+ * size some connected client was told: its requests, aligned to that,
+ * would be refused.
  *
  * Context: takes update_lock, then map_lock for writing: waits for the
  * requests in flight on the old map to finish, and for other changes of
  * the map.
- * Return: 0, -EINVAL or -ENOMEM.
+ * Return: 0, -EINVAL, -EBUSY or -ENOMEM.
  */
 int ic_export_set_map (struct ic_export *exp,
                        const struct ic_ctx_range *ranges, size_t n);
@@ -159,6 +173,17 @@ bool ic_export_uses_key (struct ic_export *exp,
  * export's minimum I/O size.
  */
 unsigned int ic_export_max_data_unit_size (struct ic_export *exp);
+
+/* The minimum block size to tell a connecting client: the largest of the
+ * map's data unit size, block_floor and @dev_min (the device's); the
+ * client is counted as told it until ic_export_forget_block_size(), so
+ * that no map change makes its aligned requests fail (see
+ * ic_export_set_map()).
+ *
+ * Context: takes update_lock: waits for a change of the map.
+ */
+uint32_t ic_export_tell_block_size (struct ic_export *exp, uint32_t dev_min);
+void ic_export_forget_block_size (struct ic_export *exp, uint32_t told);
 
 /* Requests.  @flags: IC_BIO_FUA; for zero, IC_BIO_NOUNMAP.
  *

@@ -750,7 +750,7 @@ where (char *buf, size_t size, struct ic_stacked *md, const char *source,
  */
 static int
 check_block_alignment (struct ic_table *t, struct ic_stacked *md,
-                       const char *source)
+                       const char *source, uint32_t *minp)
 {
   uint32_t min = 512;
   char at[512];
@@ -771,6 +771,7 @@ check_block_alignment (struct ic_table *t, struct ic_stacked *md,
               ti->begin >> 9, ti->len >> 9, min);
     return -EINVAL;
   }
+  *minp = min;
   return 0;
 }
 
@@ -1022,6 +1023,8 @@ ic_stacked_load (struct ic_device *dev, const char *text,
   char *next;
   char at[512];
   unsigned int lineno = first_line ? first_line : 1;
+  uint32_t min_block = 0;
+  uint32_t live_min;
   size_t i;
   int r = 0;
 
@@ -1060,7 +1063,7 @@ ic_stacked_load (struct ic_device *dev, const char *text,
     goto out_put;
   }
 
-  r = check_block_alignment (t, md, source);
+  r = check_block_alignment (t, md, source, &min_block);
   if (r < 0)
     goto out_put;
 
@@ -1081,6 +1084,20 @@ ic_stacked_load (struct ic_device *dev, const char *text,
               "device has %" PRIu64 "; resizing is not supported (NBD "
               "clients cannot follow it)", dev->name, t->size >> 9,
               live->size >> 9);
+    table_put (live);
+    r = -EINVAL;
+    goto out_put;
+  }
+  /* Nor can they follow a larger minimum block size: they were told the
+   * live one (beyond Linux, whose block layer could).
+   */
+  live_min = ic_device_min_block (dev);
+  if (live && min_block > 512 && min_block > live_min) {
+    ic_error ("%s: load table: the table's devices take blocks of %" PRIu32
+              " bytes at least, but the device's are %" PRIu32 " bytes; "
+              "raising the minimum block size is not supported (NBD "
+              "clients cannot follow it)", dev->name, min_block,
+              live_min > 512 ? live_min : 512);
     table_put (live);
     r = -EINVAL;
     goto out_put;

@@ -8,6 +8,7 @@ set -e -x
 
 requires_plugin
 requires nbdcopy --version
+requires nbdinfo --version
 requires "$PYTHON" -c 'import json, socket'
 
 t=test-control
@@ -29,6 +30,9 @@ end
 export vol0 device=m0 key=k1
 export vol1 device=d0
   map 0 4M key=k2 dun-base=1000
+end
+leaf d2 memory size=4M
+export vol2 device=d2 block-size=4K
 end
 control socket=ctl.sock mode=0600
 CONF
@@ -566,6 +570,46 @@ s = socket.socket(socket.AF_UNIX)
 s.connect(path)
 s.sendall(b'{"cmd":"ping"}\n')
 assert b'"ok":true' in s.recv(4096).replace(b" ", b"")
+PY
+
+# A connected client was told vol1's minimum block size, 512 (k2's data
+# units): a map with larger data units would refuse its aligned
+# requests, so it is refused while the client stays (it went through
+# before, and the client's 512-byte writes there failed with EINVAL).
+# Once it has gone, the map goes through and new clients are told 4096.
+"$PYTHON" - "$uri1" $d/ctl.sock "$INLINECRYPTCTL" <<'PY'
+import nbd, subprocess, sys
+uri, sock, ctl = sys.argv[1:]
+h = nbd.NBD()
+h.connect_uri(uri)
+assert h.get_block_size(nbd.SIZE_MINIMUM) == 512
+r = subprocess.run([ctl, "-s", sock, "map", "vol1", "4M", "1M", "key=k1"],
+                   capture_output=True, text=True)
+print(r.stderr)
+assert r.returncode == 1, r
+assert "1 connected client(s) were told a minimum block size of 512 bytes" \
+    in r.stderr, r.stderr
+assert "block-size=4096" in r.stderr, r.stderr
+h.pwrite(b"x" * 512, (4 << 20) + 512)
+assert h.pread(512, (4 << 20) + 512) == b"x" * 512
+h.shutdown()
+PY
+wait_for ctl map vol1 4M 1M key=k1
+nbdinfo --json "$uri1" | grep '"block_size_minimum": 4096'
+ctl map vol1 4M 1M none
+# vol2, plain, tells its clients 4096 (block-size=4K): a key with 4 KiB
+# data units maps while one is connected, and it reads what it wrote.
+"$PYTHON" - "nbd+unix:///vol2?socket=$d/sock" $d/ctl.sock "$INLINECRYPTCTL" <<'PY'
+import nbd, os, subprocess, sys
+uri, sock, ctl = sys.argv[1:]
+h = nbd.NBD()
+h.connect_uri(uri)
+assert h.get_block_size(nbd.SIZE_MINIMUM) == 4096
+subprocess.check_call([ctl, "-s", sock, "map", "vol2", "1M", "1M", "key=k1"])
+data = os.urandom(8192)
+h.pwrite(data, (1 << 20) - 4096)
+assert h.pread(8192, (1 << 20) - 4096) == data
+h.shutdown()
 PY
 
 # No key byte anywhere: replies, listings, stats, the verbose log.

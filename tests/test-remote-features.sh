@@ -15,7 +15,8 @@
 #  - a table whose areas on that peer, targets or striped chunks are not
 #    aligned to its 4 KiB is refused, naming its line, as Linux refuses
 #    one not aligned to a device's logical blocks (requests aligned for
-#    the device reached the peer unaligned: EINVAL);
+#    the device reached the peer unaligned: EINVAL), and so is a reload
+#    that would raise a device's minimum block size to the peer's;
 #  - a peer with a maximum of 96 KiB: the pieces are whole 64 KiB data
 #    units (they were 96 KiB, and a failed second piece would have left a
 #    data unit half written).
@@ -80,6 +81,12 @@ leaf bs96 nbd=nbd+unix:///?socket=$d/bs96.sock
 export bs96 device=bs96 key=k64k
 leaf nz nbd=nbd+unix:///?socket=$d/nz.sock
 export nz device=nz key=k
+leaf mem memory size=16M
+device sw
+  0 32768 linear mem 0
+end
+export sw device=sw key=k512
+control socket=ctl.sock
 CONF
 start_nbdkit -P $d/pid -U $d/sock $PLUGIN config=$d/ic.conf
 
@@ -148,6 +155,19 @@ grep -E ' Write id=[0-9]+ offset=0x(4|5|6)0000 count=0x10000 ' $d/nz.log \
     > $d/nz.writes
 test "$(wc -l < $d/nz.writes)" = 3
 fails grep -v ' fua=1' $d/nz.writes
+
+# sw told its clients 512: a table on the 4 KiB peer would raise that,
+# which NBD clients cannot follow: refused, and sw keeps serving.
+nbdinfo --json "nbd+unix:///sw?socket=$d/sock" |
+    grep '"block_size_minimum": 512'
+fails inlinecryptctl -s $d/ctl.sock table load sw - <<< '0 32768 linear bs 0' \
+    2> $d/err
+cat $d/err
+grep -F 'take blocks of 4096 bytes at least, but the device' $d/err
+grep -F 'raising the minimum block size is not supported' $d/err
+inlinecryptctl -s $d/ctl.sock table load sw - <<< '0 32768 linear mem 0'
+nbdinfo --json "nbd+unix:///sw?socket=$d/sock" |
+    grep '"block_size_minimum": 512'
 
 # Tables not aligned to the 4 KiB peer's blocks are refused at start.
 misaligned ()

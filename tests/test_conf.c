@@ -1270,7 +1270,24 @@ static const struct conf_error conf_errors[] = {
     "key k1", NULL },
   { PRE "export vol0 device=d0 colour=red\n", 0, EINVAL,
     "test.conf:3: export vol0: unknown parameter 'colour'; expected device=, "
-    "key=, dun-base= or description=", NULL },
+    "key=, dun-base=, block-size= or description=", NULL },
+  { PRE "export vol0 device=d0 block-size=1000\n", 0, EINVAL,
+    "test.conf:3: export vol0: block-size=1000: expected a power of two "
+    "from 512 to 65536", NULL },
+  { PRE "export vol0 device=d0 block-size=128K\n", 0, EINVAL,
+    "test.conf:3: export vol0: block-size=131072: expected a power of two "
+    "from 512 to 65536", NULL },
+  { K1 "leaf d1 memory size=2049s\nexport vol0 device=d1 block-size=4K\n",
+    0, EINVAL, "test.conf:3: export vol0: block-size=4096 does not divide "
+    "the size of d1 (1049088 bytes): clients could not reach its end", NULL },
+  /* A key whose data units do not divide the export: its minimum block
+   * size would not either.
+   */
+  { K1 "leaf d1 memory size=2049s\nexport vol0 device=d1\nmap 0 1M key=k1\n"
+    "end\n", 0, EINVAL, "test.conf:4: export vol0: map: key k1's "
+    "4096-byte data units do not divide the size of export vol0 (1049088 "
+    "bytes): clients, told that minimum block size, could not reach its "
+    "end", NULL },
   { PRE "export vol0 device=d0 key=k1\nexport vol0 device=d0 key=k1\n", 0,
     EEXIST, "test.conf:4: export vol0 is already defined", NULL },
 
