@@ -58,6 +58,7 @@ struct client {
   char *out;                    /* replies; out[out_off..out_len) unsent */
   size_t out_len;
   size_t out_off;
+  size_t out_cap;               /* bytes allocated at out */
   bool waiting;                 /* a slow command is running for it */
   bool eof;                     /* it sends no more (shutdown or close) */
   bool closed;                  /* gone; freed when no worker refers to it */
@@ -119,6 +120,9 @@ out_pending (const struct client *c)
 }
 
 /* Queue @text and a newline for @c. */
+/* The largest reply buffer kept once everything in it was sent. */
+#define OUT_KEEP (64 * 1024)
+
 static void
 client_send (struct client *c, const char *text)
 {
@@ -127,22 +131,34 @@ client_send (struct client *c, const char *text)
 
   if (c->closed)
     return;
-  /* Drop what was written, so that a client that reads as fast as it
-   * asks does not grow the buffer for ever.
+  /* Drop what was written once it is half the buffer or the reply does
+   * not fit, so that a client that reads as fast as it asks does not
+   * grow the buffer for ever; grow it by doubling.  Each byte is then
+   * moved a bounded number of times on average: a copy of everything
+   * pending per reply made a backlog of 200,000 pings quadratic (under
+   * ASan, whose realloc always copies, minutes).
    */
-  if (c->out_off > 0) {
+  if (c->out_off > 0 &&
+      (c->out_off >= c->out_len / 2 || c->out_len + n + 1 > c->out_cap)) {
     memmove (c->out, c->out + c->out_off, out_pending (c));
     c->out_len -= c->out_off;
     c->out_off = 0;
   }
-  bigger = realloc (c->out, c->out_len + n + 1);
-  if (!bigger) {
-    client_close (c);
-    return;
+  if (c->out_len + n + 1 > c->out_cap) {
+    size_t cap = c->out_cap ? 2 * c->out_cap : 4096;
+
+    while (cap < c->out_len + n + 1)
+      cap *= 2;
+    bigger = realloc (c->out, cap);
+    if (!bigger) {
+      client_close (c);
+      return;
+    }
+    c->out = bigger;
+    c->out_cap = cap;
   }
-  memcpy (bigger + c->out_len, text, n);
-  bigger[c->out_len + n] = '\n';
-  c->out = bigger;
+  memcpy (c->out + c->out_len, text, n);
+  c->out[c->out_len + n] = '\n';
   c->out_len += n + 1;
   ev_io_start (c->ctl->loop, &c->wio);
 }
@@ -412,6 +428,11 @@ write_cb (struct ev_loop *loop, ev_io *w, int revents)
   }
   if (out_pending (c) == 0) {
     c->out_off = c->out_len = 0;
+    if (c->out_cap > OUT_KEEP) {        /* a backlog is over: give it back */
+      free (c->out);
+      c->out = NULL;
+      c->out_cap = 0;
+    }
     ev_io_stop (loop, w);
   }
   /* Input held back for the replies to be taken, or the close that
