@@ -43,7 +43,10 @@
  * held only to register, never across I/O.  A write that overlaps the
  * region being copied waits for that copy (one region, REGION bytes), and
  * the copy of a region waits for the writes already inside it, so the copy
- * never puts back older data over a newer write.
+ * never puts back older data over a newer write.  A write that overlaps
+ * another in flight waits for it, so that every leg gets overlapping
+ * writes in the same order.  A leg turns in sync only while no write is
+ * in flight (end_resync).
  */
 #include <config.h>
 
@@ -118,7 +121,9 @@ is_leg_error (int r)
 
 /* Mark @leg failed.  An in-sync leg gets the next failure number: which
  * in-sync leg failed last decides the source when every leg has failed
- * (mirror_resume); a leg that fails while resynchronising gets none.
+ * (mirror_resume); a leg that fails while resynchronising gets none.  The
+ * state is set whatever it became meanwhile: the end of a resync at the
+ * same time does not undo the failure.
  */
 static void
 fail_leg (struct ic_target *ti, struct leg *leg, int r, const char *op)
@@ -126,18 +131,20 @@ fail_leg (struct ic_target *ti, struct leg *leg, int r, const char *op)
   int state = leg_state (leg);
 
   __atomic_fetch_add (&leg->errors, 1, __ATOMIC_RELAXED);
-  if (state != IC_LEG_FAILED &&
-      __atomic_compare_exchange_n (&leg->state, &state, IC_LEG_FAILED, false,
-                                   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-    if (state == IC_LEG_ACTIVE)
-      __atomic_store_n (&leg->failed_seq,
-                        __atomic_add_fetch (&failure_seq, 1,
-                                            __ATOMIC_RELAXED),
-                        __ATOMIC_RELAXED);
-    ic_error ("%s: mirror leg %s failed on %s (%s); the mirror goes on "
-              "with the other legs", ic_target_device_name (ti),
-              leg->dev->name, op, ic_strerror (-r));
-  }
+  while (state != IC_LEG_FAILED &&
+         !__atomic_compare_exchange_n (&leg->state, &state, IC_LEG_FAILED,
+                                       false, __ATOMIC_ACQ_REL,
+                                       __ATOMIC_ACQUIRE))
+    ;                           /* state is the new one: again */
+  if (state == IC_LEG_FAILED)
+    return;                     /* failed already */
+  if (state == IC_LEG_ACTIVE)
+    __atomic_store_n (&leg->failed_seq,
+                      __atomic_add_fetch (&failure_seq, 1, __ATOMIC_RELAXED),
+                      __ATOMIC_RELAXED);
+  ic_error ("%s: mirror leg %s failed on %s (%s); the mirror goes on with "
+            "the other legs", ic_target_device_name (ti), leg->dev->name, op,
+            ic_strerror (-r));
 }
 
 static int
@@ -220,11 +227,29 @@ leg_bio (const struct ic_bio *bio, const struct leg *leg)
   return clone;
 }
 
+static bool
+overlaps_write (const struct mirror *mc, const struct inflight *me)
+{
+  const struct inflight *w;
+
+  for (w = mc->writes; w; w = w->next)
+    if (w->start < me->end && me->start < w->end)
+      return true;
+  return false;
+}
+
+/* A write waits for the region being copied, and for the writes in
+ * flight it overlaps: the legs are written one after the other, so two
+ * overlapping writes at once could reach them in opposite orders and
+ * leave them different for good, the reads alternating.  (dm-raid1
+ * leaves that to the layers above; an NBD client may send both.)
+ */
 static void
 register_write (struct mirror *mc, struct inflight *me)
 {
   pthread_mutex_lock (&mc->lock);
-  while (me->start < mc->busy_end && mc->busy_start < me->end)
+  while ((me->start < mc->busy_end && mc->busy_start < me->end) ||
+         overlaps_write (mc, me))
     pthread_cond_wait (&mc->cond, &mc->lock);
   me->next = mc->writes;
   mc->writes = me;
@@ -240,8 +265,8 @@ unregister_write (struct mirror *mc, struct inflight *me)
   for (pp = &mc->writes; *pp != me; pp = &(*pp)->next)
     ;
   *pp = me->next;
-  if (mc->busy_end > mc->busy_start)
-    pthread_cond_broadcast (&mc->cond);
+  /* The resync, or an overlapping write, may wait for this one. */
+  pthread_cond_broadcast (&mc->cond);
   pthread_mutex_unlock (&mc->lock);
 }
 
@@ -279,7 +304,7 @@ static int
 write_all (struct ic_target *ti, struct mirror *mc, struct ic_bio *bio)
 {
   enum ic_leg_state states[MAX_LEGS];
-  unsigned int active_ok = 0;
+  unsigned int took = 0;        /* bit i: leg i took the write in pass 1 */
   bool changed = false;
   int first_err = 0;
   unsigned int i;
@@ -294,15 +319,12 @@ write_all (struct ic_target *ti, struct mirror *mc, struct ic_bio *bio)
     int r;
 
     /* The snapshot says which pass a leg is in; whether another request
-     * failed it since is asked now, and again once it took the write.
-     * A write only a failed leg holds is not acknowledged: the leg that
-     * fails last is the one a later resync trusts (mirror_resume), and
-     * it must hold every write the mirror acknowledged.
+     * failed it since is asked now.
      */
     if (states[i] != IC_LEG_ACTIVE || leg_state (leg) == IC_LEG_FAILED)
       continue;
     r = write_leg (leg, bio, &partial);
-    if (r < 0 && !is_leg_error (r) && !partial && active_ok == 0)
+    if (r < 0 && !is_leg_error (r) && !partial && !took)
       return r;                 /* no leg changed: nothing diverged */
     if (r < 0) {
       fail_leg (ti, leg, r, ic_bio_op_name (bio->op));
@@ -311,14 +333,27 @@ write_all (struct ic_target *ti, struct mirror *mc, struct ic_bio *bio)
         first_err = r;
       continue;
     }
-    if (leg_state (leg) == IC_LEG_ACTIVE)
-      active_ok++;
+    took |= 1u << i;
   }
-  if (!active_ok) {
+  /* Acknowledged only if a leg that took the write is in sync now, once
+   * every in-sync leg that did not take it has been failed.  The leg
+   * that fails last is the one a later resync trusts (mirror_resume),
+   * and it must hold every write the mirror acknowledged: a leg that
+   * fails from now on fails after those, and a resynchronising leg gets
+   * no failure number (it turns in sync only once no write that found it
+   * resynchronising is in flight; see end_resync).  Another request may
+   * have failed the legs that took it since, and a leg that failed after
+   * them, without the write, would be trusted.
+   */
+  for (i = 0; i < mc->n; i++)
+    if ((took >> i & 1) && leg_state (&mc->legs[i]) == IC_LEG_ACTIVE)
+      break;
+  if (i == mc->n) {
     /* The resynchronising legs keep what the in-sync legs held; a leg
-     * that failed part-way is out.  Pass its tearing up.
+     * that failed part-way, or took the write and was failed since, is
+     * out.  Pass its tearing up.
      */
-    if (changed && ic_bio_op_is_write (bio->op))
+    if ((changed || took) && ic_bio_op_is_write (bio->op))
       bio->partial = true;
     if (!first_err)
       ic_error ("%s: mirror: %s: no active leg left",
@@ -441,6 +476,31 @@ overlaps_writes (struct mirror *mc)
   return false;
 }
 
+/* Turn @leg in sync once no write in flight took it as resynchronising:
+ * new writes wait meanwhile (the whole target is the busy region), for
+ * an instant at the end of each resync.  A write that found the leg
+ * resynchronising writes it after the in-sync legs and may fail it; were
+ * the leg in sync by then, it would get a failure number without holding
+ * the write (fail_leg), or the write's check of its in-sync legs
+ * (write_all) would not cover it.
+ */
+static void
+end_resync (struct ic_target *ti, struct mirror *mc, struct leg *leg)
+{
+  int state = IC_LEG_RESYNC;
+
+  pthread_mutex_lock (&mc->lock);
+  mc->busy_start = 0;
+  mc->busy_end = ti->len;
+  while (overlaps_writes (mc))
+    pthread_cond_wait (&mc->cond, &mc->lock);
+  __atomic_compare_exchange_n (&leg->state, &state, IC_LEG_ACTIVE, false,
+                               __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+  mc->busy_start = mc->busy_end = 0;
+  pthread_cond_broadcast (&mc->cond);
+  pthread_mutex_unlock (&mc->lock);
+}
+
 static void *
 resync_thread (void *arg)
 {
@@ -486,10 +546,7 @@ resync_thread (void *arg)
       }
     }
     if (r == 0 && pos == ti->len) {
-      int state = IC_LEG_RESYNC;
-
-      __atomic_compare_exchange_n (&leg->state, &state, IC_LEG_ACTIVE, false,
-                                   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+      end_resync (ti, mc, leg);
       ic_debug ("%s: mirror: leg %s is in sync", ic_target_device_name (ti),
                 leg->dev->name);
     }

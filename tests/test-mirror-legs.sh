@@ -15,7 +15,10 @@
 #    is refused;
 # 4. a write that only a leg failed meanwhile (by another request) took
 #    is not acknowledged: the leg that fails after it, the one a reload
-#    resynchronises from, does not hold it.
+#    resynchronises from, does not hold it; nor is one whose leg that
+#    took it is failed by another request after it took it;
+# 5. overlapping writes reach both legs in the same order: the legs hold
+#    the same data after, and reads do not alternate.
 source ./functions.sh
 set -e -x
 
@@ -66,6 +69,25 @@ device m6
   0 8192 mirror 2 a6 0 b6 0
 end
 export vol6 device=m6 key=k1
+leaf a7 memory size=4M
+leaf b7 memory size=4M
+device m7
+  0 8192 mirror 2 a7 0 b7 0
+end
+export vol7 device=m7
+end
+# 5. vol8's legs are exported alone too, to read each.
+leaf a8 memory size=4M
+leaf b8 memory size=4M
+device m8
+  0 8192 mirror 2 a8 0 b8 0
+end
+export vol8 device=m8
+end
+export a8 device=a8
+end
+export b8 device=b8
+end
 CONF
 start_nbdkit -P $d/pid -U $d/sock $PLUGIN config=$d/ic.conf
 wait_for test -S $d/ctl.sock
@@ -215,6 +237,87 @@ for _ in range(4):                      # both legs, in turn
     assert h.pread(4096, 4096) == b"B" * 4096, "acknowledged write B lost"
     assert h.pread(4096, 0) == b"O" * 4096, "not what b6 held"
 PY
+
+#    Write A lands on a7 and waits 3 s on b7.  Write B fails a7 (and
+#    waits on b7 too), then b7 is made to fail writes: A's write there
+#    fails, b7 fails last, and only a7, failed before it, holds A.  A must
+#    fail: the reload copies b7 over a7.  (Before, A was acknowledged: it
+#    counted a7 as in sync right after writing it.)
+"$PYTHON" - "nbd+unix:///vol7?socket=$d/sock" $d/ctl.sock "$INLINECRYPTCTL" <<'PY'
+import nbd, subprocess, sys, time
+uri, sock, ctl = sys.argv[1:]
+def run(*args):
+    subprocess.check_call([ctl, "-s", sock] + list(args))
+a = nbd.NBD(); a.connect_uri(uri)
+b = nbd.NBD(); b.connect_uri(uri)
+a.pwrite(b"O" * 8192, 0)
+run("fault", "b7", "io-delay-us=3000000")
+ca = a.aio_pwrite(nbd.Buffer.from_bytearray(bytearray(b"A" * 4096)), 0)
+a.poll(0)
+time.sleep(1)
+run("fault", "a7", "io-error=write", "count=1")
+cb = b.aio_pwrite(nbd.Buffer.from_bytearray(bytearray(b"B" * 4096)), 4096)
+b.poll(0)
+time.sleep(0.5)
+run("fault", "b7", "io-error=write")
+def done(h, c):
+    try:
+        while not h.aio_command_completed(c):
+            h.poll(-1)
+        return True
+    except nbd.Error:
+        return False
+acked = done(a, ca)
+done(b, cb)
+assert not acked, "write A acknowledged with only a7, failed first, holding it"
+PY
+ctl status m7 | grep 'leg a7 0: failed'
+ctl status m7 | grep 'leg b7 0: failed'
+ctl fault b7 clear
+printf '0 8192 mirror 2 a7 0 b7 0\n' | ctl table load m7 -
+ctl table resume m7
+ctl wait-resync m7 timeout-ms=60000
+"$PYTHON" - "nbd+unix:///vol7?socket=$d/sock" <<'PY'
+import nbd, sys
+h = nbd.NBD(); h.connect_uri(sys.argv[1])
+for _ in range(4):                      # both legs, in turn
+    assert h.pread(4096, 0) == b"O" * 4096, "not what b7 held"
+PY
+
+# 5. Write 1 lands on a8 and waits 2 s on b8; write 2, to the same block,
+#    goes out meanwhile.  Both are acknowledged, and both legs hold 2, the
+#    later one.  (Before, 2 went to a8 then b8 while 1 waited, so a8 held
+#    2 and b8 held 1, both legs in sync, and reads alternated.)
+"$PYTHON" - "$d/sock" $d/ctl.sock "$INLINECRYPTCTL" <<'PY'
+import nbd, subprocess, sys, time
+sock, ctl_sock, ctl = sys.argv[1:]
+def uri(name):
+    return "nbd+unix:///%s?socket=%s" % (name, sock)
+def run(*args):
+    subprocess.check_call([ctl, "-s", ctl_sock] + list(args))
+h1 = nbd.NBD(); h1.connect_uri(uri("vol8"))
+h2 = nbd.NBD(); h2.connect_uri(uri("vol8"))
+run("fault", "b8", "io-delay-us=2000000")
+c1 = h1.aio_pwrite(nbd.Buffer.from_bytearray(bytearray(b"1" * 4096)), 0)
+h1.poll(0)
+time.sleep(0.5)
+run("fault", "b8", "io-delay-us=0")
+c2 = h2.aio_pwrite(nbd.Buffer.from_bytearray(bytearray(b"2" * 4096)), 0)
+h2.poll(0)
+while not h1.aio_command_completed(c1):
+    h1.poll(-1)
+while not h2.aio_command_completed(c2):
+    h2.poll(-1)
+legs = []
+for name in ("a8", "b8"):
+    g = nbd.NBD(); g.connect_uri(uri(name))
+    legs.append(g.pread(4096, 0))
+assert legs[0] == legs[1] == b"2" * 4096, [x[:1] for x in legs]
+for _ in range(4):
+    assert h1.pread(4096, 0) == b"2" * 4096
+PY
+ctl status m8 | grep 'leg a8 0: active'
+ctl status m8 | grep 'leg b8 0: active'
 
 #    "fallback enabled=false", after the device: m5 advertises only what
 #    both legs take natively.  A 512-byte key fails at the top and fails
