@@ -1997,6 +1997,28 @@ cmd_fault (struct ic_graph *g, struct json_object *req,
   return dev ? -EINVAL : -ENOENT;
 }
 
+/* After the wait: -EIO if a leg is failed (its copy failed, or a write,
+ * or it had before), so that a script that waits does not take the
+ * mirror for one whose legs are all in sync.
+ */
+static int
+check_resynced (struct ic_device *dev)
+{
+  struct ic_leg_status legs[64];
+  size_t n = ic_stacked_mirror_status (dev, legs, 64);
+  size_t i;
+
+  for (i = 0; i < n && i < 64; i++)
+    if (legs[i].state == IC_LEG_FAILED) {
+      ic_error ("wait-resync: %s: leg %s %" PRIu64 " is failed, not in "
+                "sync; only a reload that lists it again resynchronises it "
+                "(see status)", dev->name, legs[i].device,
+                legs[i].offset >> 9);
+      return -EIO;
+    }
+  return 0;
+}
+
 /* wait-resync device [timeout_ms] */
 static int
 cmd_wait_resync (struct ic_graph *g, struct json_object *req,
@@ -2025,10 +2047,12 @@ cmd_wait_resync (struct ic_graph *g, struct json_object *req,
     ic_error ("wait-resync: %s: the server is stopping", dev->name);
     return -ECANCELED;
   }
-  if (r < 0)
+  if (r < 0) {
     ic_error ("wait-resync: %s: still resynchronising after %" PRIu64 " ms",
               dev->name, timeout);
-  return r;
+    return r;
+  }
+  return check_resynced (dev);
 }
 
 static const char *const f_none[] = { NULL };

@@ -546,6 +546,14 @@ resync_thread (void *arg)
       }
     }
     if (r == 0 && pos == ti->len) {
+      /* What was copied is durable before the leg counts as holding it
+       * (a later reload trusts an in-sync leg; dm-raid1 flushes too).
+       */
+      struct ic_bio flush = { .op = IC_OP_FLUSH };
+
+      r = ic_device_submit (leg->dev, &flush);
+    }
+    if (r == 0 && pos == ti->len) {
       end_resync (ti, mc, leg);
       ic_debug ("%s: mirror: leg %s is in sync", ic_target_device_name (ti),
                 leg->dev->name);

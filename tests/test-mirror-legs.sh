@@ -318,6 +318,23 @@ for _ in range(4):
 PY
 ctl status m8 | grep 'leg a8 0: active'
 ctl status m8 | grep 'leg b8 0: active'
+#    wait-resync says when a leg is failed rather than in sync: a8, made
+#    to fail writes, fails on one, then in its resync (it said success).
+ctl fault a8 io-error=write
+"$PYTHON" -c 'import nbd, sys
+h = nbd.NBD(); h.connect_uri(sys.argv[1]); h.pwrite(b"3" * 4096, 0)' \
+    "nbd+unix:///vol8?socket=$d/sock"
+ctl status m8 | grep 'leg a8 0: failed'
+printf '0 8192 mirror 2 a8 0 b8 0\n' | ctl table load m8 -
+ctl table resume m8
+fails ctl wait-resync m8 timeout-ms=60000 2> $d/err
+cat $d/err
+grep 'wait-resync: m8: leg a8 0 is failed, not in sync' $d/err
+ctl fault a8 clear
+printf '0 8192 mirror 2 a8 0 b8 0\n' | ctl table load m8 -
+ctl table resume m8
+ctl wait-resync m8 timeout-ms=60000
+ctl status m8 | grep 'leg a8 0: active'
 
 #    "fallback enabled=false", after the device: m5 advertises only what
 #    both legs take natively.  A 512-byte key fails at the top and fails

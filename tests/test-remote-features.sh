@@ -17,6 +17,7 @@
 #    one not aligned to a device's logical blocks (requests aligned for
 #    the device reached the peer unaligned: EINVAL), and so is a reload
 #    that would raise a device's minimum block size to the peer's;
+#  - a mirror leg on a peer is flushed once its resync has copied it;
 #  - a peer with a maximum of 96 KiB: the pieces are whole 64 KiB data
 #    units (they were 96 KiB, and a failed second piece would have left a
 #    data unit half written).
@@ -86,6 +87,12 @@ device sw
   0 32768 linear mem 0
 end
 export sw device=sw key=k512
+leaf mem2 memory size=1M
+device mr
+  0 2048 mirror 1 mem2 0
+end
+export mr device=mr
+end
 control socket=ctl.sock
 CONF
 start_nbdkit -P $d/pid -U $d/sock $PLUGIN config=$d/ic.conf
@@ -168,6 +175,17 @@ grep -F 'raising the minimum block size is not supported' $d/err
 inlinecryptctl -s $d/ctl.sock table load sw - <<< '0 32768 linear mem 0'
 nbdinfo --json "nbd+unix:///sw?socket=$d/sock" |
     grep '"block_size_minimum": 512'
+
+# A leg added to a mirror is flushed once copied, before it counts as in
+# sync: nz's peer logs the copy's writes, then a flush.
+inlinecryptctl -s $d/ctl.sock table load mr - <<< '0 2048 mirror 2 mem2 0 nz 16384'
+inlinecryptctl -s $d/ctl.sock table resume mr
+inlinecryptctl -s $d/ctl.sock wait-resync mr
+inlinecryptctl -s $d/ctl.sock status mr | grep 'leg nz 16384: active'
+grep -E ' (Write|Flush) ' $d/nz.log | tail -2 > $d/nz.last
+cat $d/nz.last
+grep -E ' Write id=[0-9]+ offset=0x800000 count=0x100000 ' $d/nz.last
+tail -1 $d/nz.last | grep ' Flush '
 
 # Tables not aligned to the 4 KiB peer's blocks are refused at start.
 misaligned ()
