@@ -1184,14 +1184,14 @@ ic_stacked_resume (struct ic_device *dev)
       if (old->targets[i].type->suspend)
         old->targets[i].type->suspend (&old->targets[i]);
 
-  /* Targets taking over from the same place in the old table. */
+  /* Targets taking over from the old target they lie in, if one does. */
   for (i = 0; i < t->ntargets; i++) {
     struct ic_target *ti = &t->targets[i];
     struct ic_target *prev = NULL;
 
     for (j = 0; old && j < old->ntargets; j++)
-      if (old->targets[j].begin == ti->begin &&
-          old->targets[j].len == ti->len)
+      if (old->targets[j].begin <= ti->begin &&
+          ti->begin + ti->len <= old->targets[j].begin + old->targets[j].len)
         prev = &old->targets[j];
     if (ti->type->resume)
       ti->type->resume (ti, old, prev);

@@ -107,8 +107,8 @@ struct ic_target_type {
   /* The table line's arguments, normalised (for table show). */
   void (*table_args) (struct ic_target *ti, char *buf, size_t size);
   /* Called when the table goes live, with the table it replaces (@old,
-   * NULL for the device's first table) and the target of @old at the same
-   * place, with the same begin and length (@prev, or NULL).  @old's
+   * NULL for the device's first table) and the target of @old that the
+   * new one lies in, the same or larger (@prev, or NULL).  @old's
    * targets are suspended and no request runs on @old any more (mirror:
    * take the legs' states over, start a resync).  Optional.
    */

@@ -619,9 +619,10 @@ mirror_holds (struct ic_target *ti, uint64_t offset, uint64_t len,
  * region log for this; we know what the table being replaced held where:
  * - the device's first table: every leg, as with dm-raid1's nosync (the
  *   legs are created alike);
- * - a mirror at the same place before: a leg keeps its state (active, or
- *   resync with its progress); a leg that had failed starts over, and
- *   keeps when it failed if it was in sync then (failed_seq);
+ * - a mirror at the same place before, or one this mirror is a part of
+ *   (a split): a leg keeps its state (active, or resync with its
+ *   progress); a leg that had failed starts over, and keeps when it
+ *   failed if it was in sync then (failed_seq);
  * - otherwise a leg is in sync only if the old table held the whole range
  *   on it, straight (ic_table_holds: one or more linear targets onto its
  *   device at the matching offsets, mirrors on which it was in sync
@@ -645,31 +646,43 @@ mirror_resume (struct ic_target *ti, struct ic_table *old,
   struct mirror *mc = ti->private;
   const struct mirror *prev_mc = NULL;
   struct leg *source = &mc->legs[0];
+  uint64_t shift = 0;
   bool in_sync = false;
   bool syncing = false;
   unsigned int i;
   int err;
 
-  if (prev && prev->type == &ic_mirror_target)
+  /* The old mirror this one lies in: the same, or a part of it (a split
+   * of the table); @shift is where in it this one starts.
+   */
+  if (prev && prev->type == &ic_mirror_target) {
     prev_mc = prev->private;
+    shift = ti->begin - prev->begin;
+  }
 
   for (i = 0; i < mc->n; i++) {
     struct leg *leg = &mc->legs[i];
-    const struct leg *was = find_leg (prev_mc, leg->dev, leg->start);
+    const struct leg *was = leg->start >= shift ?
+      find_leg (prev_mc, leg->dev, leg->start - shift) : NULL;
     enum ic_leg_state state = IC_LEG_ACTIVE;
 
     leg->resync_done = 0;
     leg->failed_seq = 0;
     if (was) {
+      uint64_t done;
+
       state = leg_state (was);
       if (state == IC_LEG_FAILED) {
         state = IC_LEG_RESYNC;
         leg->failed_seq = __atomic_load_n (&was->failed_seq,
                                            __ATOMIC_RELAXED);
       }
-      else if (state == IC_LEG_RESYNC)
-        leg->resync_done = __atomic_load_n (&was->resync_done,
-                                            __ATOMIC_RELAXED);
+      else if (state == IC_LEG_RESYNC) {
+        /* What the old resync copied of our part. */
+        done = __atomic_load_n (&was->resync_done, __ATOMIC_RELAXED);
+        done = done > shift ? done - shift : 0;
+        leg->resync_done = done < ti->len ? done : ti->len;
+      }
       leg->errors = __atomic_load_n (&was->errors, __ATOMIC_RELAXED);
     }
     else if (old && !ic_table_holds (old, ti->begin, ti->len, leg->dev,

@@ -18,7 +18,9 @@
 #    resynchronises from, does not hold it; nor is one whose leg that
 #    took it is failed by another request after it took it;
 # 5. overlapping writes reach both legs in the same order: the legs hold
-#    the same data after, and reads do not alternate.
+#    the same data after, and reads do not alternate;
+# 6. as 2, but the legs are re-added split in two mirror targets: the leg
+#    that failed last is still the source of each.
 source ./functions.sh
 set -e -x
 
@@ -87,6 +89,14 @@ end
 export a8 device=a8
 end
 export b8 device=b8
+end
+# 6. m9 is re-added split in two.
+leaf a9 memory size=4M
+leaf b9 memory size=4M
+device m9
+  0 8192 mirror 2 a9 0 b9 0
+end
+export vol9 device=m9
 end
 CONF
 start_nbdkit -P $d/pid -U $d/sock $PLUGIN config=$d/ic.conf
@@ -335,6 +345,37 @@ printf '0 8192 mirror 2 a8 0 b8 0\n' | ctl table load m8 -
 ctl table resume m8
 ctl wait-resync m8 timeout-ms=60000
 ctl status m8 | grep 'leg a8 0: active'
+
+# 6. a9 fails on write B, b9 takes it, then b9 fails on write C.  The
+#    legs come back as two mirror targets: b9 is the source of both, and
+#    B reads back.  (Before, which leg failed last was kept only for a
+#    mirror at the same place: a9, the first leg, was the source.)
+"$PYTHON" - "nbd+unix:///vol9?socket=$d/sock" $d/ctl.sock "$INLINECRYPTCTL" <<'PY'
+import nbd, subprocess, sys
+uri, sock, ctl = sys.argv[1:]
+def run(*args):
+    subprocess.check_call([ctl, "-s", sock] + list(args))
+h = nbd.NBD(); h.connect_uri(uri)
+h.pwrite(b"A" * 4096, 0)
+run("fault", "a9", "io-error=write", "count=1")
+h.pwrite(b"B" * 4096, 0)
+run("fault", "b9", "io-error=write", "count=1")
+try:
+    h.pwrite(b"C" * 4096, 4096)
+    raise SystemExit("write C succeeded with no leg left")
+except nbd.Error:
+    pass
+PY
+printf '0 4096 mirror 2 a9 0 b9 0\n4096 4096 mirror 2 a9 4096 b9 4096\n' |
+    ctl table load m9 -
+ctl table resume m9
+ctl wait-resync m9 timeout-ms=60000
+"$PYTHON" - "nbd+unix:///vol9?socket=$d/sock" <<'PY'
+import nbd, sys
+h = nbd.NBD(); h.connect_uri(sys.argv[1])
+for _ in range(4):                      # both legs, in turn
+    assert h.pread(4096, 0) == b"B" * 4096, "acknowledged write B lost"
+PY
 
 #    "fallback enabled=false", after the device: m5 advertises only what
 #    both legs take natively.  A 512-byte key fails at the top and fails
