@@ -22,19 +22,12 @@ leaf d0 memory size=1M'
 # the file on standard input.
 refuse ()
 {
-    local expect="$1"
     { echo "$head"; cat; } > $d/ic.conf
-    if nbdkit -U - $PLUGIN config=$d/ic.conf --run true 2> $d/err; then
-        echo "FAIL: nbdkit started with:"
-        cat $d/ic.conf
-        exit 1
-    fi
-    cat $d/err
-    grep -F -- "$d/ic.conf:$expect" $d/err
+    refuses_config $d/ic.conf "$1"
     # Said once: the objects the line makes do not report it first
     # without the line.
-    test "$(grep -c 'error:' $d/err)" = 1
-    fails grep -F -i "$(head -c 16 $d/k1)" $d/err
+    test "$(grep -c 'error:' $d/ic.conf.err)" = 1
+    fails grep -F -i "$(head -c 16 $d/k1)" $d/ic.conf.err
 }
 
 # Statements that may be given once.

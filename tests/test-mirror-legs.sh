@@ -102,6 +102,24 @@ CONF
 start_nbdkit -P $d/pid -U $d/sock $PLUGIN config=$d/ic.conf
 wait_for test -S $d/ctl.sock
 ctl () { inlinecryptctl -s $d/ctl.sock "$@"; }
+# Reload device $1 with the table lines $2 (printf format), and wait for
+# its resync.
+reload () {
+    printf "$2" | ctl table load $1 -
+    ctl table resume $1
+    ctl wait-resync $1 timeout-ms=60000
+}
+# Every read of the 4 KiB at $2 of export $1, on both legs in turn, is
+# the byte $3 repeated; else fail saying $4.
+reads_back () {
+    "$PYTHON" - "nbd+unix:///$1?socket=$d/sock" "$2" "$3" "$4" <<'PY'
+import nbd, sys
+uri, offset, byte, why = sys.argv[1:]
+h = nbd.NBD(); h.connect_uri(uri)
+for _ in range(4):                      # both legs, in turn
+    assert h.pread(4096, int(offset)) == byte.encode() * 4096, why
+PY
+}
 
 # 1. While b1, listed first, resynchronises (slowly), a write reaches
 #    a1, the only in-sync leg, whose keyslot program fails with ENOMEM.
@@ -169,17 +187,10 @@ except nbd.Error:
 PY
 ctl status m2 | grep 'leg a2 0: failed'
 ctl status m2 | grep 'leg b2 0: failed'
-printf '0 8192 mirror 2 a2 0 b2 0\n' | ctl table load m2 -
-ctl table resume m2
-ctl wait-resync m2 timeout-ms=60000
+reload m2 '0 8192 mirror 2 a2 0 b2 0\n'
 ctl status m2 | grep 'leg a2 0: active'
 ctl status m2 | grep 'leg b2 0: active'
-"$PYTHON" - "$uri2" <<'PY'
-import nbd, sys
-h = nbd.NBD(); h.connect_uri(sys.argv[1])
-for _ in range(4):                      # both legs, in turn
-    assert h.pread(4096, 0) == b"B" * 4096, "acknowledged write B lost"
-PY
+reads_back vol2 0 B "acknowledged write B lost"
 
 # 3. k1 (4096-byte units) is not advertised by m3, since b3 cannot take
 #    it: m3's fallback encrypts it, both legs take plain I/O, and every
@@ -237,16 +248,9 @@ PY
 ctl status m6 | grep 'leg a6 0: failed'
 ctl status m6 | grep 'leg b6 0: failed'
 ctl fault b6 clear
-printf '0 8192 mirror 2 a6 0 b6 0\n' | ctl table load m6 -
-ctl table resume m6
-ctl wait-resync m6 timeout-ms=60000
-"$PYTHON" - "nbd+unix:///vol6?socket=$d/sock" <<'PY'
-import nbd, sys
-h = nbd.NBD(); h.connect_uri(sys.argv[1])
-for _ in range(4):                      # both legs, in turn
-    assert h.pread(4096, 4096) == b"B" * 4096, "acknowledged write B lost"
-    assert h.pread(4096, 0) == b"O" * 4096, "not what b6 held"
-PY
+reload m6 '0 8192 mirror 2 a6 0 b6 0\n'
+reads_back vol6 4096 B "acknowledged write B lost"
+reads_back vol6 0 O "not what b6 held"
 
 #    Write A lands on a7 and waits 3 s on b7.  Write B fails a7 (and
 #    waits on b7 too), then b7 is made to fail writes: A's write there
@@ -284,15 +288,8 @@ PY
 ctl status m7 | grep 'leg a7 0: failed'
 ctl status m7 | grep 'leg b7 0: failed'
 ctl fault b7 clear
-printf '0 8192 mirror 2 a7 0 b7 0\n' | ctl table load m7 -
-ctl table resume m7
-ctl wait-resync m7 timeout-ms=60000
-"$PYTHON" - "nbd+unix:///vol7?socket=$d/sock" <<'PY'
-import nbd, sys
-h = nbd.NBD(); h.connect_uri(sys.argv[1])
-for _ in range(4):                      # both legs, in turn
-    assert h.pread(4096, 0) == b"O" * 4096, "not what b7 held"
-PY
+reload m7 '0 8192 mirror 2 a7 0 b7 0\n'
+reads_back vol7 0 O "not what b7 held"
 
 # 5. Write 1 lands on a8 and waits 2 s on b8; write 2, to the same block,
 #    goes out meanwhile.  Both are acknowledged, and both legs hold 2, the
@@ -341,9 +338,7 @@ fails ctl wait-resync m8 timeout-ms=60000 2> $d/err
 cat $d/err
 grep 'wait-resync: m8: leg a8 0 is failed, not in sync' $d/err
 ctl fault a8 clear
-printf '0 8192 mirror 2 a8 0 b8 0\n' | ctl table load m8 -
-ctl table resume m8
-ctl wait-resync m8 timeout-ms=60000
+reload m8 '0 8192 mirror 2 a8 0 b8 0\n'
 ctl status m8 | grep 'leg a8 0: active'
 
 # 6. a9 fails on write B, b9 takes it, then b9 fails on write C.  The
@@ -366,16 +361,8 @@ try:
 except nbd.Error:
     pass
 PY
-printf '0 4096 mirror 2 a9 0 b9 0\n4096 4096 mirror 2 a9 4096 b9 4096\n' |
-    ctl table load m9 -
-ctl table resume m9
-ctl wait-resync m9 timeout-ms=60000
-"$PYTHON" - "nbd+unix:///vol9?socket=$d/sock" <<'PY'
-import nbd, sys
-h = nbd.NBD(); h.connect_uri(sys.argv[1])
-for _ in range(4):                      # both legs, in turn
-    assert h.pread(4096, 0) == b"B" * 4096, "acknowledged write B lost"
-PY
+reload m9 '0 4096 mirror 2 a9 0 b9 0\n4096 4096 mirror 2 a9 4096 b9 4096\n'
+reads_back vol9 0 B "acknowledged write B lost"
 
 #    "fallback enabled=false", after the device: m5 advertises only what
 #    both legs take natively.  A 512-byte key fails at the top and fails
