@@ -64,50 +64,60 @@ leaf b4 memory size=4M engine=e512 fallback=false
 device m4 options=per_child_fallback
   0 8192 mirror 1 a4 0
 end
-# 4. Requests A and B on m6 interleave.
-leaf a6 memory size=4M
-leaf b6 memory size=4M
-device m6
-  0 8192 mirror 2 a6 0 b6 0
+CONF
+# 4-6. Two-leg mirrors m6 to m9, each on its export (vol6 with a key),
+#    the legs of m8 on exports of their own too, to read each.
+for n in 6 7 8 9; do
+    cat >> $d/ic.conf <<CONF
+leaf a$n memory size=4M
+leaf b$n memory size=4M
+device m$n
+  0 8192 mirror 2 a$n 0 b$n 0
 end
-export vol6 device=m6 key=k1
-leaf a7 memory size=4M
-leaf b7 memory size=4M
-device m7
-  0 8192 mirror 2 a7 0 b7 0
+export vol$n device=m$n
+$(if [ $n = 6 ]; then echo "  map 0 4M key=k1"; fi)
 end
-export vol7 device=m7
-end
-# 5. vol8's legs are exported alone too, to read each.
-leaf a8 memory size=4M
-leaf b8 memory size=4M
-device m8
-  0 8192 mirror 2 a8 0 b8 0
-end
-export vol8 device=m8
-end
+CONF
+done
+cat >> $d/ic.conf <<CONF
 export a8 device=a8
 end
 export b8 device=b8
-end
-# 6. m9 is re-added split in two.
-leaf a9 memory size=4M
-leaf b9 memory size=4M
-device m9
-  0 8192 mirror 2 a9 0 b9 0
-end
-export vol9 device=m9
 end
 CONF
 start_nbdkit -P $d/pid -U $d/sock $PLUGIN config=$d/ic.conf
 wait_for test -S $d/ctl.sock
 ctl () { inlinecryptctl -s $d/ctl.sock "$@"; }
+export PYTHONPATH="$srcdir${PYTHONPATH:+:$PYTHONPATH}"   # nbdhelp
 # Reload device $1 with the table lines $2 (printf format), and wait for
 # its resync.
 reload () {
     printf "$2" | ctl table load $1 -
     ctl table resume $1
     ctl wait-resync $1 timeout-ms=60000
+}
+# On export $1 of a mirror with legs $2 and $3: write A, then B, which
+# fails $2 and is acknowledged by $3 alone, then C, which fails $3: both
+# legs are failed, and $3 failed last.
+fail_in_turn () {
+    "$PYTHON" - "nbd+unix:///$1?socket=$d/sock" $d/ctl.sock "$INLINECRYPTCTL" \
+              "$2" "$3" <<'PY'
+import nbd, sys
+from nbdhelp import connect, ctl_runner
+uri, sock, ctl, first, last = sys.argv[1:]
+run = ctl_runner(sock, ctl)
+h = connect(uri)
+h.pwrite(b"A" * 4096, 0)
+run("fault", first, "io-error=write", "count=1")
+h.pwrite(b"B" * 4096, 0)
+assert h.pread(4096, 0) == b"B" * 4096
+run("fault", last, "io-error=write", "count=1")
+try:
+    h.pwrite(b"C" * 4096, 4096)
+    raise SystemExit("write C succeeded with no leg left")
+except nbd.Error:
+    pass
+PY
 }
 # Every read of the 4 KiB at $2 of export $1, on both legs in turn, is
 # the byte $3 repeated; else fail saying $4.
@@ -167,24 +177,7 @@ PY
 # 2. a2 fails on write B, b2 takes it (acknowledged), then b2 fails on
 #    write C.  Re-adding both legs makes b2 the source: B reads back, on
 #    either leg, and both legs end up with the same ciphertext.
-uri2="nbd+unix:///vol2?socket=$d/sock"
-"$PYTHON" - "$uri2" $d/ctl.sock "$INLINECRYPTCTL" <<'PY'
-import nbd, subprocess, sys
-uri, sock, ctl = sys.argv[1:]
-def run(*args):
-    subprocess.check_call([ctl, "-s", sock] + list(args))
-h = nbd.NBD(); h.connect_uri(uri)
-h.pwrite(b"A" * 4096, 0)
-run("fault", "a2", "io-error=write", "count=1")
-h.pwrite(b"B" * 4096, 0)
-assert h.pread(4096, 0) == b"B" * 4096
-run("fault", "b2", "io-error=write", "count=1")
-try:
-    h.pwrite(b"C" * 4096, 4096)
-    raise SystemExit("write C succeeded with no leg left")
-except nbd.Error:
-    pass
-PY
+fail_in_turn vol2 a2 b2
 ctl status m2 | grep 'leg a2 0: failed'
 ctl status m2 | grep 'leg b2 0: failed'
 reload m2 '0 8192 mirror 2 a2 0 b2 0\n'
@@ -220,28 +213,20 @@ grep 'lacks AES-256-XTS/4096' $d/err
 #    copies b6, without A, over a6.  (Before, A was: it counted a6 as in
 #    sync from its look at the legs before B.)
 "$PYTHON" - "nbd+unix:///vol6?socket=$d/sock" $d/ctl.sock "$INLINECRYPTCTL" <<'PY'
-import nbd, subprocess, sys, time
+import sys, time
+from nbdhelp import connect, ctl_runner, finish, start_write
 uri, sock, ctl = sys.argv[1:]
-def run(*args):
-    subprocess.check_call([ctl, "-s", sock] + list(args))
-a = nbd.NBD(); a.connect_uri(uri)
-b = nbd.NBD(); b.connect_uri(uri)
+run = ctl_runner(sock, ctl)
+a, b = connect(uri), connect(uri)
 a.pwrite(b"O" * 8192, 0)
 run("fault", "a6", "io-delay-us=4000000")
-buf = nbd.Buffer.from_bytearray(bytearray(b"A" * 4096))
-cookie = a.aio_pwrite(buf, 0)
-a.poll(0)                               # A goes out, reaches a6, waits
+cookie = start_write(a, b"A" * 4096, 0)  # reaches a6, waits
 time.sleep(1.5)
 run("fault", "a6", "io-delay-us=0", "io-error=write", "count=1")
 b.pwrite(b"B" * 4096, 4096)             # fails a6; acknowledged by b6
 run("fault", "b6", "io-error=write")
 t0 = time.monotonic()
-acked = True
-try:
-    while not a.aio_command_completed(cookie):
-        a.poll(-1)
-except nbd.Error:
-    acked = False
+acked = finish(a, cookie)
 assert time.monotonic() - t0 > 1, "A did not wait on a6: timing off"
 assert not acked, "write A acknowledged with only a failed leg holding it"
 PY
@@ -258,31 +243,21 @@ reads_back vol6 0 O "not what b6 held"
 #    fail: the reload copies b7 over a7.  (Before, A was acknowledged: it
 #    counted a7 as in sync right after writing it.)
 "$PYTHON" - "nbd+unix:///vol7?socket=$d/sock" $d/ctl.sock "$INLINECRYPTCTL" <<'PY'
-import nbd, subprocess, sys, time
+import sys, time
+from nbdhelp import connect, ctl_runner, finish, start_write
 uri, sock, ctl = sys.argv[1:]
-def run(*args):
-    subprocess.check_call([ctl, "-s", sock] + list(args))
-a = nbd.NBD(); a.connect_uri(uri)
-b = nbd.NBD(); b.connect_uri(uri)
+run = ctl_runner(sock, ctl)
+a, b = connect(uri), connect(uri)
 a.pwrite(b"O" * 8192, 0)
 run("fault", "b7", "io-delay-us=3000000")
-ca = a.aio_pwrite(nbd.Buffer.from_bytearray(bytearray(b"A" * 4096)), 0)
-a.poll(0)
+ca = start_write(a, b"A" * 4096, 0)
 time.sleep(1)
 run("fault", "a7", "io-error=write", "count=1")
-cb = b.aio_pwrite(nbd.Buffer.from_bytearray(bytearray(b"B" * 4096)), 4096)
-b.poll(0)
+cb = start_write(b, b"B" * 4096, 4096)
 time.sleep(0.5)
 run("fault", "b7", "io-error=write")
-def done(h, c):
-    try:
-        while not h.aio_command_completed(c):
-            h.poll(-1)
-        return True
-    except nbd.Error:
-        return False
-acked = done(a, ca)
-done(b, cb)
+acked = finish(a, ca)
+finish(b, cb)
 assert not acked, "write A acknowledged with only a7, failed first, holding it"
 PY
 ctl status m7 | grep 'leg a7 0: failed'
@@ -296,29 +271,20 @@ reads_back vol7 0 O "not what b7 held"
 #    later one.  (Before, 2 went to a8 then b8 while 1 waited, so a8 held
 #    2 and b8 held 1, both legs in sync, and reads alternated.)
 "$PYTHON" - "$d/sock" $d/ctl.sock "$INLINECRYPTCTL" <<'PY'
-import nbd, subprocess, sys, time
+import sys, time
+from nbdhelp import connect, ctl_runner, finish, start_write
 sock, ctl_sock, ctl = sys.argv[1:]
 def uri(name):
     return "nbd+unix:///%s?socket=%s" % (name, sock)
-def run(*args):
-    subprocess.check_call([ctl, "-s", ctl_sock] + list(args))
-h1 = nbd.NBD(); h1.connect_uri(uri("vol8"))
-h2 = nbd.NBD(); h2.connect_uri(uri("vol8"))
+run = ctl_runner(ctl_sock, ctl)
+h1, h2 = connect(uri("vol8")), connect(uri("vol8"))
 run("fault", "b8", "io-delay-us=2000000")
-c1 = h1.aio_pwrite(nbd.Buffer.from_bytearray(bytearray(b"1" * 4096)), 0)
-h1.poll(0)
+c1 = start_write(h1, b"1" * 4096, 0)
 time.sleep(0.5)
 run("fault", "b8", "io-delay-us=0")
-c2 = h2.aio_pwrite(nbd.Buffer.from_bytearray(bytearray(b"2" * 4096)), 0)
-h2.poll(0)
-while not h1.aio_command_completed(c1):
-    h1.poll(-1)
-while not h2.aio_command_completed(c2):
-    h2.poll(-1)
-legs = []
-for name in ("a8", "b8"):
-    g = nbd.NBD(); g.connect_uri(uri(name))
-    legs.append(g.pread(4096, 0))
+c2 = start_write(h2, b"2" * 4096, 0)
+assert finish(h1, c1) and finish(h2, c2)
+legs = [connect(uri(name)).pread(4096, 0) for name in ("a8", "b8")]
 assert legs[0] == legs[1] == b"2" * 4096, [x[:1] for x in legs]
 for _ in range(4):
     assert h1.pread(4096, 0) == b"2" * 4096
@@ -345,22 +311,7 @@ ctl status m8 | grep 'leg a8 0: active'
 #    legs come back as two mirror targets: b9 is the source of both, and
 #    B reads back.  (Before, which leg failed last was kept only for a
 #    mirror at the same place: a9, the first leg, was the source.)
-"$PYTHON" - "nbd+unix:///vol9?socket=$d/sock" $d/ctl.sock "$INLINECRYPTCTL" <<'PY'
-import nbd, subprocess, sys
-uri, sock, ctl = sys.argv[1:]
-def run(*args):
-    subprocess.check_call([ctl, "-s", sock] + list(args))
-h = nbd.NBD(); h.connect_uri(uri)
-h.pwrite(b"A" * 4096, 0)
-run("fault", "a9", "io-error=write", "count=1")
-h.pwrite(b"B" * 4096, 0)
-run("fault", "b9", "io-error=write", "count=1")
-try:
-    h.pwrite(b"C" * 4096, 4096)
-    raise SystemExit("write C succeeded with no leg left")
-except nbd.Error:
-    pass
-PY
+fail_in_turn vol9 a9 b9
 reload m9 '0 4096 mirror 2 a9 0 b9 0\n4096 4096 mirror 2 a9 4096 b9 4096\n'
 reads_back vol9 0 B "acknowledged write B lost"
 
