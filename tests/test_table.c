@@ -2484,6 +2484,54 @@ START_TEST (test_mirror_resync_writes)
 }
 END_TEST
 
+/* Writers overwriting the same four slots at once, while a leg is
+ * hot-added and resynchronised: every leg ends with the same bytes, since
+ * overlapping writes reach the legs in one order (the legs are written
+ * one after the other: two writes could cross between them).
+ */
+START_TEST (test_mirror_overlapping_writes)
+{
+  enum { NW = 3 };
+  struct ic_device *s;
+  struct ic_device *l[3];
+  pthread_t th[NW];
+  struct writer w[NW];
+  uint64_t size = 4 * MiB;
+  int i;
+
+  l[0] = leaf_full ("a", size);
+  l[1] = leaf_full ("b", size);
+  l[2] = leaf_full ("c", size);
+  /* Slow writes on b widen the window between the legs. */
+  ic_leaf_set_io_delay (ic_device_to_leaf (l[1]), 500);
+  s = stacked ("s");
+  load_resume (s, "0 8192 mirror 2 a 0 b 0", 0);
+  __atomic_store_n (&writers_stop, false, __ATOMIC_RELEASE);
+  for (i = 0; i < NW; i++) {
+    w[i] = (struct writer) { .dev = s, .start = 0, .len = 256 * KiB,
+                             .seed = i + 1 };
+    w[i].written = calloc (4, sizeof (uint64_t));
+    ck_assert_int_eq (pthread_create (&th[i], NULL, writer_thread, &w[i]),
+                      0);
+  }
+  sleep_ms (20);
+  ck_assert_int_eq (load (s, "0 8192 mirror 3 a 0 b 0 c 0", 0), 0);
+  ck_assert_int_eq (ic_stacked_resume (s), 0);
+  ck_assert_int_eq (ic_stacked_wait_resync (s, 30000), 0);
+  sleep_ms (20);
+  __atomic_store_n (&writers_stop, true, __ATOMIC_RELEASE);
+  for (i = 0; i < NW; i++) {
+    pthread_join (th[i], NULL);
+    ck_assert_msg (w[i].err == 0, "writer: %d: %s", w[i].err, w[i].msg);
+    free (w[i].written);
+  }
+  for (i = 0; i < 3; i++)
+    ck_assert_int_eq (leg (s, i).state, IC_LEG_ACTIVE);
+  assert_same_raw (l[0], l[1], size);
+  assert_same_raw (l[0], l[2], size);
+}
+END_TEST
+
 struct slow_write {
   struct ic_device *dev;
   uint8_t *buf;
@@ -3202,6 +3250,7 @@ table_suite (void)
   CASE ("mirror_partial_leaf", test_mirror_partial_leaf);
   CASE ("mirror_hot_add", test_mirror_hot_add);
   CASE ("mirror_resync_writes", test_mirror_resync_writes);
+  CASE ("mirror_overlapping_writes", test_mirror_overlapping_writes);
   CASE ("mirror_resume_inflight", test_mirror_resume_inflight);
   CASE ("mirror_readd_failed", test_mirror_readd_failed);
   CASE ("mirror_from_linear", test_mirror_from_linear);
