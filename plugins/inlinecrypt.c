@@ -318,7 +318,7 @@ inlinecrypt_default_export (int readonly, int is_tls)
 /* A connection: its export, and the minimum block size it was told. */
 struct conn {
   struct ic_export *exp;
-  uint32_t told;                /* 0 until .block_size */
+  uint32_t told;                /* the minimum block size, counted */
 };
 
 static struct ic_export *
@@ -347,6 +347,11 @@ inlinecrypt_open (int readonly)
     return NULL;
   }
   c->exp = exp;
+  /* Counted from the start: nbdkit asks .block_size only of a client
+   * that asks for it, and one that does not is bound by it all the same
+   * (a map may not raise it under the client).
+   */
+  c->told = ic_export_tell_block_size (exp, ic_device_min_block (exp->dev));
   return c;
 }
 
@@ -355,8 +360,7 @@ inlinecrypt_close (void *handle)
 {
   struct conn *c = handle;
 
-  if (c->told)
-    ic_export_forget_block_size (c->exp, c->told);
+  ic_export_forget_block_size (c->exp, c->told);
   free (c);
 }
 
@@ -382,14 +386,9 @@ inlinecrypt_block_size (void *handle, uint32_t *minimum, uint32_t *preferred,
 {
   struct conn *c = handle;
 
-  /* Powers of 2 all: the largest is a multiple of the others.  Counted
-   * as told until the connection closes: no map may then use larger
-   * data units (nbdkit asks once per connection).
+  /* What the connection was counted with at open (powers of 2 all: the
+   * largest is a multiple of the others).
    */
-  if (c->told)
-    ic_export_forget_block_size (c->exp, c->told);
-  c->told = ic_export_tell_block_size (c->exp,
-                                       ic_device_min_block (c->exp->dev));
   *minimum = c->told;
   *preferred = *minimum > 4096 ? *minimum : 4096;
   *maximum = MAX_REQUEST;

@@ -119,10 +119,10 @@ out_pending (const struct client *c)
   return c->out_len - c->out_off;
 }
 
-/* Queue @text and a newline for @c. */
 /* The largest reply buffer kept once everything in it was sent. */
 #define OUT_KEEP (64 * 1024)
 
+/* Queue @text and a newline for @c. */
 static void
 client_send (struct client *c, const char *text)
 {

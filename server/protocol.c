@@ -1259,8 +1259,9 @@ cmd_key_remove (struct ic_graph *g, struct json_object *req,
     return -ECANCELED;
   }
   if (__atomic_load_n (&key->refs, __ATOMIC_ACQUIRE) != 0) {
-    ic_error ("key-remove: key %s is still used by requests after %d ms; "
-              "it stays", key->name, KEY_DRAIN_MS);
+    ic_error ("key-remove: key %s is still used after %d ms, by requests "
+              "or an evict waiting for a keyslot program; it stays",
+              key->name, KEY_DRAIN_MS);
     return -ETIMEDOUT;
   }
   /* Unused, and under command_lock nothing can take it now: out of the

@@ -476,29 +476,34 @@ overlaps_writes (struct mirror *mc)
   return false;
 }
 
-/* Turn @leg in sync once no write in flight took it as resynchronising:
- * new writes wait meanwhile (the whole target is the busy region), for
- * an instant at the end of each resync.  A write that found the leg
+/* Turn @leg in sync once no write in flight took it as resynchronising
+ * (false if a write failed it meanwhile): new writes wait meanwhile (the
+ * whole target is the busy region), for an instant at the end of each
+ * resync.  A write that found the leg
  * resynchronising writes it after the in-sync legs and may fail it; were
  * the leg in sync by then, it would get a failure number without holding
  * the write (fail_leg), or the write's check of its in-sync legs
  * (write_all) would not cover it.
  */
-static void
+static bool
 end_resync (struct ic_target *ti, struct mirror *mc, struct leg *leg)
 {
   int state = IC_LEG_RESYNC;
+  bool in_sync;
 
   pthread_mutex_lock (&mc->lock);
   mc->busy_start = 0;
   mc->busy_end = ti->len;
   while (overlaps_writes (mc))
     pthread_cond_wait (&mc->cond, &mc->lock);
-  __atomic_compare_exchange_n (&leg->state, &state, IC_LEG_ACTIVE, false,
-                               __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+  /* A write that failed the leg meanwhile keeps it failed. */
+  in_sync = __atomic_compare_exchange_n (&leg->state, &state, IC_LEG_ACTIVE,
+                                         false, __ATOMIC_ACQ_REL,
+                                         __ATOMIC_ACQUIRE);
   mc->busy_start = mc->busy_end = 0;
   pthread_cond_broadcast (&mc->cond);
   pthread_mutex_unlock (&mc->lock);
+  return in_sync;
 }
 
 static void *
@@ -554,9 +559,9 @@ resync_thread (void *arg)
       r = ic_device_submit (leg->dev, &flush);
     }
     if (r == 0 && pos == ti->len) {
-      end_resync (ti, mc, leg);
-      ic_debug ("%s: mirror: leg %s is in sync", ic_target_device_name (ti),
-                leg->dev->name);
+      if (end_resync (ti, mc, leg))
+        ic_debug ("%s: mirror: leg %s is in sync",
+                  ic_target_device_name (ti), leg->dev->name);
     }
     else if (r < 0) {
       /* No in-sync leg to copy from (or the new leg itself failed): the

@@ -597,6 +597,26 @@ PY
 wait_for ctl map vol1 4M 1M key=k1
 nbdinfo --json "$uri1" | grep '"block_size_minimum": 4096'
 ctl map vol1 4M 1M none
+# A client that does not ask for the block sizes is bound by them all
+# the same (it was not counted at all): alone on vol2, told 4096, it
+# keeps a key with 8 KiB data units out.
+random_key $d/k8 64
+ctl key add k8 mode=AES-256-XTS data-unit-size=8192 key=+$d/k8
+"$PYTHON" - "nbd+unix:///vol2?socket=$d/sock" $d/ctl.sock "$INLINECRYPTCTL" <<'PY'
+import nbd, subprocess, sys
+uri, sock, ctl = sys.argv[1:]
+g = nbd.NBD()
+g.set_request_block_size(False)
+g.connect_uri(uri)
+r = subprocess.run([ctl, "-s", sock, "map", "vol2", "0", "1M", "key=k8"],
+                   capture_output=True, text=True)
+print(r.stderr)
+assert r.returncode == 1, r
+assert "1 connected client(s) were told a minimum block size of 4096 " \
+    "bytes" in r.stderr, r.stderr
+g.shutdown()
+PY
+ctl key remove k8
 # vol2, plain, tells its clients 4096 (block-size=4K): a key with 4 KiB
 # data units maps while one is connected, and it reads what it wrote.
 "$PYTHON" - "nbd+unix:///vol2?socket=$d/sock" $d/ctl.sock "$INLINECRYPTCTL" <<'PY'
