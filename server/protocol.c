@@ -170,13 +170,116 @@ member_value (const char *after, const char *end)
   return v;
 }
 
+/* The value of a hexadecimal digit, or -1. */
+static int
+hex_digit (char c)
+{
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+/* The 4 hex digits of a \u escape at @p into *@cp; false if they are not
+ * there.
+ */
+static bool
+read_u4 (const char *p, const char *end, unsigned int *cp)
+{
+  int i;
+
+  if (end - p < 4)
+    return false;
+  for (*cp = 0, i = 0; i < 4; i++) {
+    if (hex_digit (p[i]) < 0)
+      return false;
+    *cp = *cp << 4 | hex_digit (p[i]);
+  }
+  return true;
+}
+
+/* Decode the text of a JSON string, [@p, @end) between its quotes, into
+ * @out, which has room for @end - @p bytes and a NUL (decoding never
+ * lengthens it), as json-c would: escapes, and \u escapes in UTF-8 (a
+ * lone surrogate as U+FFFD).
+ *
+ * Return: true, or false if an escape is malformed or decodes to a NUL
+ * character (the request is refused: a string holds no NUL).
+ */
+static bool
+json_unescape (const char *p, const char *end, char *out)
+{
+  static const char plain[] = "\"\\/bfnrt";
+  static const char decoded[] = "\"\\/\b\f\n\r\t";
+  char *o = out;
+
+  while (p < end) {
+    unsigned int cp;
+    unsigned int lo;
+    const char *e;
+
+    if (*p != '\\') {
+      *o++ = *p++;
+      continue;
+    }
+    if (++p == end)
+      return false;
+    if (*p != 'u') {
+      e = strchr (plain, *p);
+      if (!*p || !e)
+        return false;
+      *o++ = decoded[e - plain];
+      p++;
+      continue;
+    }
+    if (!read_u4 (p + 1, end, &cp))
+      return false;
+    p += 5;
+    if (cp >= 0xd800 && cp < 0xdc00 && end - p >= 6 && p[0] == '\\' &&
+        p[1] == 'u' && read_u4 (p + 2, end, &lo) &&
+        lo >= 0xdc00 && lo < 0xe000) {
+      cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+      p += 6;
+    }
+    else if (cp >= 0xd800 && cp < 0xe000)
+      cp = 0xfffd;
+    if (cp == 0)
+      return false;
+    if (cp < 0x80)
+      *o++ = cp;
+    else if (cp < 0x800) {
+      *o++ = 0xc0 | cp >> 6;
+      *o++ = 0x80 | (cp & 0x3f);
+    }
+    else if (cp < 0x10000) {
+      *o++ = 0xe0 | cp >> 12;
+      *o++ = 0x80 | (cp >> 6 & 0x3f);
+      *o++ = 0x80 | (cp & 0x3f);
+    }
+    else {
+      *o++ = 0xf0 | cp >> 18;
+      *o++ = 0x80 | (cp >> 12 & 0x3f);
+      *o++ = 0x80 | (cp >> 6 & 0x3f);
+      *o++ = 0x80 | (cp & 0x3f);
+    }
+  }
+  *o = '\0';
+  return true;
+}
+
 /* Find the top-level member "key" of the object in @text and, if its value
- * is a string without escapes, move the value into a locked secret and
- * overwrite it in @text with 'x's.  Anything unexpected: leave @text
- * alone (json-c will say what is wrong with it).
+ * is a string, move the value into a locked secret (its escapes decoded
+ * here: json-c would decode them in a buffer of its own, freed unwiped)
+ * and overwrite it in @text with 'x's.  A value whose escapes cannot be
+ * decoded, or that holds a NUL character, is overwritten all the same,
+ * and *@refused set: the request is refused.  Anything else unexpected:
+ * leave @text alone (json-c will say what is wrong with it).
  */
 static struct secret *
-take_secret (char *text, size_t len)
+take_secret (char *text, size_t len, bool *refused)
 {
   const char *end = text + len;
   const char *p = text;
@@ -184,6 +287,7 @@ take_secret (char *text, size_t len)
   int depth = 0;
   bool escaped;
 
+  *refused = false;
   while (p < end) {
     if (*p == '"') {
       const char *name = p;
@@ -202,7 +306,7 @@ take_secret (char *text, size_t len)
       if (v == end || *v != '"')
         return NULL;
       after = skip_string (v, end, &escaped);
-      if (!after || escaped)
+      if (!after)
         return NULL;
       sec = ic_secure_alloc (sizeof *sec);
       if (!sec)
@@ -213,8 +317,12 @@ take_secret (char *text, size_t len)
         ic_secure_free (sec, sizeof *sec);
         return NULL;
       }
-      memcpy (sec->text, v + 1, sec->size - 1);
-      memset ((char *) v + 1, 'x', sec->size - 1);
+      if (!json_unescape (v + 1, after - 1, sec->text)) {
+        free_secret (NULL, sec);
+        sec = NULL;
+        *refused = true;
+      }
+      memset ((char *) v + 1, 'x', after - v - 2);
       return sec;
     }
     depth += nesting (*p);
@@ -322,6 +430,7 @@ ic_protocol_parse (const char *line, size_t len, struct json_object **reply)
   struct json_object *req;
   struct json_object *cmd;
   struct secret *sec = NULL;
+  bool refused;
   char msg[128];
   char *copy;
 
@@ -338,7 +447,14 @@ ic_protocol_parse (const char *line, size_t len, struct json_object **reply)
     *reply = ic_protocol_error (EINVAL, msg);
     return NULL;
   }
-  sec = take_secret (copy, len);
+  sec = take_secret (copy, len, &refused);
+  if (refused) {
+    ic_secure_free (copy, len + 1);
+    *reply = ic_protocol_error (EINVAL, "malformed request: the \"key\" "
+                                "string has a bad escape or a NUL "
+                                "character");
+    return NULL;
+  }
   req = parse_object (copy, len, reply);
   ic_secure_free (copy, len + 1);
   if (!req || !sec) {
@@ -417,6 +533,37 @@ number_out_of_range (const char *text, size_t len, char *msg, size_t size)
   return false;
 }
 
+/* Does @o hold a string (a value or a member name) with a NUL character
+ * (\u0000)?  Every command reads its strings as C strings: "k1\u0000x"
+ * would name k1.
+ */
+static bool
+holds_nul (struct json_object *o)
+{
+  size_t i;
+
+  if (json_object_is_type (o, json_type_string))
+    return strlen (json_object_get_string (o)) !=
+      (size_t) json_object_get_string_len (o);
+  if (json_object_is_type (o, json_type_array)) {
+    for (i = 0; i < json_object_array_length (o); i++)
+      if (holds_nul (json_object_array_get_idx (o, i)))
+        return true;
+  }
+  else if (json_object_is_type (o, json_type_object)) {
+    struct json_object_iterator it = json_object_iter_begin (o);
+    struct json_object_iterator e = json_object_iter_end (o);
+
+    for (; !json_object_iter_equal (&it, &e); json_object_iter_next (&it)) {
+      const char *name = json_object_iter_peek_name (&it);
+
+      if (!name || holds_nul (json_object_iter_peek_value (&it)))
+        return true;
+    }
+  }
+  return false;
+}
+
 static struct json_object *
 parse_object (const char *line, size_t len, struct json_object **reply)
 {
@@ -470,6 +617,12 @@ parse_object (const char *line, size_t len, struct json_object **reply)
     json_object_put (req);
     *reply = ic_protocol_error (EINVAL, "malformed request: expected a JSON "
                                 "object such as {\"cmd\": \"status\"}");
+    return NULL;
+  }
+  if (holds_nul (req)) {
+    json_object_put (req);
+    *reply = ic_protocol_error (EINVAL, "malformed request: a string with "
+                                "a NUL character (\\u0000)");
     return NULL;
   }
   if (!json_object_object_get_ex (req, "cmd", &cmd) ||

@@ -405,6 +405,44 @@ r = json.loads(f.readline().decode("utf-8"))
 assert r["ok"] is False and "unknown field '" + "a" * 63 + "'" in r["error"], r
 PY
 
+# A string with a NUL character (\u0000) is refused: the commands read
+# C strings, so "kn\u0000x" would name kn (and remove it), and a key's
+# digits after the NUL would be ignored.  Escapes elsewhere in a key name
+# or in the key's hex text (a JSON encoder's "\n" after the digits) are
+# read as json-c reads them.
+"$PYTHON" - $d/ctl.sock $d/k9 <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+f = s.makefile("rb")
+def ask(line):
+    s.sendall(line.encode() + b"\n")
+    return json.loads(f.readline())
+hexkey = open(sys.argv[2]).read().strip()
+r = ask(json.dumps({"cmd": "key-add", "name": "kn", "mode": "Adiantum",
+                    "key": hexkey + "\n"}))
+assert r == {"ok": True, "name": "kn"}, r
+for line in [r'{"cmd":"key-remove","name":"kn\u0000x"}',
+             r'{"cmd":"evict","key":"kn\u0000x"}',
+             r'{"cmd":"status","device":"d0\u0000x"}',
+             r'{"cmd":"ping\u0000x"}',
+             r'{"cmd":"map","export":"vol2","offset":"0\u0000x","length":4096}',
+             r'{"cmd":"key-add","name":"ko\u0000x","mode":"Adiantum","key":"%s"}'
+             % hexkey,
+             r'{"cmd":"key-add","name":"ko","mode":"Adiantum","key":"%s\u0000zz"}'
+             % hexkey,
+             r'{"cmd":"key-add","name":"ko","mode":"Adiantum","key":"%s\x"}'
+             % hexkey]:
+    r = ask(line)
+    assert r["ok"] is False and r["errno"] == "EINVAL", (line, r)
+    assert hexkey not in r["error"], r
+names = [k["name"] for k in ask('{"cmd":"key-list"}')["keys"]]
+assert "kn" in names and "ko" not in names, names
+assert ask(r'{"cmd":"evict","key":"\u006bn"}')["ok"] is True
+assert ask(r'{"cmd":"key-remove","name":"k\u006e"}') == \
+    {"ok": True, "name": "kn"}
+PY
+
 # Requests pipelined behind a slow one, in one write far beyond the 64 KiB
 # of a request: each gets its reply, in order, none is taken for a line
 # too long.  A line that is too long still is, in its place.  A client

@@ -35,6 +35,7 @@ random_key $d/kr 64        # added over the control socket
 random_key $d/ka 32        # Adiantum, added over the control socket
 random_key $d/ke 16        # AES-128-CBC-ESSIV (its ESSIV key is SHA-256 of it)
 random_key $d/kp 64        # added in a request cut in two by the reads
+random_key $d/kq 64        # added in a request whose key has escapes
 random_key $d/kl 64        # one-line form
 cat > $d/ic.conf <<'CONF'
 key kc key=+kc
@@ -308,8 +309,26 @@ assert all(r["ok"] for r in replies), replies
 s.close()
 PY
 ctl key remove kp
-memscan kc kr ka ke kp > $d/scan.removed
-check_scan $d/scan.removed gone kc kr ka ke kp
+# A key-add whose key string has escapes (\u for a digit, and the "\n"
+# that json.dumps writes for a key file read with its newline): json-c
+# would decode them in a buffer of its own and free it unwiped.
+"$PYTHON" - $d/ctl.sock $d/kq <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+key = open(sys.argv[2]).read().strip()
+line = json.dumps({"cmd": "key-add", "name": "kq", "key": key + "\n"})
+line = line.replace('"key": "' + key[:2], '"key": "\\u%04x\\u%04x'
+                    % (ord(key[0]), ord(key[1])))
+assert line.count("\\") == 3, line
+s.sendall(line.encode() + b"\n")
+r = json.loads(s.makefile("rb").readline())
+assert r == {"ok": True, "name": "kq"}, r
+s.close()
+PY
+ctl key remove kq
+memscan kc kr ka ke kp kq > $d/scan.removed
+check_scan $d/scan.removed gone kc kr ka ke kp kq
 
 # Many keys in use at once (128 keys on the fallback's 100 keyslots, 32
 # connections): their cipher contexts must all fit in the locked pool, or
