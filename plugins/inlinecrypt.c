@@ -8,6 +8,7 @@
 #include <config.h>
 
 #include <ctype.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -44,6 +45,20 @@ static struct ic_control *control;
  */
 static bool started;
 
+/* A connection: its export, and the minimum block size it was told. */
+struct conn {
+  struct ic_export *exp;
+  uint32_t told;                /* the minimum block size, counted */
+  struct conn *prev, *next;     /* in open_conns */
+};
+
+/* The open connections.  nbdkit does not close a connection that ends
+ * once it is shutting down (it unloads us instead): unload frees what is
+ * left here.
+ */
+static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct conn *open_conns;
+
 static void
 log_error (const char *msg)
 {
@@ -59,6 +74,16 @@ log_debug (const char *msg)
 static void
 inlinecrypt_load (void)
 {
+#ifdef __SANITIZE_ADDRESS__
+  /* Stay loaded when nbdkit unloads us at exit, so that the leaks found
+   * then are reported with our function names and lines (nbdkit keeps a
+   * plugin loaded only under valgrind).
+   */
+  Dl_info info;
+
+  if (dladdr ((void *) inlinecrypt_load, &info) && info.dli_fname)
+    (void) dlopen (info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+#endif
   ic_error_set_sink (log_error, log_debug);
 }
 
@@ -153,6 +178,13 @@ inlinecrypt_cleanup (void)
 static void
 inlinecrypt_unload (void)
 {
+  struct conn *c;
+
+  /* No connection thread calls us any more (see open_conns). */
+  while ((c = open_conns) != NULL) {
+    open_conns = c->next;
+    free (c);
+  }
   ic_control_stop (control);
   control = NULL;
   ic_graph_free (graph);
@@ -315,12 +347,6 @@ inlinecrypt_default_export (int readonly, int is_tls)
   return graph->nexports ? graph->exports[0]->name : "";
 }
 
-/* A connection: its export, and the minimum block size it was told. */
-struct conn {
-  struct ic_export *exp;
-  uint32_t told;                /* the minimum block size, counted */
-};
-
 static struct ic_export *
 export_of (void *handle)
 {
@@ -352,6 +378,12 @@ inlinecrypt_open (int readonly)
    * (a map may not raise it under the client).
    */
   c->told = ic_export_tell_block_size (exp, ic_device_min_block (exp->dev));
+  pthread_mutex_lock (&conns_lock);
+  c->next = open_conns;
+  if (open_conns)
+    open_conns->prev = c;
+  open_conns = c;
+  pthread_mutex_unlock (&conns_lock);
   return c;
 }
 
@@ -360,6 +392,14 @@ inlinecrypt_close (void *handle)
 {
   struct conn *c = handle;
 
+  pthread_mutex_lock (&conns_lock);
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    open_conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  pthread_mutex_unlock (&conns_lock);
   ic_export_forget_block_size (c->exp, c->told);
   free (c);
 }
