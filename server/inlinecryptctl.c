@@ -364,15 +364,26 @@ build_request (int argc, char **argv, char **secret, size_t *secret_cap)
     add_size (req, "offset", "map: OFFSET=", argv[2]);
     add_size (req, "length", "map: LENGTH=", argv[3]);
     for (i = 4; i < argc; i++) {
-      if (strcmp (argv[i], "none") == 0)
-        json_object_object_add (req, "key", NULL);
-      else if ((v = kv (argv[i], "key")))
-        add_str (req, "key", v);
-      else if ((v = kv (argv[i], "dun-base")))
+      /* Each once, and a key or none, not both: which one was meant? */
+      if (strcmp (argv[i], "none") == 0 || kv (argv[i], "key")) {
+        if (json_object_object_get_ex (req, "key", NULL))
+          die_usage ("map: '%s': a key is given already (key= or none, "
+                     "once)", argv[i]);
+        if (argv[i][0] == 'n')
+          json_object_object_add (req, "key", NULL);
+        else
+          add_str (req, "key", kv (argv[i], "key"));
+      }
+      else if ((v = kv (argv[i], "dun-base"))) {
+        if (json_object_object_get_ex (req, "dun_base", NULL))
+          die_usage ("map: '%s': dun-base= is given already", argv[i]);
         add_str (req, "dun_base", v);
+      }
       else
         die_usage ("map: unknown argument '%s'", argv[i]);
     }
+    if (!json_object_object_get_ex (req, "key", NULL))
+      die_usage ("%s", "map: key=KEY or none is needed");
   }
   else if (strcmp (cmd, "table") == 0) {
     NEED (3);

@@ -1762,6 +1762,14 @@ cmd_map (struct ic_graph *g, struct json_object *req,
       (r = arg_size (req, "length", true, &length, NULL)) < 0 ||
       (r = arg_string (req, "key", false, &keyname)) < 0)
     return r;
+  /* Plain I/O only when asked for: a "key" misspelt must not turn
+   * encryption off for the range.
+   */
+  if (!json_object_object_get_ex (req, "key", &v)) {
+    ic_error ("map: 'key' is required: a key's name, or null or \"none\" "
+              "for plain I/O");
+    return -EINVAL;
+  }
   exp = ic_graph_find_export (g, name);
   if (!exp) {
     ic_error ("map: no export named '%s'", name);

@@ -129,6 +129,12 @@ grep -F 'OFFSET=0x1000: expected a decimal number' $d/err || exit 1
 ctl map vol0 4096 99999999999999999999 key=k1 2> $d/err; test $? = 2 || exit 1
 grep -F 'LENGTH=99999999999999999999: too large' $d/err || exit 1
 ctl fault d1 io-delay-us=1e3 2> $d/err; test $? = 2 || exit 1
+# A map names its key or none, once: which would a range with both get?
+for args in "key=k1 none" "none key=k1" "key=k1 key=k2" \
+            "key=k1 dun-base=1 dun-base=2" "dun-base=1"; do
+    ctl map vol0 0 4096 $args 2> $d/err; test $? = 2 || exit 1
+    grep -E 'given already|key=KEY or none is needed' $d/err || exit 1
+done
 for p in abc 0.5x 1.5 -0.1 0x1p-1 inf ''; do
     ctl fault ufs program-fail-prob=$p 2> $d/err; test $? = 2 || exit 1
     grep -F "program-fail-prob=$p: expected a decimal number from 0 to 1" \
@@ -169,6 +175,8 @@ bad = [
     b'{"cmd": "evict", "key": 7}',
     b'{"cmd": "map", "export": "vol0", "offset": -1, "length": 4096}',
     b'{"cmd": "map", "export": "vol0", "offset": "1Q", "length": 4096}',
+    # Plain I/O only when asked for, with "key": null or "none".
+    b'{"cmd": "map", "export": "vol0", "offset": 0, "length": 4096}',
     b'{"cmd": "key-add", "name": "../x", "key": "00"}',
     b'{"cmd": "key-add", "name": "kk", "mode": "AES-256-XTS", "key": "zz"}',
     b'{"cmd": "fault", "target": "ufs", "program_fail_prob": 7}',
