@@ -75,6 +75,14 @@ static const struct ic_target_type *const target_types[] = {
   &ic_mirror_target,
 };
 
+/* Serialises, across devices, a load's cycle check with the installing
+ * of its inactive table: loads of different devices run at once (each
+ * has its own load_lock), and two of them, A using B and B using A, would
+ * each find no cycle before the other's table is in.  Taken after
+ * load_lock, never while waiting for I/O.
+ */
+static pthread_mutex_t deps_lock = PTHREAD_MUTEX_INITIALIZER;
+
 /* Types added by ic_target_register(), after the built-in ones. */
 static pthread_mutex_t types_lock = PTHREAD_MUTEX_INITIALIZER;
 static const struct ic_target_type *extra_types[IC_MAX_TARGET_TYPES];
@@ -1025,6 +1033,7 @@ ic_stacked_load (struct ic_device *dev, const char *text,
   unsigned int lineno = first_line ? first_line : 1;
   uint32_t min_block = 0;
   uint32_t live_min;
+  bool deps_locked = false;
   size_t i;
   int r = 0;
 
@@ -1067,7 +1076,11 @@ ic_stacked_load (struct ic_device *dev, const char *text,
   if (r < 0)
     goto out_put;
 
-  /* No child may be this device or stack on it. */
+  /* No child may be this device or stack on it; until the table is in,
+   * no other load may add a dependency (deps_lock).
+   */
+  pthread_mutex_lock (&deps_lock);
+  deps_locked = true;
   for (i = 0; i < t->ntargets && !cycle.child; i++)
     t->targets[i].type->iterate_devices (&t->targets[i], cycle_child,
                                          &cycle);
@@ -1130,6 +1143,8 @@ ic_stacked_load (struct ic_device *dev, const char *text,
   pthread_mutex_unlock (&md->table_lock);
   t = old;
 out_put:
+  if (deps_locked)
+    pthread_mutex_unlock (&deps_lock);
   pthread_mutex_unlock (&md->load_lock);
   table_put (t);
   free (copy);

@@ -570,6 +570,97 @@ START_TEST (test_cycle)
 }
 END_TEST
 
+/* Two loads at once, each making a cycle with the other: s's table uses
+ * t while t's uses s.  A target type's iterate_devices, called by s's
+ * load once its cycle check passed, starts t's load and gives it time to
+ * finish: t's load must not find s free of t while s's table is going
+ * in, so one of the two is refused.
+ */
+static struct ic_target_type hook_target;
+static bool hook_armed;
+static unsigned int hook_calls;
+static struct ic_device *hook_dev;
+static int hook_result;
+static bool hook_done;
+static pthread_mutex_t hook_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hook_cond = PTHREAD_COND_INITIALIZER;
+
+static void *
+hook_load (void *arg)
+{
+  int r = load (hook_dev, "0 2048 linear a 0\n2048 2048 linear s 0", 0);
+
+  pthread_mutex_lock (&hook_lock);
+  hook_result = r;
+  hook_done = true;
+  pthread_cond_broadcast (&hook_cond);
+  pthread_mutex_unlock (&hook_lock);
+  return NULL;
+}
+
+static int
+hook_iterate (struct ic_target *ti, ic_iterate_devices_fn fn, void *data)
+{
+  struct timespec deadline;
+  pthread_t tid;
+
+  /* After the alignment check come the cycle check and then the
+   * capabilities: between the two, the table is checked but not in.
+   */
+  if (hook_armed && fn != ic_device_max_min_block && ++hook_calls == 2) {
+    hook_armed = false;
+    ck_assert_int_eq (pthread_create (&tid, NULL, hook_load, NULL), 0);
+    pthread_detach (tid);
+    clock_gettime (CLOCK_REALTIME, &deadline);
+    deadline.tv_nsec += 300 * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+      deadline.tv_sec++;
+      deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock (&hook_lock);
+    while (!hook_done &&
+           pthread_cond_timedwait (&hook_cond, &hook_lock, &deadline) == 0)
+      ;
+    pthread_mutex_unlock (&hook_lock);
+  }
+  return ic_linear_target.iterate_devices (ti, fn, data);
+}
+
+START_TEST (test_cycle_race)
+{
+  struct ic_device *s;
+  struct ic_device *t;
+  int r;
+
+  hook_target = ic_linear_target;
+  hook_target.name = "hooklinear";
+  hook_target.iterate_devices = hook_iterate;
+  ck_assert_int_eq (ic_target_register (&hook_target), 0);
+  leaf_full ("a", 2 * MiB);
+  leaf_full ("b", 2 * MiB);
+  s = stacked ("s");
+  t = stacked ("t");
+  load_resume (s, "0 4096 linear a 0", 0);
+  load_resume (t, "0 4096 linear b 0", 0);
+  hook_dev = t;
+  hook_done = false;
+  hook_calls = 0;
+  hook_armed = true;
+  r = load (s, "0 2048 linear b 0\n2048 2048 hooklinear t 0", 0);
+  pthread_mutex_lock (&hook_lock);
+  while (!hook_done)
+    pthread_cond_wait (&hook_cond, &hook_lock);
+  pthread_mutex_unlock (&hook_lock);
+  ck_assert_msg (r == -ELOOP || hook_result == -ELOOP,
+                 "both loads accepted (%d, %d): s and t stack on each other",
+                 r, hook_result);
+  ck_assert (!(ic_device_depends_on (s, t) && ic_device_depends_on (t, s)));
+  ic_stacked_clear (s);
+  ic_stacked_clear (t);
+  ic_target_unregister (&hook_target);
+}
+END_TEST
+
 /* Once live, a device keeps its size. */
 START_TEST (test_resize)
 {
@@ -3201,6 +3292,7 @@ table_suite (void)
   suite_add_tcase (s, tc);
   CASE ("comments", test_comments);
   CASE ("cycle", test_cycle);
+  CASE ("cycle_race", test_cycle_race);
   CASE ("resize", test_resize);
 
   CASE ("caps_intersect", test_caps_intersect);
