@@ -17,6 +17,13 @@
 #include "fallback.h"
 #include "table.h"
 
+/* The largest device, in bytes: as dm_table_add_target() refuses a
+ * device past LLONG_MAX >> SECTOR_SHIFT sectors ("too large device"),
+ * which also keeps the size an NBD server can give (int64_t) and the sums
+ * of target lengths from wrapping.
+ */
+#define MAX_DEVICE_BYTES (((uint64_t) INT64_MAX >> 9) << 9)
+
 /* Words on a table line: the longest is a striped target with its 64
  * stripes, 3 + 2 + 2 * 64.
  */
@@ -826,6 +833,11 @@ parse_line (struct ic_table *t, char *line, const char *at,
               "ends at sector %" PRIu64 " (targets must follow each other "
               "from sector 0 without %s)", at, begin >> 9, t->size >> 9,
               begin > t->size ? "gaps" : "overlaps");
+    return -EINVAL;
+  }
+  if (len > MAX_DEVICE_BYTES - begin) {
+    ic_error ("%s: the device would have more than %" PRIu64 " sectors, the "
+              "largest size (too large device)", at, MAX_DEVICE_BYTES >> 9);
     return -EINVAL;
   }
 

@@ -681,6 +681,58 @@ START_TEST (test_resize)
 }
 END_TEST
 
+/* As dm_table_add_target: no device past LLONG_MAX >> 9 sectors, so
+ * that the size fits the int64_t an NBD server gives and the sum of the
+ * target lengths cannot wrap (a wrapped sum let a target start again at
+ * sector 0, over the first).  Devices doubling from a 4 PiB sparse leaf.
+ */
+START_TEST (test_too_large)
+{
+  char text[1024];
+  char name[8];
+  struct ic_device *prev;
+  struct ic_device *s;
+  uint64_t sectors = (UINT64_C (1) << 52) >> 9;
+  int i;
+
+  prev = leaf_full ("a", UINT64_C (1) << 52);
+  for (i = 0; i < 10; i++) {
+    snprintf (name, sizeof name, "d%d", i);
+    s = stacked (name);
+    snprintf (text, sizeof text, "0 %" PRIu64 " linear %s 0\n"
+              "%" PRIu64 " %" PRIu64 " linear %s 0", sectors, prev->name,
+              sectors, sectors, prev->name);
+    load_resume (s, text, 0);
+    sectors *= 2;
+    prev = s;
+  }
+  /* prev: 2^62 bytes.  Two make 2^63: one byte too many for int64_t. */
+  ck_assert_uint_eq (prev->size, UINT64_C (1) << 62);
+  s = stacked ("big");
+  snprintf (text, sizeof text, "0 %" PRIu64 " linear %s 0\n"
+            "%" PRIu64 " %" PRIu64 " linear %s 0", sectors, prev->name,
+            sectors, sectors, prev->name);
+  ck_assert_int_eq (load (s, text, 0), -EINVAL);
+  assert_error ("too large device");
+  /* Four wrap to 0, and a fifth line could start at sector 0 again. */
+  snprintf (text, sizeof text, "0 %" PRIu64 " linear %s 0\n"
+            "%" PRIu64 " %" PRIu64 " linear %s 0\n"
+            "%" PRIu64 " %" PRIu64 " linear %s 0\n"
+            "%" PRIu64 " %" PRIu64 " linear %s 0\n"
+            "0 8 linear a 0", sectors, prev->name,
+            sectors, sectors, prev->name, 2 * sectors, sectors, prev->name,
+            3 * sectors, sectors, prev->name);
+  ck_assert_int_eq (load (s, text, 0), -EINVAL);
+  assert_error ("too large device");
+  /* The largest: 2^63 - 512 bytes. */
+  snprintf (text, sizeof text, "0 %" PRIu64 " linear %s 0\n"
+            "%" PRIu64 " %" PRIu64 " linear %s 0", sectors, prev->name,
+            sectors, sectors - 1, prev->name);
+  load_resume (s, text, 0);
+  ck_assert_uint_eq (s->size, (uint64_t) INT64_MAX - 511);
+}
+END_TEST
+
 /* ---- Capabilities ---- */
 
 /* Two engines sharing only AES-256-XTS/4096 and raw keys, with 8 and 4
@@ -3294,6 +3346,7 @@ table_suite (void)
   CASE ("cycle", test_cycle);
   CASE ("cycle_race", test_cycle_race);
   CASE ("resize", test_resize);
+  CASE ("too_large", test_too_large);
 
   CASE ("caps_intersect", test_caps_intersect);
   CASE ("caps_child_without_profile", test_caps_child_without_profile);
