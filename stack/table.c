@@ -1009,6 +1009,26 @@ describe_missing (const struct ic_crypto_profile *new_caps,
 #undef ADD
 }
 
+static int
+readonly_child (struct ic_target *ti, struct ic_device *child,
+                uint64_t start, uint64_t len, void *data)
+{
+  return ic_device_is_readonly (child);
+}
+
+/* True if a device of @t is read-only (ic_device_is_readonly()). */
+static bool
+table_is_readonly (struct ic_table *t)
+{
+  size_t i;
+
+  for (i = 0; i < t->ntargets; i++)
+    if (t->targets[i].type->iterate_devices (&t->targets[i], readonly_child,
+                                             NULL))
+      return true;
+  return false;
+}
+
 struct cycle_ctx {
   struct ic_device *dev;
   const char *child;
@@ -1125,6 +1145,18 @@ ic_stacked_load (struct ic_device *dev, const char *text,
               live_min > 512 ? live_min : 512);
     table_put (live);
     r = -EINVAL;
+    goto out_put;
+  }
+  /* Nor can they follow a writable device turning read-only: they were
+   * told they may write (as Linux opens a read-write mapped device's
+   * children for writing, and refuses the table of a read-only one).
+   */
+  if (live && !table_is_readonly (live) && table_is_readonly (t)) {
+    ic_error ("%s: load table: the table uses a read-only device but %s "
+              "is writable; making it read-only is not supported (NBD "
+              "clients cannot follow it)", dev->name, dev->name);
+    table_put (live);
+    r = -EROFS;
     goto out_put;
   }
   table_put (live);

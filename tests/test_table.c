@@ -733,6 +733,42 @@ START_TEST (test_too_large)
 }
 END_TEST
 
+/* A writable device keeps writable: clients were told they may write.
+ * A read-only one may become writable.
+ */
+START_TEST (test_readonly_reload)
+{
+  struct ic_device *s;
+  struct ic_device *ro;
+
+  leaf_full ("a", 1 * MiB);
+  ro = leaf_full ("ro", 1 * MiB);
+  ro->features |= IC_DEV_READONLY;
+  s = stacked ("s");
+  load_resume (s, "0 2048 striped 2 8 a 0 a 1024", 0);
+  ck_assert (!ic_device_is_readonly (s));
+  ck_assert_int_eq (load (s, "0 2048 striped 2 8 a 0 ro 0", 0), -EROFS);
+  assert_error ("s: load table: the table uses a read-only device but s is "
+                "writable");
+  ck_assert_str_eq (table_text (s, true), "");
+  ck_assert (!ic_device_is_readonly (s));
+
+  ck_assert_int_eq (load (s, "0 2048 linear ro 0", 0), -EROFS);
+  ck_assert_int_eq (load (s, "0 2048 linear a 0", 0), 0);
+  ck_assert_int_eq (ic_stacked_resume (s), 0);
+  ck_assert (!ic_device_is_readonly (s));
+
+  /* Read-only to writable, and read-only again while read-only. */
+  s = stacked ("t");
+  load_resume (s, "0 2048 linear ro 0", 0);
+  ck_assert (ic_device_is_readonly (s));
+  ck_assert_int_eq (load (s, "0 2048 striped 2 8 ro 0 ro 1024", 0), 0);
+  ck_assert_int_eq (ic_stacked_resume (s), 0);
+  load_resume (s, "0 2048 linear a 0", 0);
+  ck_assert (!ic_device_is_readonly (s));
+}
+END_TEST
+
 /* ---- Capabilities ---- */
 
 /* Two engines sharing only AES-256-XTS/4096 and raw keys, with 8 and 4
@@ -3347,6 +3383,7 @@ table_suite (void)
   CASE ("cycle_race", test_cycle_race);
   CASE ("resize", test_resize);
   CASE ("too_large", test_too_large);
+  CASE ("readonly_reload", test_readonly_reload);
 
   CASE ("caps_intersect", test_caps_intersect);
   CASE ("caps_child_without_profile", test_caps_child_without_profile);
