@@ -104,6 +104,28 @@ perr (struct parser *p, int err, const char *fmt, ...)
   return -err;
 }
 
+/* @word, or, if it may hold key bytes, a stand-in giving its length: a
+ * word with a run of 16 or more hex digits can be a key (a key=HEX split
+ * by a space, a key put where a name or a parameter belongs), and
+ * messages never show key bytes.  @buf holds the stand-in.
+ */
+static const char *
+shown (const char *word, char *buf, size_t size)
+{
+  size_t run = 0;
+  size_t i;
+
+  for (i = 0; word[i]; i++) {
+    run = isxdigit ((unsigned char) word[i]) ? run + 1 : 0;
+    if (run >= 16) {
+      snprintf (buf, size, "<%zu characters, not shown: they may be key "
+                "bytes>", strlen (word));
+      return buf;
+    }
+  }
+  return word;
+}
+
 /* Split @text into words: white space separates, "double quotes" group,
  * # starts a comment.  Modifies @text.
  */
@@ -231,9 +253,12 @@ check_unused (struct parser *p, struct line *l, const char *what,
   int i;
 
   for (i = 0; i < l->nparams; i++)
-    if (!l->params[i].used)
+    if (!l->params[i].used) {
+      char b[128];
+
       return perr (p, EINVAL, "%s: unknown parameter '%s'; expected %s",
-                   what, l->params[i].key, expected);
+                   what, shown (l->params[i].key, b, sizeof b), expected);
+    }
   return 0;
 }
 
@@ -306,11 +331,14 @@ valid_name (const char *name)
 static int
 check_name (struct parser *p, struct line *l, const char *kind)
 {
+  char b[128];
+
   if (l->nwords < 2)
     return perr (p, EINVAL, "%s: expected a name after '%s'", kind, kind);
   if (!valid_name (l->words[1]))
     return perr (p, EINVAL, "%s: invalid name '%s': use 1 to 63 letters, "
-                 "digits, '_', '.' or '-'", kind, l->words[1]);
+                 "digits, '_', '.' or '-'", kind,
+                 shown (l->words[1], b, sizeof b));
   return 0;
 }
 
@@ -983,11 +1011,12 @@ parse_export (struct parser *p, struct line *l, struct ic_export **expp,
   *expp = exp;
   if (keyname) {
     struct ic_ctx_range range = { .start = 0, .len = exp->size };
+    char b[128];
 
     range.key = ic_graph_find_key (p->g, keyname);
     if (!range.key)
       return perr (p, EINVAL, "%s: key=%s: no key of that name is defined "
-                   "above", what, keyname);
+                   "above", what, shown (keyname, b, sizeof b));
     if (base && (r = ic_parse_dun (value_what (p, what, "dun-base", w,
                                                sizeof w), base,
                                    range.dun_base)) < 0)
@@ -1011,6 +1040,7 @@ parse_map (struct parser *p, struct line *l, struct ic_export *exp,
   const char *base;
   char what[128];
   char w[1024];
+  char b[128];
   bool none;
   int r;
 
@@ -1043,7 +1073,7 @@ parse_map (struct parser *p, struct line *l, struct ic_export *exp,
     range.key = ic_graph_find_key (p->g, keyname);
     if (!range.key)
       return perr (p, EINVAL, "%s: key=%s: no key of that name is defined "
-                   "above", what, keyname);
+                   "above", what, shown (keyname, b, sizeof b));
     if (base && (r = ic_parse_dun (value_what (p, what, "dun-base", w,
                                                sizeof w), base,
                                    range.dun_base)) < 0)
@@ -1147,8 +1177,12 @@ static int
 end_with_words (struct parser *p, const char *block, const char *word,
                 size_t len)
 {
-  return perr (p, EINVAL, "%s: 'end' takes nothing after it, got '%.*s'",
-               block, (int) len, word);
+  char copy[1024];
+  char b[128];
+
+  snprintf (copy, sizeof copy, "%.*s", (int) len, word);
+  return perr (p, EINVAL, "%s: 'end' takes nothing after it, got '%s'",
+               block, shown (copy, b, sizeof b));
 }
 
 /* Append @line and a newline to the table text being collected. */
@@ -1263,9 +1297,13 @@ parse_lines (struct parser *p, char *text, size_t len)
       }
       else if (strcmp (l->words[0], "map") == 0)
         r = parse_map (p, l, exp, &ranges, &nranges);
-      else
+      else {
+        char b[128];
+
         r = perr (p, EINVAL, "export %s: expected 'map OFFSET LENGTH ...' "
-                  "or 'end', got '%s'", exp->name, l->words[0]);
+                  "or 'end', got '%s'", exp->name,
+                  shown (l->words[0], b, sizeof b));
+      }
       continue;
     }
 
@@ -1306,9 +1344,13 @@ parse_lines (struct parser *p, char *text, size_t len)
       r = parse_control (p, l);
     else if (strcmp (l->words[0], "end") == 0)
       r = perr (p, EINVAL, "'end' without a device or export block");
-    else
+    else {
+      char b[128];
+
       r = perr (p, EINVAL, "unknown keyword '%s'; expected key, engine, "
-                "leaf, device, export, fallback or control", l->words[0]);
+                "leaf, device, export, fallback or control",
+                shown (l->words[0], b, sizeof b));
+    }
   }
 
   if (r == 0 && state != TOP) {

@@ -937,8 +937,8 @@ static const struct conf_error conf_errors[] = {
     "'_', '.' or '-'", NULL },
   { "key \"\" key=" KEY64 "\n", 0, EINVAL,
     "test.conf:1: key: invalid name '': use 1 to 63 letters", NULL },
-  { "engine a123456789b123456789c123456789d123456789e123456789f123456789"
-    "g123\n", 0, EINVAL, "test.conf:1: engine: invalid name 'a123456789",
+  { "engine g123456789h123456789i123456789j123456789k123456789l123456789"
+    "m123\n", 0, EINVAL, "test.conf:1: engine: invalid name 'g123456789",
     NULL },
   { "key mode=AES-256-XTS key=" KEY64 "\n", 0, EINVAL,
     "test.conf:1: key: invalid name 'mode=AES-256-XTS'", NULL },
@@ -947,6 +947,34 @@ static const struct conf_error conf_errors[] = {
   { "key k1 colour=red key=" KEY64 "\n", 0, EINVAL,
     "test.conf:1: key k1: unknown parameter 'colour'; expected mode=, "
     "data-unit-size=, dun-bytes=, type= or key=", NULL },
+  /* A key=HEX gone wrong: what a message would echo is a key. */
+  { "key k1 key=" HEX_A HEX_B " " HEX_C HEX_D "\n", 0, EINVAL,
+    "test.conf:1: key k1: unknown parameter '<64 characters, not shown: "
+    "they may be key bytes>'", NULL },
+  { "key k1 " KEY64 "\n", 0, EINVAL,
+    "test.conf:1: key k1: unknown parameter '<128 characters, not shown",
+    NULL },
+  { "key k1 key:" KEY64 "\n", 0, EINVAL,
+    "test.conf:1: key k1: unknown parameter '<132 characters, not shown",
+    NULL },
+  { "key " KEY32 "\n", 0, EINVAL,
+    "test.conf:1: key: invalid name '<64 characters, not shown", NULL },
+  { KEY64 "\n", 0, EINVAL,
+    "test.conf:1: unknown keyword '<128 characters, not shown", NULL },
+  { PRE "export vol0 device=d0 key=" KEY16 "\n", 0, EINVAL,
+    "test.conf:3: export vol0: key=<32 characters, not shown: they may be "
+    "key bytes>: no key of that name is defined above", NULL },
+  { PRE "export vol0 device=d0\nmap 0 4K key=" KEY64 "\nend\n", 0, EINVAL,
+    "test.conf:4: export vol0: map: key=<128 characters, not shown", NULL },
+  { PRE "export vol0 device=d0\n" KEY64 "\nend\n", 0, EINVAL,
+    "test.conf:4: export vol0: expected 'map OFFSET LENGTH ...' or 'end', "
+    "got '<128 characters, not shown", NULL },
+  { PRE "export vol0 device=d0\nend " KEY64 "\n", 0, EINVAL,
+    "test.conf:4: export vol0: 'end' takes nothing after it, got '<128 "
+    "characters, not shown", NULL },
+  { PRE "device top\n0 2048 linear d0 0\nend " KEY64 "\n", 0, EINVAL,
+    "test.conf:5: device top: 'end' takes nothing after it, got '<128 "
+    "characters, not shown", NULL },
   { "key k1 mode=AES-256-XTS mode=Adiantum key=" KEY64 "\n", 0, EINVAL,
     "test.conf:1: key k1: mode= is given twice", NULL },
   { "key k1 key=" KEY64 " key=" KEY64 "\n", 0, EINVAL,
