@@ -467,7 +467,19 @@ ic_read_secret (const char *what, const char *value, char **out,
     r = ic_parse_uint (what, value + 1, 0, INT32_MAX, &n);
     if (r < 0)
       return r;
-    return read_fd_secret (what, (int) n, out, out_size);
+    /* As nbdkit_read_password: 0, 1 and 2 are nbdkit's own (reading
+     * them would take the NBD stream of -s, and closing them lose its
+     * messages).
+     */
+    if (n <= 2) {
+      ic_error ("%s: -%" PRIu64 ": file descriptors 0, 1 and 2 cannot be "
+                "used (key=- reads the terminal)", what, n);
+      return -EINVAL;
+    }
+    r = read_fd_secret (what, (int) n, out, out_size);
+    /* Read once, then closed, as nbdkit does with -FD. */
+    close ((int) n);
+    return r;
   }
   *out_size = strlen (value) + 1;
   *out = ic_secure_alloc (*out_size);

@@ -74,8 +74,8 @@ int ic_parse_dun (const char *what, const char *str, uint64_t dun[4]);
 
 /* Read a secret the way nbdkit reads passwords, without nbdkit:
  * "+FILE" reads FILE (which must not be readable by group or others),
- * "-FD" reads file descriptor FD, "-" reads standard input; anything else
- * is the secret itself.  The result (trailing newline removed) is put in
+ * "-FD" reads file descriptor FD (not 0, 1 or 2) and closes it, as nbdkit
+ * does, "-" reads standard input; anything else is the secret itself.  The result (trailing newline removed) is put in
  * locked memory: free it with ic_secure_free (*out, *out_size).
  */
 int ic_read_secret (const char *what, const char *value, char **out,

@@ -7,7 +7,6 @@
  */
 #include <config.h>
 
-#include <ctype.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
@@ -243,10 +242,9 @@ inlinecrypt_config (const char *key, const char *value)
     if (strcmp (value, "-") != 0) {
       size_t size;
 
+      /* -FD is closed there, the descriptor it parsed. */
       if (ic_read_secret ("key=", value, &hex, &size) < 0)
         return -1;
-      if (value[0] == '-' && isdigit ((unsigned char) value[1]))
-        close (atoi (value + 1));   /* nbdkit closes it too */
       r = ic_params_set (params, key, hex);
       ic_secure_free (hex, size);
       return r < 0 ? -1 : 0;

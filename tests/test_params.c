@@ -1463,7 +1463,26 @@ START_TEST (test_secret_fd)
   close (fds[1]);
   snprintf (value, sizeof value, "-%d", fds[0]);
   assert_secret ("key=", value, "p1pe");
-  close (fds[0]);
+  /* Read once and closed, as nbdkit closes a password's -FD. */
+  ck_assert_int_eq (fcntl (fds[0], F_GETFD), -1);
+  ck_assert_int_eq (errno, EBADF);
+
+  /* The descriptor closed is the one read, however it was written. */
+  ck_assert_int_eq (pipe (fds), 0);
+  ck_assert_int_eq (write (fds[1], "h3x\n", 4), 4);
+  close (fds[1]);
+  snprintf (value, sizeof value, "-0x%x", fds[0]);
+  assert_secret ("key=", value, "h3x");
+  ck_assert_int_eq (fcntl (fds[0], F_GETFD), -1);
+  ck_assert_int_ne (fcntl (0, F_GETFD), -1);
+
+  /* 0, 1 and 2 are nbdkit's: refused, and left open. */
+  ck_assert_int_eq (ic_read_secret ("key=", "-0", &s, &size), -EINVAL);
+  assert_error_is ("key=: -0: file descriptors 0, 1 and 2 cannot be used "
+                   "(key=- reads the terminal)");
+  ck_assert_int_eq (ic_read_secret ("key=", "-2", &s, &size), -EINVAL);
+  ck_assert_int_ne (fcntl (0, F_GETFD), -1);
+  ck_assert_int_ne (fcntl (2, F_GETFD), -1);
 
   /* "-" is standard input. */
   ck_assert_int_eq (pipe (fds), 0);
