@@ -1489,7 +1489,9 @@ ic_conf_load (const char *path)
     return NULL;
   }
   slash = strrchr (dir, '/');
-  if (slash)
+  if (slash == dir)
+    slash[1] = '\0';           /* "/ic.conf": its directory is "/" */
+  else if (slash)
     *slash = '\0';
   else
     strcpy (dir, ".");

@@ -876,6 +876,47 @@ START_TEST (test_load)
 }
 END_TEST
 
+/* A file in / resolves its relative paths in /, not in the current
+ * directory.  Only where / is writable (as root).
+ */
+START_TEST (test_load_in_root)
+{
+  char conf[64];
+  char key[64];
+  char text[256];
+  char cwd[PATH_MAX];
+  struct ic_graph *g;
+
+  if (access ("/", W_OK) != 0)
+    return;
+  snprintf (key, sizeof key, "/test_conf.%ld.hex", (long) getpid ());
+  snprintf (conf, sizeof conf, "/test_conf.%ld.conf", (long) getpid ());
+  snprintf (text, sizeof text, "key k1 key=+%s\nleaf d0 memory size=1M\n"
+            "export vol0 device=d0 key=k1\n", key + 1);
+  ck_assert_ptr_nonnull (getcwd (cwd, sizeof cwd));
+  /* The test's directory holds no such key file. */
+  ck_assert_int_eq (chdir (dir), 0);
+  {
+    int fd = open (key, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+
+    ck_assert_int_ge (fd, 0);
+    ck_assert_int_eq (write (fd, KEY64 "\n", 129), 129);
+    close (fd);
+    fd = open (conf, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    ck_assert_int_ge (fd, 0);
+    ck_assert_int_eq (write (fd, text, strlen (text)),
+                      (ssize_t) strlen (text));
+    close (fd);
+  }
+  g = ic_conf_load (conf);
+  unlink (key);
+  unlink (conf);
+  ck_assert_int_eq (chdir (cwd), 0);
+  ck_assert_msg (g != NULL, "%s", ic_last_error ());
+  ic_graph_free (g);
+}
+END_TEST
+
 /* ---- every error ---- */
 
 struct conf_error {
@@ -1527,6 +1568,7 @@ conf_suite (void)
   tc = tcase_create ("load");
   tcase_add_checked_fixture (tc, setup, teardown);
   tcase_add_test (tc, test_load);
+  tcase_add_test (tc, test_load_in_root);
   suite_add_tcase (s, tc);
 
   tc = tcase_create ("errors");
