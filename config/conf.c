@@ -976,7 +976,9 @@ parse_export (struct parser *p, struct line *l, struct ic_export **expp,
   if ((r = check_unused (p, l, what, "device=, key=, dun-base=, "
                          "block-size= or description=")) < 0)
     return r;
-  if (floor && (floor < 512 || floor > 65536 || (floor & (floor - 1))))
+  /* Given, 0 is refused too: it is not "no block size". */
+  if (has_param (l, "block-size") &&
+      (floor < 512 || floor > 65536 || (floor & (floor - 1))))
     return perr (p, EINVAL, "%s: block-size=%" PRIu64 ": expected a power of "
                  "two from 512 to 65536", what, floor);
   if (!devname)

@@ -1343,6 +1343,9 @@ static const struct conf_error conf_errors[] = {
   { PRE "export vol0 device=d0 block-size=1000\n", 0, EINVAL,
     "test.conf:3: export vol0: block-size=1000: expected a power of two "
     "from 512 to 65536", NULL },
+  { PRE "export vol0 device=d0 key=k1 block-size=0\n", 0, EINVAL,
+    "test.conf:3: export vol0: block-size=0: expected a power of two "
+    "from 512 to 65536", NULL },
   { PRE "export vol0 device=d0 block-size=128K\n", 0, EINVAL,
     "test.conf:3: export vol0: block-size=131072: expected a power of two "
     "from 512 to 65536", NULL },
