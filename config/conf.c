@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -352,6 +353,78 @@ resolve (struct parser *p, const char *path)
     return strdup (path);
   if (asprintf (&out, "%s/%s", p->dir, path) == -1)
     return NULL;
+  return out;
+}
+
+/* @uri with the socket= of an nbd+unix:// or nbds+unix:// URI made an
+ * absolute path: relative, it is relative to the configuration file's
+ * directory, like every path of the file; left to libnbd, it would be
+ * looked up in the current directory at each connection, and nbdkit
+ * moves to / when it goes into the background, so that no reconnection
+ * would find the socket.  Other URIs are returned as they are.
+ *
+ * Return: a new string, or NULL (out of memory).
+ */
+static char *
+resolve_nbd_uri (struct parser *p, const char *uri)
+{
+  const char *colon = strstr (uri, "://");
+  const char *query = strchr (uri, '?');
+  const char *value = NULL;
+  const char *c;
+  char *dir = NULL;
+  char *out = NULL;
+  size_t len;
+  size_t i;
+  FILE *f;
+
+  if (!colon || colon - uri < 5 || strncmp (colon - 5, "+unix", 5) != 0 ||
+      !query)
+    return strdup (uri);
+  /* The socket= parameter of the query (parameters separated by '&'). */
+  for (c = query + 1; c && !value; c = c ? c + 1 : NULL) {
+    if (strncmp (c, "socket=", 7) == 0)
+      value = c + 7;
+    c = strchr (c, '&');
+  }
+  if (!value || *value == '/' || *value == '&' || *value == '#' ||
+      !*value || strncasecmp (value, "%2f", 3) == 0)
+    return strdup (uri);
+
+  /* The directory, absolute, percent-encoded as a URI takes it. */
+  if (p->dir && p->dir[0] == '/')
+    dir = strdup (p->dir);
+  else {
+    char *cwd = getcwd (NULL, 0);
+
+    if (cwd && (!p->dir || !*p->dir || strcmp (p->dir, ".") == 0))
+      dir = strdup (cwd);
+    else if (cwd && asprintf (&dir, "%s/%s", cwd, p->dir) == -1)
+      dir = NULL;
+    free (cwd);
+  }
+  if (!dir)
+    return NULL;
+  f = open_memstream (&out, &len);
+  if (!f) {
+    free (dir);
+    return NULL;
+  }
+  fwrite (uri, 1, value - uri, f);
+  for (i = 0; dir[i]; i++) {
+    unsigned char ch = dir[i];
+
+    if (isalnum (ch) || strchr ("/-._~", ch))
+      fputc (ch, f);
+    else
+      fprintf (f, "%%%02X", ch);
+  }
+  fprintf (f, "/%s", value);
+  free (dir);
+  if (fclose (f) != 0) {
+    free (out);
+    return NULL;
+  }
   return out;
 }
 
@@ -869,9 +942,15 @@ parse_leaf (struct parser *p, struct line *l)
     dev = ic_leaf_file_new (name, path, size, readonly, engine);
     free (path);
   }
-  else
-    dev = ic_leaf_nbd_new (name, nbd, size, readonly, timeout_s * 1000,
+  else {
+    char *uri = resolve_nbd_uri (p, nbd);
+
+    if (!uri)
+      return perr (p, ENOMEM, "out of memory");
+    dev = ic_leaf_nbd_new (name, uri, size, readonly, timeout_s * 1000,
                            engine);
+    free (uri);
+  }
   if (!dev)
     return perr (p, errno, "%s", ic_last_error ());
   dev->fallback_enabled = fallback;

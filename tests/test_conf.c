@@ -432,6 +432,24 @@ START_TEST (test_leaf_nbd)
 }
 END_TEST
 
+/* A relative socket= of an nbd+unix URI is relative to the file's
+ * directory, and made absolute: libnbd would take it from the current
+ * directory at every (re)connection, and nbdkit in the background is in /.
+ */
+START_TEST (test_leaf_nbd_relative)
+{
+  char expect[PATH_SIZE * 2];
+
+  ck_assert_ptr_null (parse_flags ("leaf r0 nbd=nbd+unix:///e?socket=no-such"
+                                   ".sock timeout=1\n", 0));
+  ck_assert_int_eq (errno, ENOENT);
+  snprintf (expect, sizeof expect, "test.conf:1: r0: connect to "
+            "nbd+unix:///e?socket=%s/no-such.sock: ", dir);
+  ck_assert_msg (strncmp (ic_last_error (), expect, strlen (expect)) == 0,
+                 "%s", ic_last_error ());
+}
+END_TEST
+
 /* ---- stacked devices ---- */
 
 START_TEST (test_devices)
@@ -1535,6 +1553,7 @@ conf_suite (void)
   tc = tcase_create ("leaf_nbd");
   tcase_add_checked_fixture (tc, setup_nbd, teardown_nbd);
   tcase_add_test (tc, test_leaf_nbd);
+  tcase_add_test (tc, test_leaf_nbd_relative);
   suite_add_tcase (s, tc);
 
   tc = tcase_create ("devices");
