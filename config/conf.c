@@ -105,28 +105,6 @@ perr (struct parser *p, int err, const char *fmt, ...)
   return -err;
 }
 
-/* @word, or, if it may hold key bytes, a stand-in giving its length: a
- * word with a run of 16 or more hex digits can be a key (a key=HEX split
- * by a space, a key put where a name or a parameter belongs), and
- * messages never show key bytes.  @buf holds the stand-in.
- */
-static const char *
-shown (const char *word, char *buf, size_t size)
-{
-  size_t run = 0;
-  size_t i;
-
-  for (i = 0; word[i]; i++) {
-    run = isxdigit ((unsigned char) word[i]) ? run + 1 : 0;
-    if (run >= 16) {
-      snprintf (buf, size, "<%zu characters, not shown: they may be key "
-                "bytes>", strlen (word));
-      return buf;
-    }
-  }
-  return word;
-}
-
 /* Split @text into words: white space separates, "double quotes" group,
  * # starts a comment.  Modifies @text.
  */
@@ -258,7 +236,7 @@ check_unused (struct parser *p, struct line *l, const char *what,
       char b[128];
 
       return perr (p, EINVAL, "%s: unknown parameter '%s'; expected %s",
-                   what, shown (l->params[i].key, b, sizeof b), expected);
+                   what, ic_shown (l->params[i].key, b, sizeof b), expected);
     }
   return 0;
 }
@@ -339,7 +317,7 @@ check_name (struct parser *p, struct line *l, const char *kind)
   if (!valid_name (l->words[1]))
     return perr (p, EINVAL, "%s: invalid name '%s': use 1 to 63 letters, "
                  "digits, '_', '.' or '-'", kind,
-                 shown (l->words[1], b, sizeof b));
+                 ic_shown (l->words[1], b, sizeof b));
   return 0;
 }
 
@@ -1097,7 +1075,7 @@ parse_export (struct parser *p, struct line *l, struct ic_export **expp,
     range.key = ic_graph_find_key (p->g, keyname);
     if (!range.key)
       return perr (p, EINVAL, "%s: key=%s: no key of that name is defined "
-                   "above", what, shown (keyname, b, sizeof b));
+                   "above", what, ic_shown (keyname, b, sizeof b));
     if (base && (r = ic_parse_dun (value_what (p, what, "dun-base", w,
                                                sizeof w), base,
                                    range.dun_base)) < 0)
@@ -1154,7 +1132,7 @@ parse_map (struct parser *p, struct line *l, struct ic_export *exp,
     range.key = ic_graph_find_key (p->g, keyname);
     if (!range.key)
       return perr (p, EINVAL, "%s: key=%s: no key of that name is defined "
-                   "above", what, shown (keyname, b, sizeof b));
+                   "above", what, ic_shown (keyname, b, sizeof b));
     if (base && (r = ic_parse_dun (value_what (p, what, "dun-base", w,
                                                sizeof w), base,
                                    range.dun_base)) < 0)
@@ -1263,7 +1241,7 @@ end_with_words (struct parser *p, const char *block, const char *word,
 
   snprintf (copy, sizeof copy, "%.*s", (int) len, word);
   return perr (p, EINVAL, "%s: 'end' takes nothing after it, got '%s'",
-               block, shown (copy, b, sizeof b));
+               block, ic_shown (copy, b, sizeof b));
 }
 
 /* Append @line and a newline to the table text being collected. */
@@ -1383,7 +1361,7 @@ parse_lines (struct parser *p, char *text, size_t len)
 
         r = perr (p, EINVAL, "export %s: expected 'map OFFSET LENGTH ...' "
                   "or 'end', got '%s'", exp->name,
-                  shown (l->words[0], b, sizeof b));
+                  ic_shown (l->words[0], b, sizeof b));
       }
       continue;
     }
@@ -1430,7 +1408,7 @@ parse_lines (struct parser *p, char *text, size_t len)
 
       r = perr (p, EINVAL, "unknown keyword '%s'; expected key, engine, "
                 "leaf, device, export, fallback or control",
-                shown (l->words[0], b, sizeof b));
+                ic_shown (l->words[0], b, sizeof b));
     }
   }
 

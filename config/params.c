@@ -236,7 +236,8 @@ ic_params_set (struct ic_params *p, const char *key, const char *value)
   int r;
 
   if (i < 0) {
-    ic_error ("unknown parameter '%s'; see nbdkit inlinecrypt --help", key);
+    ic_error ("unknown parameter '%s'; see nbdkit inlinecrypt --help",
+              IC_SHOWN (key));
     return -EINVAL;
   }
   /* A second size= or key= would silently replace the first. */

@@ -36,7 +36,7 @@ ic_parse_uint (const char *what, const char *str, uint64_t min, uint64_t max,
 {
   if (ic_number_parse_uint (str, min, max, out) < 0) {
     ic_error ("%s: expected a number from %" PRIu64 " to %" PRIu64
-              ", got '%s'", what, min, max, str ? str : "");
+              ", got '%s'", what, min, max, IC_SHOWN (str));
     return -EINVAL;
   }
   return 0;
@@ -48,10 +48,10 @@ ic_parse_size (const char *what, const char *str, uint64_t *out)
   int r = ic_number_parse_size (str, out);
 
   if (r == -ERANGE)
-    ic_error ("%s: size '%s' is too large", what, str);
+    ic_error ("%s: size '%s' is too large", what, IC_SHOWN (str));
   else if (r < 0)
     ic_error ("%s: expected a size (a number with an optional K, M, G, T, "
-              "P or s suffix), got '%s'", what, str ? str : "");
+              "P or s suffix), got '%s'", what, IC_SHOWN (str));
   return r < 0 ? -EINVAL : 0;
 }
 
@@ -72,7 +72,7 @@ ic_parse_bool (const char *what, const char *str, bool *out)
       return 0;
     }
   }
-  ic_error ("%s: expected true or false, got '%s'", what, str);
+  ic_error ("%s: expected true or false, got '%s'", what, IC_SHOWN (str));
   return -EINVAL;
 }
 
@@ -84,7 +84,7 @@ ic_parse_mode (const char *what, const char *str,
 
   if (m == IC_ENCRYPTION_MODE_INVALID) {
     ic_error ("%s: unknown mode '%s'; expected one of AES-256-XTS, "
-              "AES-128-CBC-ESSIV, Adiantum, SM4-XTS", what, str);
+              "AES-128-CBC-ESSIV, Adiantum, SM4-XTS", what, IC_SHOWN (str));
     return -EINVAL;
   }
   *out = m;
@@ -100,7 +100,7 @@ data_unit_size (const char *what, const char *str, unsigned int *out)
       v < IC_CRYPTO_MIN_DATA_UNIT_SIZE || v > IC_CRYPTO_MAX_DATA_UNIT_SIZE ||
       (v & (v - 1))) {
     ic_error ("%s: expected a data unit size, a power of two from 512 to "
-              "65536, got '%s'", what, str);
+              "65536, got '%s'", what, IC_SHOWN (str));
     return -EINVAL;
   }
   *out = v;
@@ -144,7 +144,7 @@ parse_mode_entry (const char *what, const char *list, char *entry,
 
   if (!*entry) {
     ic_error ("%s: empty mode entry in '%s' (a stray ';'); expected "
-              "MODE[:SIZE,...][;MODE...]", what, list);
+              "MODE[:SIZE,...][;MODE...]", what, IC_SHOWN (list));
     return -EINVAL;
   }
   if (sizes)
@@ -164,7 +164,7 @@ parse_mode_entry (const char *what, const char *list, char *entry,
 
     if (!*size) {
       ic_error ("%s: empty data unit size in '%s' (a stray ','); expected "
-                "MODE:SIZE[,SIZE...]", what, list);
+                "MODE:SIZE[,SIZE...]", what, IC_SHOWN (list));
       return -EINVAL;
     }
     r = data_unit_size (what, size, &du);
@@ -252,19 +252,19 @@ ic_parse_flag_list (const char *what, const char *str, const char *noun,
 
     if (!*item) {
       ic_error ("%s: empty item in '%s' (a stray ','); expected %s", what,
-                str, expected);
+                IC_SHOWN (str), expected);
       r = -EINVAL;
       break;
     }
     for (i = 0; names[i] && strcmp (item, names[i]) != 0; i++)
       ;
     if (!names[i]) {
-      ic_error ("%s: unknown %s '%s'; expected %s", what, noun, item,
-                expected);
+      ic_error ("%s: unknown %s '%s'; expected %s", what, noun,
+                IC_SHOWN (item), expected);
       r = -EINVAL;
     }
     else if (mask & bits[i]) {
-      ic_error ("%s: %s '%s' is given twice", what, noun, item);
+      ic_error ("%s: %s '%s' is given twice", what, noun, IC_SHOWN (item));
       r = -EINVAL;
     }
     else
@@ -359,7 +359,7 @@ ic_parse_dun (const char *what, const char *str, uint64_t dun[4])
       carry = v >> 64;
     }
     if (carry) {
-      ic_error ("%s: DUN '%s' does not fit in 256 bits", what, str);
+      ic_error ("%s: DUN '%s' does not fit in 256 bits", what, IC_SHOWN (str));
       return -EINVAL;
     }
   }
@@ -367,7 +367,7 @@ ic_parse_dun (const char *what, const char *str, uint64_t dun[4])
 
 bad:
   ic_error ("%s: expected a DUN (a decimal or 0x-hex number), got '%s'",
-            what, str);
+            what, IC_SHOWN (str));
   return -EINVAL;
 }
 

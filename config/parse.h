@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "mode.h"
+#include "shown.h"
 
 /* A size in bytes: a decimal number with an optional suffix K, M, G, T, P
  * (powers of 1024, also as KiB...; "KB" is accepted as 1024 too) or s

@@ -25,6 +25,7 @@
 #include <json-c/json.h>
 
 #include "number.h"
+#include "shown.h"
 
 #define DEFAULT_SOCKET "/run/inlinecrypt.sock"
 
@@ -73,7 +74,7 @@ static void
 die_usage (const char *fmt, const char *arg)
 {
   fprintf (stderr, "inlinecryptctl: ");
-  fprintf (stderr, fmt, arg);
+  fprintf (stderr, fmt, IC_SHOWN (arg));
   fprintf (stderr, "\n");
   exit (2);
 }
@@ -184,12 +185,13 @@ add_size (struct json_object *req, const char *field, const char *what,
 
   if (r == -ERANGE) {
     fprintf (stderr, "inlinecryptctl: %s%s: too large (at most "
-             "18446744073709551615)\n", what, value);
+             "18446744073709551615)\n", what, IC_SHOWN (value));
     exit (2);
   }
   if (r < 0) {
     fprintf (stderr, "inlinecryptctl: %s%s: expected a decimal number with "
-             "an optional K, M, G, T, P or s suffix\n", what, value);
+             "an optional K, M, G, T, P or s suffix\n", what,
+             IC_SHOWN (value));
     exit (2);
   }
   json_object_object_add (req, field, json_object_new_uint64 (v));
@@ -214,7 +216,7 @@ add_prob (struct json_object *req, const char *field, const char *what,
   return;
 bad:
   fprintf (stderr, "inlinecryptctl: %s%s: expected a decimal number from 0 "
-           "to 1\n", what, value);
+           "to 1\n", what, IC_SHOWN (value));
   exit (2);
 }
 

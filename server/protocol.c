@@ -632,13 +632,14 @@ parse_object (const char *line, size_t len, struct json_object **reply)
     return NULL;
   }
   if (!find_command (json_object_get_string (cmd))) {
+    const char *shown = IC_SHOWN (json_object_get_string (cmd));
+
     snprintf (msg, sizeof msg, "unknown command '%.*s'; expected ping, "
               "status, stats, key-add, key-remove, key-list, key-import, "
               "key-generate, key-prepare, key-derive-secret, evict, map, "
               "table-load, table-resume, table-clear, table-show, "
               "engine-reset, fault or wait-resync",
-              utf8_cut (json_object_get_string (cmd), 64),
-              json_object_get_string (cmd));
+              utf8_cut (shown, 64), shown);
     json_object_put (req);
     *reply = ic_protocol_error (EINVAL, msg);
     return NULL;
@@ -776,7 +777,7 @@ arg_device (struct ic_graph *g, struct json_object *req, const char *field,
   }
   dev = ic_graph_find_device (g, name);
   if (!dev) {
-    ic_error ("%s: no device named '%s'", cmd_name (req), name);
+    ic_error ("%s: no device named '%s'", cmd_name (req), IC_SHOWN (name));
     errno = ENOENT;
   }
   return dev;
@@ -794,7 +795,7 @@ arg_key (struct ic_graph *g, struct json_object *req, const char *field)
   }
   key = ic_graph_find_key (g, name);
   if (!key) {
-    ic_error ("%s: no key named '%s'", cmd_name (req), name);
+    ic_error ("%s: no key named '%s'", cmd_name (req), IC_SHOWN (name));
     errno = ENOENT;
   }
   return key;
@@ -812,7 +813,10 @@ check_fields (const struct command *c, struct json_object *req)
     for (i = 0; c->fields && c->fields[i] && !ok; i++)
       ok = strcmp (k, c->fields[i]) == 0;
     if (!ok) {
-      ic_error ("%s: unknown field '%.*s'", c->name, utf8_cut (k, 64), k);
+      const char *shown = IC_SHOWN (k);
+
+      ic_error ("%s: unknown field '%.*s'", c->name, utf8_cut (shown, 64),
+                shown);
       return -EINVAL;
     }
   }
@@ -1167,7 +1171,7 @@ key_add_wrapped (struct ic_graph *g, struct json_object *reply,
   }
   engine = ic_graph_find_engine (g, engine_name);
   if (!engine) {
-    ic_error ("key-add: no engine named '%s'", engine_name);
+    ic_error ("key-add: no engine named '%s'", IC_SHOWN (engine_name));
     return -ENOENT;
   }
   if (mode != IC_ENCRYPTION_MODE_AES_256_XTS) {
@@ -1247,7 +1251,7 @@ cmd_key_add (struct ic_graph *g, struct json_object *req,
     return -EINVAL;
   }
   if (ic_graph_find_key (g, name)) {
-    ic_error ("key-add: a key named '%s' exists already", name);
+    ic_error ("key-add: a key named '%s' exists already", IC_SHOWN (name));
     return -EEXIST;
   }
   if (mode_name && (r = ic_parse_mode ("key-add: mode", mode_name,
@@ -1260,7 +1264,8 @@ cmd_key_add (struct ic_graph *g, struct json_object *req,
     return key_add_wrapped (g, reply, name, mode, du, dun_bytes, hex,
                             engine_name);
   if (type && strcmp (type, "raw") != 0) {
-    ic_error ("key-add: type '%s': expected raw or hw_wrapped", type);
+    ic_error ("key-add: type '%s': expected raw or hw_wrapped",
+              IC_SHOWN (type));
     return -EINVAL;
   }
   if (engine_name) {
@@ -1493,7 +1498,8 @@ wrapped_target (struct ic_graph *g, struct json_object *req,
   if (engine_name) {
     engine = ic_graph_find_engine (g, engine_name);
     if (!engine) {
-      ic_error ("%s: no engine named '%s'", cmd_name (req), engine_name);
+      ic_error ("%s: no engine named '%s'", cmd_name (req),
+                IC_SHOWN (engine_name));
       return -ENOENT;
     }
     *profilep = ic_engine_profile (engine);
@@ -1772,7 +1778,7 @@ cmd_map (struct ic_graph *g, struct json_object *req,
   }
   exp = ic_graph_find_export (g, name);
   if (!exp) {
-    ic_error ("map: no export named '%s'", name);
+    ic_error ("map: no export named '%s'", IC_SHOWN (name));
     return -ENOENT;
   }
   if (keyname && strcmp (keyname, "none") != 0) {
@@ -1858,7 +1864,7 @@ cmd_table_load (struct ic_graph *g, struct json_object *req,
   if (opts && *opts) {
     if (strcmp (opts, "per_child_fallback") != 0) {
       ic_error ("table-load: unknown option '%s'; expected "
-                "per_child_fallback", opts);
+                "per_child_fallback", IC_SHOWN (opts));
       return -EINVAL;
     }
     options |= IC_TABLE_PER_CHILD_FALLBACK;
@@ -1947,7 +1953,7 @@ cmd_engine_reset (struct ic_graph *g, struct json_object *req,
     return r;
   engine = ic_graph_find_engine (g, name);
   if (!engine) {
-    ic_error ("engine-reset: no engine named '%s'", name);
+    ic_error ("engine-reset: no engine named '%s'", IC_SHOWN (name));
     return -ENOENT;
   }
   /* Engines live as long as the graph: no need for the lock. */
@@ -2155,7 +2161,7 @@ cmd_fault (struct ic_graph *g, struct json_object *req,
     ic_error ("fault: %s is a stacked device; faults are for engines and "
               "leaves", name);
   else
-    ic_error ("fault: no engine or leaf named '%s'", name);
+    ic_error ("fault: no engine or leaf named '%s'", IC_SHOWN (name));
   return dev ? -EINVAL : -ENOENT;
 }
 

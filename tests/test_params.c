@@ -793,10 +793,11 @@ static const struct refusal refusals[] = {
     "given twice; give each mode once, with all its data unit sizes: "
     "AES-256-XTS:512,4096" },
   { { "size=1M", "key=" KEY64, "dun-base=" DUN_2_256_DEC }, true, EINVAL,
-    "dun-base=: DUN '" DUN_2_256_DEC "' does not fit in 256 bits" },
+    "dun-base=: DUN '<78 characters, not shown: they may be key bytes>' "
+    "does not fit in 256 bits" },
   { { "size=1M", "key=" KEY64, "dun-base=0x1" F16 F16 F16 F16 }, true,
     EINVAL, "dun-base=: expected a DUN (a decimal or 0x-hex number), got "
-    "'0x1" F16 F16 F16 F16 "'" },
+    "'<67 characters, not shown: they may be key bytes>'" },
   /* The last DUN must not wrap past 2^256 either. */
   { { "size=8K", "mode=Adiantum", "key=" KEY32, "dun-bytes=32",
       "dun-base=" DUN_MAX_DEC }, false, EINVAL,
@@ -1310,10 +1311,11 @@ static const struct dun_tv dun_tvs[] = {
   { "000000000000000000000000000000000000000000000000000000000000000000000"
     "0000000000000000000000000000042", { 42 }, NULL },      /* 100 digits */
   { DUN_MAX_DEC, { UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX }, NULL },
-  { DUN_2_256_DEC, { 0 }, "d=: DUN '" DUN_2_256_DEC "' does not fit in 256 "
-    "bits" },
-  { "1" DUN_MAX_DEC, { 0 }, "d=: DUN '1" DUN_MAX_DEC "' does not fit in 256 "
-    "bits" },
+  /* Too long to be shown: they might be key bytes (ic_shown). */
+  { DUN_2_256_DEC, { 0 }, "d=: DUN '<78 characters, not shown: they may be "
+    "key bytes>' does not fit in 256 bits" },
+  { "1" DUN_MAX_DEC, { 0 }, "d=: DUN '<79 characters, not shown: they may "
+    "be key bytes>' does not fit in 256 bits" },
   { "0x1", { 1 }, NULL },
   { "0X10", { 16 }, NULL },
   { "0xABCdef", { 0xabcdef }, NULL },
@@ -1324,8 +1326,10 @@ static const struct dun_tv dun_tvs[] = {
     NULL },
   { "0x" "0" F16 F16 F16 "fffffffffffffff",                 /* 64 digits */
     { UINT64_MAX, UINT64_MAX, UINT64_MAX, 0x0fffffffffffffff }, NULL },
-  BAD_DUN ("0x1" F16 F16 F16 F16),                          /* 65 digits */
-  BAD_DUN ("0x0" F16 F16 F16 F16),                          /* 65, 1 zero */
+  { "0x1" F16 F16 F16 F16, { 0 }, "d=: expected a DUN (a decimal or 0x-hex "
+    "number), got '<67 characters, not shown: they may be key bytes>'" },
+  { "0x0" F16 F16 F16 F16, { 0 }, "d=: expected a DUN (a decimal or 0x-hex "
+    "number), got '<67 characters, not shown: they may be key bytes>'" },
   BAD_DUN (""),
   BAD_DUN ("0x"),
   BAD_DUN ("x1"),
@@ -1357,6 +1361,70 @@ START_TEST (test_parse_dun)
     ck_assert_int_eq (r, -EINVAL);
     assert_error_is (tv->error);
   }
+}
+END_TEST
+
+/* ---- ic_shown: messages never show what may be key bytes ---- */
+
+static const struct {
+  const char *word;
+  bool hidden;
+} shown_tvs[] = {
+  { "AES-256-XTS", false },
+  { "18446744073709551616", false },               /* a number too large */
+  { "1234567890123456789012345678901", false },    /* 31 digits */
+  { "12345678901234567890123456789012", true },    /* 32: a key in hex? */
+  { "deadbeefdeadbee", false },                    /* 15 hex digits */
+  { "deadbeefdeadbeef", true },                    /* 16 with letters */
+  { "key=0123456789abcdef", true },
+  { "x0123456789abcde-0123456789abcdef", true },
+  { "0123456789abcde-0123456789abcde", false },    /* runs of 15 */
+  { "", false },
+};
+
+START_TEST (test_shown)
+{
+  char buf[IC_SHOWN_SIZE];
+  const char *w = shown_tvs[_i].word;
+  const char *r = ic_shown (w, buf, sizeof buf);
+  char expect[IC_SHOWN_SIZE];
+
+  if (!shown_tvs[_i].hidden) {
+    ck_assert_ptr_eq (r, w);
+    return;
+  }
+  snprintf (expect, sizeof expect, "<%zu characters, not shown: they may "
+            "be key bytes>", strlen (w));
+  ck_assert_str_eq (r, expect);
+}
+END_TEST
+
+/* A key put where a value belongs is not shown back by any parser. */
+START_TEST (test_shown_in_messages)
+{
+  static const char key[] =
+    "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+  enum ic_crypto_mode_num m;
+  uint64_t u;
+  uint64_t dun[4];
+  unsigned int du;
+  bool b;
+
+  ck_assert_int_eq (ic_parse_mode ("mode=", key, &m), -EINVAL);
+  ck_assert_ptr_null (strstr (ic_last_error (), "00112233"));
+  ck_assert_ptr_nonnull (strstr (ic_last_error (), "<64 characters"));
+  ck_assert_int_eq (ic_parse_size ("size=", key, &u), -EINVAL);
+  ck_assert_ptr_null (strstr (ic_last_error (), "00112233"));
+  ck_assert_int_eq (ic_parse_uint ("n=", key, 0, 9, &u), -EINVAL);
+  ck_assert_ptr_null (strstr (ic_last_error (), "00112233"));
+  ck_assert_int_eq (ic_parse_bool ("b=", key, &b), -EINVAL);
+  ck_assert_ptr_null (strstr (ic_last_error (), "00112233"));
+  ck_assert_int_eq (ic_parse_data_unit_size ("du=", key, &du), -EINVAL);
+  ck_assert_ptr_null (strstr (ic_last_error (), "00112233"));
+  ck_assert_int_eq (ic_parse_dun ("d=", "0x1" "00112233445566778899aabbccddeeff"
+                                  "00112233445566778899aabbccddeeff", dun),
+                    -EINVAL);
+  ck_assert_ptr_null (strstr (ic_last_error (), "00112233"));
 }
 END_TEST
 
@@ -1587,6 +1655,11 @@ params_suite (void)
 
   tc = tcase_create ("parse_key_types");
   tcase_add_test (tc, test_parse_key_types);
+  suite_add_tcase (s, tc);
+
+  tc = tcase_create ("shown");
+  tcase_add_loop_test (tc, test_shown, 0, ARRAY_SIZE (shown_tvs));
+  tcase_add_test (tc, test_shown_in_messages);
   suite_add_tcase (s, tc);
 
   tc = tcase_create ("parse_dun");
