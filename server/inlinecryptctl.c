@@ -226,6 +226,33 @@ add_str (struct json_object *req, const char *field, const char *value)
   json_object_object_add (req, field, json_object_new_string (value));
 }
 
+/* The key of key=+FILE or key=- into *@secret and the request, once: a
+ * second would leave the first unwiped, and which one was meant?
+ */
+static void
+add_key (struct json_object *req, const char *value, char **secret,
+         size_t *secret_cap)
+{
+  if (*secret)
+    die_usage ("%s", "key= is given twice");
+  *secret = read_key (value, secret_cap);
+  add_str (req, "key", *secret);
+}
+
+/* Wipe the copy of the key that the request holds (json-c frees it
+ * without).
+ */
+static void
+wipe_request_key (struct json_object *req)
+{
+  struct json_object *v;
+
+  if (json_object_object_get_ex (req, "key", &v) &&
+      json_object_is_type (v, json_type_string))
+    explicit_bzero ((char *) json_object_get_string (v),
+                    json_object_get_string_len (v));
+}
+
 static struct json_object *
 build_request (int argc, char **argv, char **secret, size_t *secret_cap)
 {
@@ -273,10 +300,8 @@ build_request (int argc, char **argv, char **secret, size_t *secret_cap)
           add_str (req, "type", v);
         else if ((v = kv (argv[i], "engine")))
           add_str (req, "engine", v);
-        else if ((v = kv (argv[i], "key"))) {
-          *secret = read_key (v, secret_cap);
-          add_str (req, "key", *secret);
-        }
+        else if ((v = kv (argv[i], "key")))
+          add_key (req, v, secret, secret_cap);
         else
           die_usage ("key add: unknown argument '%s'", argv[i]);
       }
@@ -299,10 +324,8 @@ build_request (int argc, char **argv, char **secret, size_t *secret_cap)
         else if ((v = kv (argv[i], "capacity")))
           add_size (req, "capacity", "capacity=", v);
         else if ((v = kv (argv[i], "key")) &&
-                 strcmp (argv[1], "import") == 0) {
-          *secret = read_key (v, secret_cap);
-          add_str (req, "key", *secret);
-        }
+                 strcmp (argv[1], "import") == 0)
+          add_key (req, v, secret, secret_cap);
         else if ((v = kv (argv[i], "blob")) &&
                  strcmp (argv[1], "prepare") == 0) {
           size_t n;
@@ -777,6 +800,7 @@ main (int argc, char **argv)
     die_usage ("%s", "out of memory");
   /* The request may carry a key: wipe every copy of it. */
   explicit_bzero (text, strlen (text));
+  wipe_request_key (req);
   if (secret) {
     explicit_bzero (secret, secret_cap);
     free (secret);

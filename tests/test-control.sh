@@ -117,6 +117,9 @@ cmp <(tail -c +$((2 * 1048576 + 1)) $d/data) <(tail -c +$((2 * 1048576 + 1)) $d/
 set +e
 ctl frobnicate; test $? = 2 || exit 1
 ctl key add kx key=deadbeef; test $? = 2 || exit 1
+ctl key add kx mode=Adiantum key=+$d/k9 key=+$d/k9 2> $d/err
+test $? = 2 || exit 1
+grep -F 'key= is given twice' $d/err || exit 1
 ctl evict nokey; test $? = 1 || exit 1
 # Numbers are read as the server and the configuration file read them:
 # decimal, so 0100000 is 100000 (unaligned: the server refuses it), not
