@@ -378,9 +378,15 @@ stacked_submit (struct ic_device *dev, struct ic_bio *bio)
     return -ENXIO;
   }
   if (bio->op == IC_OP_FLUSH) {
-    /* Every target flushes its children. */
-    for (i = 0; i < t->ntargets && r == 0; i++)
-      r = t->targets[i].type->map (&t->targets[i], bio);
+    /* Every target flushes its children, also after one failed (as dm
+     * sends a flush to every target); the first error is returned.
+     */
+    for (i = 0; i < t->ntargets; i++) {
+      int e = t->targets[i].type->map (&t->targets[i], bio);
+
+      if (e < 0 && r == 0)
+        r = e;
+    }
     table_put (t);
     return r;
   }

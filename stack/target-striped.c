@@ -153,10 +153,15 @@ striped_map (struct ic_target *ti, struct ic_bio *bio)
   int r = 0;
 
   if (bio->op == IC_OP_FLUSH) {
-    for (i = 0; i < sc->n && r == 0; i++) {
+    /* Every stripe, also after one failed (dm-stripe: one flush per
+     * stripe); the first error is returned.
+     */
+    for (i = 0; i < sc->n; i++) {
       struct ic_bio clone = *bio;
+      int e = ic_device_submit (sc->stripes[i].dev, &clone);
 
-      r = ic_device_submit (sc->stripes[i].dev, &clone);
+      if (e < 0 && r == 0)
+        r = e;
     }
     return r;
   }

@@ -912,6 +912,61 @@ START_TEST (test_caps_non_passing)
 }
 END_TEST
 
+/* A target type that counts the flushes it is given and fails the first
+ * one; linear otherwise.
+ */
+static struct ic_target_type flushy_target;
+static unsigned int flushes;
+
+static int
+flushy_map (struct ic_target *ti, struct ic_bio *bio)
+{
+  if (bio->op == IC_OP_FLUSH && flushes++ == 0)
+    return -EIO;
+  return ic_linear_target.map (ti, bio);
+}
+
+/* A flush reaches every target of a table and every stripe, also after
+ * one of them failed (as dm sends one to each); the first error is what
+ * the flush returns.
+ */
+START_TEST (test_flush_all)
+{
+  struct ic_device *s;
+  struct ic_device *x;
+  struct ic_device *y;
+  struct ic_device *z;
+
+  flushy_target = ic_linear_target;
+  flushy_target.name = "flushy";
+  flushy_target.map = flushy_map;
+  ck_assert_int_eq (ic_target_register (&flushy_target), 0);
+  leaf_plain ("a", 1 * MiB);
+  leaf_plain ("b", 1 * MiB);
+  s = stacked ("s");
+  load_resume (s, "0 2048 flushy a 0\n2048 2048 flushy b 0", 0);
+  flushes = 0;
+  ck_assert_int_eq (submit (s, IC_OP_FLUSH, NULL, 0, NULL, 0, 0), -EIO);
+  ck_assert_uint_eq (flushes, 2);
+  ck_assert_int_eq (submit (s, IC_OP_FLUSH, NULL, 0, NULL, 0, 0), 0);
+  ck_assert_uint_eq (flushes, 4);
+
+  /* Stripes on three devices, the first of which fails. */
+  x = stacked ("x");
+  y = stacked ("y");
+  z = stacked ("z");
+  load_resume (x, "0 512 flushy a 0", 0);
+  load_resume (y, "0 512 flushy a 512", 0);
+  load_resume (z, "0 512 flushy b 0", 0);
+  s = stacked ("t");
+  load_resume (s, "0 1536 striped 3 8 x 0 y 0 z 0", 0);
+  flushes = 0;
+  ck_assert_int_eq (submit (s, IC_OP_FLUSH, NULL, 0, NULL, 0, 0), -EIO);
+  ck_assert_uint_eq (flushes, 3);
+  ic_target_unregister (&flushy_target);
+}
+END_TEST
+
 /* Registering types: a name is taken once; there is room for
  * IC_MAX_TARGET_TYPES; an unregistered type is unknown again.
  */
@@ -3388,6 +3443,7 @@ table_suite (void)
   CASE ("caps_intersect", test_caps_intersect);
   CASE ("caps_child_without_profile", test_caps_child_without_profile);
   CASE ("caps_non_passing", test_caps_non_passing);
+  CASE ("flush_all", test_flush_all);
   CASE ("target_register", test_target_register);
   CASE ("caps_empty", test_caps_empty);
   CASE ("caps_union", test_caps_union);
