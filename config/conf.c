@@ -1432,9 +1432,14 @@ parse_lines (struct parser *p, char *text, size_t len)
         r = ic_stacked_update_capabilities (p->g->devices[i]);
   }
   if (r == 0 && p->g->nexports == 0) {
-    snprintf (p->at, sizeof p->at, "%s:%u", p->path, lineno);
-    r = perr (p, EINVAL, "no export is defined; add e.g. 'export vol0 "
-              "device=NAME key=KEY'");
+    /* An empty file has no line to name. */
+    if (lineno > 0)
+      snprintf (p->at, sizeof p->at, "%s:%u", p->path, lineno);
+    else
+      snprintf (p->at, sizeof p->at, "%s", p->path);
+    r = perr (p, EINVAL, "no export is defined%s; add e.g. 'export vol0 "
+              "device=NAME key=KEY'", lineno > 0 ? "" : " (the file is "
+              "empty)");
   }
 out:
   free (table);

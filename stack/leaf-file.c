@@ -367,7 +367,8 @@ ic_leaf_file_new (const char *name, const char *path, uint64_t size,
   }
   if (size == 0) {
     err = EINVAL;
-    ic_error ("%s: %s is empty: give size= to create or extend it", name,
+    ic_error (created ? "%s: %s does not exist: give size= to create it" :
+              "%s: %s is empty: give size= to create or extend it", name,
               path);
     goto out_close;
   }

@@ -228,6 +228,14 @@ ic_target_get_device (struct ic_target *ti, const char *name,
                          "sectors", offset_str, name);
     return NULL;
   }
+  /* A device being defined has no size yet: a device that names itself
+   * is told so (a sized one is refused as a cycle, ELOOP, by the load).
+   */
+  if (dev->size == 0 && ti->table && dev == &ti->table->md->dev) {
+    ic_target_set_error (ti, "%s is the device itself: a device cannot "
+                         "stack on itself", name);
+    return NULL;
+  }
   if (*offset > dev->size || len > dev->size - *offset) {
     ic_target_set_error (ti, "%s has %" PRIu64 " sectors, but the target "
                          "needs sectors %" PRIu64 " to %" PRIu64, name,

@@ -971,6 +971,12 @@ static const struct conf_error conf_errors[] = {
   { PRE, 0, EINVAL,
     "test.conf:2: no export is defined; add e.g. 'export vol0 device=NAME "
     "key=KEY'", NULL },
+  { "", 0, EINVAL,
+    "test.conf: no export is defined (the file is empty); add e.g. 'export "
+    "vol0 device=NAME key=KEY'", NULL },
+  { PRE "device top\n0 2048 linear top 0\nend\n", 0, EINVAL,
+    "test.conf:4: linear: top is the device itself: a device cannot stack "
+    "on itself", NULL },
   { PRE "device top\n0 2048 linear d0 0\n", 0, EINVAL,
     "test.conf:3: device block has no 'end'", NULL },
   { PRE "export vol0 device=d0\nmap 0 4K key=k1\n", 0, EINVAL,
@@ -1272,8 +1278,7 @@ static const struct conf_error conf_errors[] = {
   { PRE "leaf d1 file=no-dir/d1.img size=1M\n", 0, ENOENT,
     "test.conf:3: d1: open ", "/no-dir/d1.img: No such file or directory" },
   { PRE "leaf d1 file=new.img\n", 0, EINVAL,
-    "test.conf:3: d1: ", "new.img is empty: give size= to create or extend "
-    "it" },
+    "test.conf:3: d1: ", "new.img does not exist: give size= to create it" },
   { PRE "leaf r0 nbd=nbd+unix:///?socket=/nonexistent/nbd.sock\n", 0, ENOENT,
     "test.conf:3: r0: connect to nbd+unix:///?socket=/nonexistent/nbd.sock: ",
     NULL },
