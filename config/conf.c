@@ -513,6 +513,10 @@ create_blob (struct parser *p, const char *what,
     r = ic_read_secret (w, plus, &secret, &secret_size);
     free (plus);
   }
+  else if (import[0] != '-' && (p->flags & IC_CONF_SHARED))
+    return perr (p, EACCES, "%s: import=HEX in a file that group or others "
+                 "may access; chmod 600 %s, or give import=+FILE", what,
+                 p->path);
   else
     r = ic_read_secret (w, import, &secret, &secret_size);
   if (r < 0)
@@ -737,6 +741,12 @@ parse_key (struct parser *p, struct line *l)
       free (path);
       r = ic_read_secret (w, plus, &secret, &secret_size);
       free (plus);
+    }
+    else if (v[0] != '-' && (p->flags & IC_CONF_SHARED)) {
+      r = perr (p, EACCES, "%s: key=HEX in a file that group or others "
+                "may access; chmod 600 %s, or give key=+FILE", what,
+                p->path);
+      goto out_free;
     }
     else
       r = ic_read_secret (w, v, &secret, &secret_size);
@@ -1559,7 +1569,8 @@ ic_conf_load (const char *path)
     *slash = '\0';
   else
     strcpy (dir, ".");
-  g = ic_conf_parse (text, len, path, dir, 0);
+  g = ic_conf_parse (text, len, path, dir,
+                     st.st_mode & (S_IRWXG | S_IRWXO) ? IC_CONF_SHARED : 0);
   err = errno;
   ic_memzero_explicit (text, len);
   free (text);

@@ -48,6 +48,10 @@
 #define IC_CONF_DRY_RUN 0x1     /* build file and nbd leaves as memory
                                  * leaves and read no key files: checks
                                  * syntax and references only (fuzzing) */
+#define IC_CONF_SHARED 0x2      /* the text is in a file that group or
+                                 * others may access (mode & 077): it may
+                                 * hold no key in hex (key=HEX), as a key
+                                 * file may not be accessible to them */
 
 /* Build a graph from the configuration text @text of @len bytes, named
  * @path in messages; relative paths are taken relative to @dir.

@@ -935,6 +935,43 @@ START_TEST (test_load_in_root)
 }
 END_TEST
 
+/* A key in hex is taken only from a file that group and others cannot
+ * access, as a key file; key=+FILE is taken from any.
+ */
+#define PRE_SHARED "key k1 key=" KEY64 "\nleaf d0 memory size=1M\n" \
+  "export vol0 device=d0 key=k1\n"
+
+START_TEST (test_load_shared)
+{
+  static const char *const modes[] = { "0640", "0604", "0620", "0602" };
+  char path[PATH_SIZE];
+  struct ic_graph *g;
+  size_t i;
+
+  snprintf (path, sizeof path, "%s/shared.conf", dir);
+  for (i = 0; i < 4; i++) {
+    write_file ("shared.conf", "# keys\n" PRE_SHARED,
+                strtol (modes[i], NULL, 8));
+    errno = 0;
+    ck_assert_ptr_null (ic_conf_load (path));
+    ck_assert_int_eq (errno, EACCES);
+    ck_assert_ptr_nonnull (strstr (ic_last_error (),
+                                   "shared.conf:2: key k1: key=HEX in a "
+                                   "file that group or others may access; "
+                                   "chmod 600 "));
+  }
+  write_file ("shared.conf", "# keys\n" PRE_SHARED, 0600);
+  g = ic_conf_load (path);
+  ck_assert_msg (g != NULL, "%s", ic_last_error ());
+  ic_graph_free (g);
+  write_file ("shared.conf", "key k1 key=+k64.hex\nleaf d0 memory size=1M\n"
+              "export vol0 device=d0 key=k1\n", 0644);
+  g = ic_conf_load (path);
+  ck_assert_msg (g != NULL, "%s", ic_last_error ());
+  ic_graph_free (g);
+}
+END_TEST
+
 /* ---- every error ---- */
 
 struct conf_error {
@@ -1596,6 +1633,7 @@ conf_suite (void)
   tcase_add_checked_fixture (tc, setup, teardown);
   tcase_add_test (tc, test_load);
   tcase_add_test (tc, test_load_in_root);
+  tcase_add_test (tc, test_load_shared);
   suite_add_tcase (s, tc);
 
   tc = tcase_create ("errors");
