@@ -636,6 +636,9 @@ parse_wrapped_key (struct parser *p, struct line *l, const char *what,
     r = lt_size = create_blob (p, what, profile, import, lt_key);
     if (r >= 0)
       r = write_blob (p, what, path, lt_key, lt_size);
+    /* Removed again if the configuration is refused. */
+    if (r >= 0 && ic_graph_created_file (p->g, path) < 0)
+      r = perr (p, ENOMEM, "out of memory");
   }
   else
     r = lt_size = read_blob (p, what, path, lt_key);
@@ -845,10 +848,17 @@ parse_engine (struct parser *p, struct line *l)
     cfg.hwkm = ic_hwkm_new_volatile ();
   else if (wrapping_key) {
     char *path = resolve (p, wrapping_key);
+    bool created;
 
     if (!path)
       return perr (p, ENOMEM, "out of memory");
-    cfg.hwkm = ic_hwkm_open (path);
+    cfg.hwkm = ic_hwkm_open (path, &created);
+    /* Removed again if the configuration is refused. */
+    if (created && ic_graph_created_file (p->g, path) < 0) {
+      free (path);
+      ic_hwkm_put (cfg.hwkm);
+      return perr (p, ENOMEM, "out of memory");
+    }
     free (path);
   }
   if (wrapping_key && !cfg.hwkm)

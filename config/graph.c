@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "fallback.h"
@@ -52,6 +53,9 @@ ic_graph_free (struct ic_graph *g)
   free (g->keys);
   free (g->control_path);
   free (g->control_at);
+  for (i = 0; i < g->ncreated; i++)
+    free (g->created[i]);
+  free (g->created);
   pthread_mutex_destroy (&g->lock);
   free (g);
 }
@@ -69,6 +73,26 @@ ic_graph_discard_files (struct ic_graph *g)
     if (leaf)
       ic_leaf_discard (leaf);
   }
+  for (i = g->ncreated; i-- > 0;)
+    unlink (g->created[i]);
+}
+
+int
+ic_graph_created_file (struct ic_graph *g, const char *path)
+{
+  char *copy = strdup (path);
+  char **bigger;
+
+  if (!copy)
+    return -ENOMEM;
+  bigger = realloc (g->created, (g->ncreated + 1) * sizeof *bigger);
+  if (!bigger) {
+    free (copy);
+    return -ENOMEM;
+  }
+  g->created = bigger;
+  g->created[g->ncreated++] = copy;
+  return 0;
 }
 
 void

@@ -41,6 +41,11 @@ struct ic_graph {
    * socket's creation; NULL when the socket is control= (or none).
    */
   char *control_at;
+  /* Files the configuration created besides the leaves' (wrapping keys,
+   * key blobs), removed with them by ic_graph_discard_files().
+   */
+  char **created;
+  size_t ncreated;
 };
 
 struct ic_graph *ic_graph_new (void);
@@ -56,11 +61,17 @@ void ic_graph_free (struct ic_graph *graph);
  */
 void ic_graph_discard (struct ic_graph *graph);
 
-/* Remove the files the graph's leaves created, and nothing else: for a
+/* Remove the files the graph's leaves and its configuration created
+ * (ic_graph_created_file()), and nothing else: for a
  * process that exits without freeing the graph, before it served
  * anything.  NULL is ignored.
  */
 void ic_graph_discard_files (struct ic_graph *graph);
+
+/* Record that building the graph created the file @path (see created).
+ * Return: 0, or -ENOMEM.
+ */
+int ic_graph_created_file (struct ic_graph *graph, const char *path);
 
 /* Add an object; the graph owns it from then on, even on failure (when it
  * is freed; a refused leaf first discards what it created, as in

@@ -580,7 +580,7 @@ out_free:
 }
 
 struct ic_hwkm *
-ic_hwkm_open (const char *path)
+ic_hwkm_open (const char *path, bool *created)
 {
   struct ic_hwkm *hwkm = NULL;
   struct stat st;
@@ -588,6 +588,8 @@ ic_hwkm_open (const char *path)
   int tries;
   int r = ic_crypto_init ();
 
+  if (created)
+    *created = false;
   if (r < 0) {
     errno = -r;
     return NULL;
@@ -608,6 +610,8 @@ ic_hwkm_open (const char *path)
     r = create_key_file (path);
     if (r < 0 && r != -EEXIST)
       goto out_unlock;
+    if (r == 0 && created)
+      *created = true;
   }
   if (fd == -1) {
     r = -ENOENT;

@@ -64,6 +64,7 @@
 #ifndef IC_HWKM_H
 #define IC_HWKM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -84,8 +85,9 @@ struct ic_hwkm;
 #define IC_HWKM_MAX_RAW_KEY_SIZE  IC_CRYPTO_MAX_RAW_KEY_SIZE
 
 /* Open the key manager whose long-term wrapping key is in @path, creating
- * the file (0600, random key) if it does not exist.  If a key manager for
- * that file is open already, it is shared.
+ * the file (0600, random key) if it does not exist; *@created (if not
+ * NULL) says whether this call created it.  If a key manager for that
+ * file is open already, it is shared.
  *
  * Context: takes registry_lock; file I/O.
  * Return: a reference, or NULL with errno set and the reason in
@@ -93,7 +95,7 @@ struct ic_hwkm;
  * EINVAL (not a regular file, not 64 hex digits), ENOMEM, or the errno of
  * open/read/write.
  */
-struct ic_hwkm *ic_hwkm_open (const char *path);
+struct ic_hwkm *ic_hwkm_open (const char *path, bool *created);
 
 /* A key manager whose long-term wrapping key is random and never stored:
  * its long-term blobs are worthless once it is freed.  For engines built

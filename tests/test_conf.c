@@ -972,6 +972,39 @@ START_TEST (test_load_shared)
 }
 END_TEST
 
+/* A refused configuration leaves none of the files it created: a
+ * wrapping key, a key blob (and a leaf's file); a later one, corrected,
+ * starts from where the user was.
+ */
+#define WRAPPED_CONF \
+  "engine e key-types=raw,hw_wrapped wrapping-key=wk\n" \
+  "key k1 type=hw_wrapped engine=e blob=k1.blob generate\n" \
+  "leaf d1 file=d1.img size=1M engine=e\n" \
+  "export vol0 device=d1 key=k1\n"
+
+START_TEST (test_refused_leaves_no_files)
+{
+  static const char *const files[] = { "wk", "k1.blob", "d1.img" };
+  char path[PATH_SIZE];
+  struct ic_graph *g;
+  size_t i;
+
+  g = parse_flags (WRAPPED_CONF "frobnicate\n", 0);
+  ck_assert_ptr_null (g);
+  for (i = 0; i < 3; i++) {
+    snprintf (path, sizeof path, "%s/%s", dir, files[i]);
+    ck_assert_msg (access (path, F_OK) == -1 && errno == ENOENT,
+                   "%s was left behind", files[i]);
+  }
+  g = parse (WRAPPED_CONF);
+  ic_graph_free (g);
+  for (i = 0; i < 3; i++) {
+    snprintf (path, sizeof path, "%s/%s", dir, files[i]);
+    ck_assert_int_eq (access (path, F_OK), 0);
+  }
+}
+END_TEST
+
 /* ---- every error ---- */
 
 struct conf_error {
@@ -1634,6 +1667,7 @@ conf_suite (void)
   tcase_add_test (tc, test_load);
   tcase_add_test (tc, test_load_in_root);
   tcase_add_test (tc, test_load_shared);
+  tcase_add_test (tc, test_refused_leaves_no_files);
   suite_add_tcase (s, tc);
 
   tc = tcase_create ("errors");

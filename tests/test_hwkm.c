@@ -633,7 +633,7 @@ START_TEST (test_file_created)
   size_t i;
 
   path_in_tmp (path, sizeof path, "wk");
-  a = ic_hwkm_open (path);
+  a = ic_hwkm_open (path, NULL);
   ck_assert_msg (a != NULL, "open: %s", ic_last_error ());
   ck_assert_str_eq (ic_hwkm_name (a), path);
   ck_assert_int_eq (stat (path, &st), 0);
@@ -648,7 +648,7 @@ START_TEST (test_file_created)
   for (i = 0; i < 64; i++)
     ck_assert (strchr ("0123456789abcdef", text[i]) != NULL);
   /* The same file again: the same key manager. */
-  b = ic_hwkm_open (path);
+  b = ic_hwkm_open (path, NULL);
   ck_assert_ptr_eq (a, b);
   ic_hwkm_put (b);
   ic_hwkm_put (a);
@@ -671,7 +671,7 @@ START_TEST (test_file_persists)
 
   path_in_tmp (path, sizeof path, "wk");
   fill (raw, sizeof raw, 5);
-  hwkm = ic_hwkm_open (path);
+  hwkm = ic_hwkm_open (path, NULL);
   ck_assert_ptr_nonnull (hwkm);
   import_ok (hwkm, raw, 32, lt);
   prepare_ok (hwkm, lt, eph);
@@ -680,7 +680,7 @@ START_TEST (test_file_persists)
   ic_hwkm_put (hwkm);
 
   /* "After a reboot". */
-  hwkm = ic_hwkm_open (path);
+  hwkm = ic_hwkm_open (path, NULL);
   ck_assert_ptr_nonnull (hwkm);
   ck_assert_int_eq (ic_hwkm_derive_sw_secret (hwkm, "hw", eph,
                                               IC_HWKM_BLOB_SIZE, sw2),
@@ -706,8 +706,8 @@ START_TEST (test_file_other)
 
   path_in_tmp (p1, sizeof p1, "wk1");
   path_in_tmp (p2, sizeof p2, "wk2");
-  a = ic_hwkm_open (p1);
-  b = ic_hwkm_open (p2);
+  a = ic_hwkm_open (p1, NULL);
+  b = ic_hwkm_open (p2, NULL);
   ck_assert_ptr_nonnull (a);
   ck_assert_ptr_nonnull (b);
   ck_assert_ptr_ne (a, b);
@@ -734,7 +734,7 @@ START_TEST (test_file_given)
   ck_assert_int_ge (fd, 0);
   ck_assert_int_eq (write (fd, key, strlen (key)), (ssize_t) strlen (key));
   close (fd);
-  hwkm = ic_hwkm_open (path);
+  hwkm = ic_hwkm_open (path, NULL);
   ck_assert_msg (hwkm != NULL, "open: %s", ic_last_error ());
   ic_hwkm_put (hwkm);
 }
@@ -781,7 +781,7 @@ START_TEST (test_file_refused)
   else
     ck_assert_int_eq (mkdir (path, bf->mode), 0);
   errno = 0;
-  hwkm = ic_hwkm_open (path);
+  hwkm = ic_hwkm_open (path, NULL);
   ck_assert_ptr_null (hwkm);
   ck_assert_int_eq (errno, bf->err);
   snprintf (want, sizeof want, "wrapping key %s", path);
@@ -796,7 +796,7 @@ START_TEST (test_file_unreachable)
 
   path_in_tmp (path, sizeof path, "no/such/dir/wk");
   errno = 0;
-  ck_assert_ptr_null (ic_hwkm_open (path));
+  ck_assert_ptr_null (ic_hwkm_open (path, NULL));
   ck_assert_int_eq (errno, ENOENT);
   assert_error_has ("create: No such file or directory");
 }
@@ -979,8 +979,8 @@ START_TEST (test_engine_shared_hwkm)
   static uint8_t ct2[DU];
 
   path_in_tmp (path, sizeof path, "wk");
-  h1 = ic_hwkm_open (path);
-  h2 = ic_hwkm_open (path);
+  h1 = ic_hwkm_open (path, NULL);
+  h2 = ic_hwkm_open (path, NULL);
   ck_assert_ptr_nonnull (h1);
   ck_assert_ptr_eq (h1, h2);
   e1 = engine_new ("ufs0", true, h1, 2);
@@ -1238,7 +1238,7 @@ START_TEST (test_stacked_io)
   int leg;
 
   path_in_tmp (path, sizeof path, "wk");
-  hwkm = ic_hwkm_open (path);
+  hwkm = ic_hwkm_open (path, NULL);
   ck_assert_ptr_nonnull (hwkm);
   e0 = engine_new ("ufs0", true, hwkm, 2);
   e1 = engine_new ("ufs1", true, hwkm, 2);
