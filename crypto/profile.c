@@ -23,6 +23,12 @@ struct ic_crypto_keyslot {
    * atomically by a holder of a reference.
    */
   const struct ic_crypto_key *key;
+  /* A key unlinked from this slot while I/O still used it (the -EBUSY of
+   * ic_crypto_evict_key): the driver was not asked to evict it, so the
+   * hardware may still hold it.  The next eviction of that key, once the
+   * slot is idle, evicts it from here too.  Protected by profile->lock.
+   */
+  const struct ic_crypto_key *busy_evicted;
   struct ic_crypto_profile *profile;
 } __attribute__ ((aligned (64)));
 
@@ -414,6 +420,7 @@ ic_crypto_get_keyslot (struct ic_crypto_profile *profile,
   /* Move this slot to the hash list of the new key. */
   if (slot->key)
     ic_hlist_del (&slot->hash_node);
+  slot->busy_evicted = NULL;
   __atomic_store_n (&slot->key, key, __ATOMIC_RELEASE);
   ic_hlist_add_head (&slot->hash_node, hash_bucket_for_key (profile, key));
   slot_get (profile, ic_crypto_keyslot_index (slot));
@@ -468,6 +475,32 @@ ic_crypto_profile_idle_slots (struct ic_crypto_profile *profile,
   return n;
 }
 
+void
+ic_crypto_purge_key (struct ic_crypto_profile *profile,
+                     const struct ic_crypto_key *key)
+{
+  unsigned int i;
+  int err;
+
+  if (profile->num_slots == 0)
+    return;
+  hw_enter (profile);
+  for (i = 0; i < profile->num_slots; i++) {
+    struct ic_crypto_keyslot *slot = &profile->slots[i];
+
+    if (slot->busy_evicted != key || slot->key ||
+        slot_refs (profile, i) != 0)
+      continue;
+    slot->busy_evicted = NULL;
+    err = profile->ll_ops.keyslot_evict
+      ? profile->ll_ops.keyslot_evict (profile, key, i) : 0;
+    if (err)
+      ic_debug ("%s: error %d evicting key %s from keyslot %u",
+                profile->name, err, key->name, i);
+  }
+  hw_exit (profile);
+}
+
 /* __blk_crypto_evict_key */
 int
 ic_crypto_evict_key (struct ic_crypto_profile *profile,
@@ -503,6 +536,7 @@ ic_crypto_evict_key (struct ic_crypto_profile *profile,
               profile->name, key->name[0] ? key->name : "key",
               ic_crypto_keyslot_index (slot));
     err = -EBUSY;
+    slot->busy_evicted = key;
     goto out_remove;
   }
   err = profile->ll_ops.keyslot_evict

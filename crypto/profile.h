@@ -188,13 +188,26 @@ ic_crypto_keyslot_key (const struct ic_crypto_keyslot *slot);
  * - no slots: call keyslot_evict(key, -1) if there is one, else 0;
  * - key in no slot: 0 (there can be more keys than slots);
  * - key's slot still referenced by I/O: -EBUSY, and the key is unlinked
- *   anyway (callers free it);
+ *   anyway (callers free it), but the driver is not asked to evict it:
+ *   the slot's hardware still holds it (see ic_crypto_purge_key());
  * - else the driver's result; the key is unlinked even if it failed.
  *
  * Context: takes profile->lock for writing; may block.
  */
 int ic_crypto_evict_key (struct ic_crypto_profile *profile,
                          const struct ic_crypto_key *key);
+
+/* Beyond upstream: @key is about to be freed, and no request uses it any
+ * more.  Evict it (keyslot_evict) from every slot it was unlinked from by
+ * an eviction that found it busy (-EBUSY above), whose hardware still
+ * holds it, so that no key material, nor a pointer to the freed key,
+ * stays behind.  Call it after ic_crypto_evict_key().  A profile without
+ * slots: nothing.
+ *
+ * Context: takes profile->lock for writing; may block.
+ */
+void ic_crypto_purge_key (struct ic_crypto_profile *profile,
+                          const struct ic_crypto_key *key);
 
 /* Program every slot that should hold a key again, after the hardware lost
  * them (blk_crypto_reprogram_all_keys).  Failures are logged, not returned,

@@ -1356,6 +1356,23 @@ evict_everywhere (struct ic_graph *g, const struct ic_crypto_key *key,
   return first;
 }
 
+/* Before @key is freed: out of the slots that an evict which found it
+ * busy left holding it (ic_crypto_purge_key), on every leaf and the
+ * fallback.
+ */
+static void
+purge_everywhere (struct ic_graph *g, const struct ic_crypto_key *key)
+{
+  struct ic_crypto_profile *fb = ic_crypto_fallback_profile ();
+  size_t i;
+
+  for (i = 0; i < g->ndevices; i++)
+    if (ic_device_to_leaf (g->devices[i]) && g->devices[i]->profile)
+      ic_crypto_purge_key (g->devices[i]->profile, key);
+  if (fb)
+    ic_crypto_purge_key (fb, key);
+}
+
 static void
 sleep_ms (unsigned int ms)
 {
@@ -1430,6 +1447,7 @@ cmd_key_remove (struct ic_graph *g, struct json_object *req,
   add_str (reply, "name", key->name);
   pthread_mutex_unlock (&command_lock);
   evict_everywhere (g, key, NULL);
+  purge_everywhere (g, key);
   ic_crypto_key_free (key);
   pthread_mutex_lock (&command_lock);
   return 0;

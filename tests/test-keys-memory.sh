@@ -36,6 +36,7 @@ random_key $d/ka 32        # Adiantum, added over the control socket
 random_key $d/ke 16        # AES-128-CBC-ESSIV (its ESSIV key is SHA-256 of it)
 random_key $d/kp 64        # added in a request cut in two by the reads
 random_key $d/kq 64        # added in a request whose key has escapes
+random_key $d/kb 64        # evicted while busy (EBUSY), then removed
 random_key $d/kl 64        # one-line form
 random_key $d/kw 64        # added behind a command that waits
 random_key $d/kv 64        # keys the engine for that command to wait on
@@ -373,8 +374,25 @@ assert not h or h["kw.hex"], "the pending request was not found in memory"
 ctl map vol0 0 4M none
 ctl key remove kv
 ctl key remove kw
-memscan kc kr ka ke kp kq kw kv > $d/scan.removed
-check_scan $d/scan.removed gone kc kr ka ke kp kq kw kv
+# A key evicted while a request holds its keyslot (EBUSY: unlinked, but
+# the engine's slot still holds it), then removed: key-remove finds it in
+# no slot, and must still get it out of that one.
+ctl key add kb key=+$d/kb
+ctl map vol0 0 16M key=kb
+ctl fault d0 io-delay-us=1500000
+"$PYTHON" -c '
+import nbd, sys
+h = nbd.NBD(); h.connect_uri(sys.argv[1]); h.pwrite(b"b" * 4096, 0)' "$uri0" &
+slow=$!
+sleep 0.5
+if ctl evict kb d0; then exit 1; fi
+grep '(EBUSY)' $d/reply.$replies.err
+wait $slow
+ctl fault d0 clear
+ctl map vol0 0 16M none
+ctl key remove kb
+memscan kc kr ka ke kp kq kw kv kb > $d/scan.removed
+check_scan $d/scan.removed gone kc kr ka ke kp kq kw kv kb
 
 # Many keys in use at once (128 keys on the fallback's 100 keyslots, 32
 # connections): their cipher contexts must all fit in the locked pool, or

@@ -1062,6 +1062,48 @@ START_TEST (test_evict_busy)
 }
 END_TEST
 
+/* A key about to be freed after an eviction found it busy: the slot it
+ * was unlinked from still holds it in the hardware; ic_crypto_purge_key
+ * evicts it from there once, and leaves every other slot alone.
+ */
+START_TEST (test_purge_after_busy)
+{
+  struct fake *f = fake_new (3);
+  struct ic_crypto_keyslot *a;
+
+  ck_assert_uint_eq (get_ok (f, keys[2], &a), 0);
+  ck_assert_uint_eq (use_key (f, keys[3]), 1);
+  ck_assert_int_eq (ic_crypto_evict_key (&f->profile, keys[2]), -EBUSY);
+  /* Still in use: nothing to purge yet. */
+  ic_crypto_purge_key (&f->profile, keys[2]);
+  ck_assert_uint_eq (fake_ncalls (f), 2);
+  ic_crypto_put_keyslot (a);
+  ck_assert_ptr_eq (atomic_load (&f->hw[0]), keys[2]);
+  /* The evict of a key-remove finds it in no slot ... */
+  ck_assert_int_eq (ic_crypto_evict_key (&f->profile, keys[2]), 0);
+  ck_assert_uint_eq (fake_ncalls (f), 2);
+  /* ... the purge evicts it from the hardware of slot 0, once. */
+  ic_crypto_purge_key (&f->profile, keys[2]);
+  assert_call (f, 2, FAKE_EVICT, keys[2], 0);
+  ck_assert_ptr_null (atomic_load (&f->hw[0]));
+  ic_crypto_purge_key (&f->profile, keys[2]);
+  ic_crypto_purge_key (&f->profile, keys[3]);
+  ck_assert_uint_eq (fake_ncalls (f), 3);
+  ck_assert_ptr_eq (atomic_load (&f->hw[1]), keys[3]);
+  /* A slot programmed with another key since is not touched. */
+  ck_assert_uint_eq (get_ok (f, keys[4], &a), 2);
+  ck_assert_int_eq (ic_crypto_evict_key (&f->profile, keys[4]), -EBUSY);
+  ic_crypto_put_keyslot (a);
+  ck_assert_uint_eq (use_key (f, keys[5]), 1);
+  ck_assert_uint_eq (use_key (f, keys[6]), 0);
+  ck_assert_uint_eq (use_key (f, keys[7]), 2);
+  ic_crypto_purge_key (&f->profile, keys[4]);
+  ck_assert_uint_eq (fake_ncalls (f), 7);
+  ck_assert_ptr_eq (atomic_load (&f->hw[2]), keys[7]);
+  fake_free (f);
+}
+END_TEST
+
 /* A driver error is returned, and the key is unlinked anyway. */
 START_TEST (test_evict_driver_error)
 {
@@ -1810,6 +1852,7 @@ profile_suite (void)
   tcase_add_test (tc, test_evict_idle);
   tcase_add_test (tc, test_evict_slot_stays_idle);
   tcase_add_test (tc, test_evict_busy);
+  tcase_add_test (tc, test_purge_after_busy);
   tcase_add_test (tc, test_evict_driver_error);
   tcase_add_test (tc, test_evict_no_op);
   suite_add_tcase (s, tc);
