@@ -813,6 +813,16 @@ copy_out (const char *op, const uint8_t *key, int size, uint8_t *out,
   return 0;
 }
 
+/* The EOPNOTSUPP of blk_crypto_ioctl() for a block device without a
+ * crypto profile, which it returns before looking at the argument.
+ */
+static int
+no_profile (const char *op)
+{
+  ic_error ("device: %s: no hardware-wrapped key support", op);
+  return -EOPNOTSUPP;
+}
+
 /* blk_crypto_ioctl_import_key */
 int
 ic_crypto_ioctl_import_key (struct ic_crypto_profile *profile,
@@ -822,6 +832,9 @@ ic_crypto_ioctl_import_key (struct ic_crypto_profile *profile,
   uint8_t *buf;
   int ret;
 
+  /* blk_crypto_ioctl(): a device without a profile, before anything. */
+  if (!profile)
+    return no_profile ("import key");
   if (raw_key_size < 16 || raw_key_size > IC_CRYPTO_MAX_RAW_KEY_SIZE) {
     ic_error ("import key: a raw key must be 16 to %u bytes, got %zu",
               IC_CRYPTO_MAX_RAW_KEY_SIZE, raw_key_size);
@@ -869,6 +882,8 @@ ic_crypto_ioctl_prepare_key (struct ic_crypto_profile *profile,
   uint8_t *buf;
   int ret;
 
+  if (!profile)
+    return no_profile ("prepare key");
   if (lt_key_size > IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE) {
     ic_error ("prepare key: a long-term wrapped key is at most %u bytes, "
               "got %zu", IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE, lt_key_size);

@@ -297,7 +297,9 @@ int ic_crypto_prepare_key (struct ic_crypto_profile *profile,
  * _generate_key, _prepare_key for BLKCRYPTOIMPORTKEY, BLKCRYPTOGENERATEKEY,
  * BLKCRYPTOPREPAREKEY), on @profile: the output size is in/out, the
  * capacity of the output buffer in, the size of the key written out.
- * Checked first: an import takes 16..64 raw bytes, a prepare at most 128
+ * Checked first, as blk_crypto_ioctl() does: a NULL @profile (a device
+ * without inline encryption) is -EOPNOTSUPP whatever the arguments.
+ * Then: an import takes 16..64 raw bytes, a prepare at most 128
  * long-term bytes (-EINVAL).  Then the op as the wrappers above
  * (-EOPNOTSUPP, -EBADMSG, ...); a key larger than the capacity is
  * -EOVERFLOW and nothing is written.  Temporaries are wiped.

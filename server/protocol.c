@@ -1577,6 +1577,9 @@ cmd_key_import (struct ic_graph *g, struct json_object *req,
       (r = arg_secret (req, "key", &hex)) < 0 ||
       (r = arg_capacity (req, &lt_size)) < 0)
     return r;
+  /* No profile: EOPNOTSUPP before the argument is looked at. */
+  if (!profile)
+    return wrapped_result (req, target, -EOPNOTSUPP);
   raw = ic_secure_alloc (IC_CRYPTO_MAX_HW_WRAPPED_KEY_SIZE);
   if (!raw)
     return -ENOMEM;
@@ -1640,6 +1643,8 @@ cmd_key_prepare (struct ic_graph *g, struct json_object *req,
       (r = arg_string (req, "lt_key", true, &hex)) < 0 ||
       (r = arg_capacity (req, &eph_size)) < 0)
     return r;
+  if (!profile)
+    return wrapped_result (req, target, -EOPNOTSUPP);
   /* Too long for the ioctl is its EINVAL, not a decoding error. */
   n = ic_hex_decode ("key-prepare: lt_key", hex, lt_key, sizeof lt_key);
   if (n < 0)

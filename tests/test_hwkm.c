@@ -615,6 +615,19 @@ START_TEST (test_ioctl_unsupported)
     ck_assert_int_eq (ic_crypto_derive_sw_secret (profiles[i], buf, 61, sw),
                       -EOPNOTSUPP);
   }
+  /* Without a profile, EOPNOTSUPP comes before the argument checks
+   * (blk_crypto_ioctl() returns it before dispatching).
+   */
+  size = sizeof buf;
+  ck_assert_int_eq (ic_crypto_ioctl_import_key (NULL, raw, 8, buf, &size),
+                    -EOPNOTSUPP);
+  ck_assert_int_eq (ic_crypto_ioctl_prepare_key (NULL, buf, 129, buf, &size),
+                    -EOPNOTSUPP);
+  /* With one, the argument checks come first, as upstream. */
+  ck_assert_int_eq (ic_crypto_ioctl_import_key (profiles[1], raw, 8, buf,
+                                                &size), -EINVAL);
+  ck_assert_int_eq (ic_crypto_ioctl_prepare_key (profiles[1], buf, 129, buf,
+                                                 &size), -EINVAL);
   ic_engine_free (e);
 }
 END_TEST
