@@ -71,6 +71,7 @@ struct client {
 struct done {
   struct client *client;
   char *reply;
+  bool secret;                  /* reply holds one: wiped once sent */
   struct done *next;
 };
 
@@ -137,6 +138,8 @@ client_unref (struct client *c)
      * they left, but a line may be cut anywhere by a read.
      */
     in_free (c->in);
+    if (c->out)                 /* a reply may have held a secret */
+      ic_memzero_explicit (c->out, c->out_cap);
     free (c->out);
     free (c);
   }
@@ -150,6 +153,16 @@ out_pending (const struct client *c)
 
 /* The largest reply buffer kept once everything in it was sent. */
 #define OUT_KEEP (64 * 1024)
+
+/* Free the reply buffer, wiped (see client_send). */
+static void
+out_free (struct client *c)
+{
+  ic_memzero_explicit (c->out, c->out_cap);
+  free (c->out);
+  c->out = NULL;
+  c->out_cap = 0;
+}
 
 /* Queue @text and a newline for @c. */
 static void
@@ -171,6 +184,11 @@ client_send (struct client *c, const char *text)
       (c->out_off >= c->out_len / 2 || c->out_len + n + 1 > c->out_cap)) {
     memmove (c->out, c->out + c->out_off, out_pending (c));
     c->out_len -= c->out_off;
+    /* A reply may hold a secret (key-derive-secret): no copy of it stays
+     * behind where it was moved from, nor where it was sent from (below,
+     * write_cb), nor in a buffer given back (no realloc).
+     */
+    ic_memzero_explicit (c->out + c->out_len, c->out_off);
     c->out_off = 0;
   }
   if (c->out_len + n + 1 > c->out_cap) {
@@ -178,10 +196,14 @@ client_send (struct client *c, const char *text)
 
     while (cap < c->out_len + n + 1)
       cap *= 2;
-    bigger = realloc (c->out, cap);
+    bigger = malloc (cap);
     if (!bigger) {
       client_close (c);
       return;
+    }
+    if (c->out) {
+      memcpy (bigger, c->out, c->out_len);
+      out_free (c);
     }
     c->out = bigger;
     c->out_cap = cap;
@@ -195,8 +217,12 @@ client_send (struct client *c, const char *text)
 static void
 client_send_json (struct client *c, struct json_object *reply)
 {
-  client_send (c, json_object_to_json_string_ext (reply,
-                                                  JSON_C_TO_STRING_PLAIN));
+  const char *text = ic_protocol_reply_text (reply);
+
+  client_send (c, text);
+  /* json-c's copies of a secret the reply holds, freed unwiped. */
+  if (ic_protocol_wipe_secrets (reply))
+    ic_memzero_explicit ((char *) text, strlen (text));
   json_object_put (reply);
 }
 
@@ -233,12 +259,19 @@ worker (void *arg)
   struct ic_control *ctl = w->ctl;
   struct json_object *reply = ic_protocol_execute (ctl->graph, w->req);
   struct done *d = calloc (1, sizeof *d);
+  const char *text;
 
   json_object_put (w->req);
+  text = ic_protocol_reply_text (reply);
   if (d) {
     d->client = w->client;
-    d->reply = strdup (json_object_to_json_string_ext
-                       (reply, JSON_C_TO_STRING_PLAIN));
+    d->reply = strdup (text);
+  }
+  /* A secret in the reply: wiped here, and in d->reply once sent. */
+  if (ic_protocol_wipe_secrets (reply)) {
+    ic_memzero_explicit ((char *) text, strlen (text));
+    if (d)
+      d->secret = true;
   }
   json_object_put (reply);
   free (w);
@@ -453,15 +486,13 @@ write_cb (struct ev_loop *loop, ev_io *w, int revents)
       client_close (c);
       return;
     }
+    ic_memzero_explicit (c->out + c->out_off, n);
     c->out_off += n;
   }
   if (out_pending (c) == 0) {
     c->out_off = c->out_len = 0;
-    if (c->out_cap > OUT_KEEP) {        /* a backlog is over: give it back */
-      free (c->out);
-      c->out = NULL;
-      c->out_cap = 0;
-    }
+    if (c->out_cap > OUT_KEEP)          /* a backlog is over: give it back */
+      out_free (c);
     ev_io_stop (loop, w);
   }
   /* Input held back for the replies to be taken, or the close that
@@ -595,6 +626,8 @@ wake_cb (struct ev_loop *loop, ev_async *w, int revents)
     else if (!c->closed && d->reply)
       client_send (c, d->reply);        /* ic_control_stop sends it */
     client_unref (c);
+    if (d->secret && d->reply)
+      ic_memzero_explicit (d->reply, strlen (d->reply));
     free (d->reply);
     free (d);
     d = next;

@@ -78,6 +78,56 @@ struct command {
 
 static const struct command *find_command (const char *name);
 
+const char *
+ic_protocol_reply_text (struct json_object *reply)
+{
+  struct json_object *v;
+  char *secret;
+  char *stand_in;
+  size_t len;
+
+  if (!json_object_object_get_ex (reply, "sw_secret", &v) ||
+      !json_object_is_type (v, json_type_string))
+    return json_object_to_json_string_ext (reply, JSON_C_TO_STRING_PLAIN);
+  /* Write it out once with a stand-in of the same length, which grows
+   * json-c's buffer (realloc, leaving what it held in freed memory) to
+   * the size of the text; then with the secret, which fits.
+   */
+  len = json_object_get_string_len (v);
+  secret = ic_secure_alloc (len + 1);
+  stand_in = malloc (len + 1);
+  if (!secret || !stand_in) {
+    ic_secure_free (secret, len + 1);
+    free (stand_in);
+    ic_memzero_explicit ((char *) json_object_get_string (v), len);
+    return "{\"ok\":false,\"error\":\"out of memory\",\"errno\":\"ENOMEM\"}";
+  }
+  memcpy (secret, json_object_get_string (v), len);
+  ic_memzero_explicit ((char *) json_object_get_string (v), len);
+  memset (stand_in, 'x', len);
+  json_object_object_add (reply, "sw_secret",
+                          json_object_new_string_len (stand_in, len));
+  free (stand_in);
+  json_object_to_json_string_ext (reply, JSON_C_TO_STRING_PLAIN);
+  json_object_object_add (reply, "sw_secret",
+                          json_object_new_string_len (secret, len));
+  ic_secure_free (secret, len + 1);
+  return json_object_to_json_string_ext (reply, JSON_C_TO_STRING_PLAIN);
+}
+
+bool
+ic_protocol_wipe_secrets (struct json_object *reply)
+{
+  struct json_object *v;
+
+  if (!json_object_object_get_ex (reply, "sw_secret", &v) ||
+      !json_object_is_type (v, json_type_string))
+    return false;
+  ic_memzero_explicit ((char *) json_object_get_string (v),
+                       json_object_get_string_len (v));
+  return true;
+}
+
 struct json_object *
 ic_protocol_error (int err, const char *msg)
 {

@@ -83,4 +83,19 @@ char *ic_protocol_handle_line (struct ic_graph *graph, const char *line,
 /* An error reply for @err (a positive errno) with @msg. */
 struct json_object *ic_protocol_error (int err, const char *msg);
 
+/* @reply as the text to send (json-c's, owned by @reply).  A reply that
+ * holds a secret (the sw_secret of key-derive-secret) is written out so
+ * that json-c leaves no copy of it behind (its buffer does not grow
+ * while it holds the secret); after sending, the caller wipes the text
+ * and the secret with ic_protocol_wipe_secrets().
+ */
+const char *ic_protocol_reply_text (struct json_object *reply);
+
+/* Wipe, in @reply, the strings that are secrets, once it has been
+ * written out: json-c would free them unwiped.  Return: true if there
+ * was one (the text of ic_protocol_reply_text() then holds it too: the
+ * caller wipes that).
+ */
+bool ic_protocol_wipe_secrets (struct json_object *reply);
+
 #endif /* IC_PROTOCOL_H */
