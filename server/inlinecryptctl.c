@@ -823,7 +823,10 @@ main (int argc, char **argv)
   if (!success) {
     fprintf (stderr, "inlinecryptctl: %s (%s)\n", get_str (reply, "error"),
              get_str (reply, "errno"));
-    if (!json_output)
+    /* Only evict has something to show on failure: the result of each
+     * leaf.  Anything else printed here would be an empty version, blob
+     * or table on standard output, which scripts would take for data. */
+    if (!json_output && strcmp (get_str (req, "cmd"), "evict") == 0)
       print_human (req, reply);
   }
   json_object_put (reply);

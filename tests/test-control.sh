@@ -121,6 +121,11 @@ ctl key add kx mode=Adiantum key=+$d/k9 key=+$d/k9 2> $d/err
 test $? = 2 || exit 1
 grep -F 'key= is given twice' $d/err || exit 1
 ctl evict nokey; test $? = 1 || exit 1
+# A refused command prints nothing on standard output (it is data: a
+# blob, a secret, a table), only its error on standard error.
+ctl table show nodev > $d/out 2> $d/err; test $? = 1 || exit 1
+test ! -s $d/out || { cat $d/out; exit 1; }
+grep -F "no device named 'nodev'" $d/err || exit 1
 # Numbers are read as the server and the configuration file read them:
 # decimal, so 0100000 is 100000 (unaligned: the server refuses it), not
 # octal 32768; 0x1000, more than 2^64-1 and a bad probability are usage
