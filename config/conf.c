@@ -56,6 +56,26 @@ static int
 perr (struct parser *p, int err, const char *fmt, ...)
   __attribute__ ((format (printf, 3, 4)));
 
+/* p->at = "path:LINE" (LINE 0: the path alone).  A path too long for it
+ * loses its start, not the line number: "...end/of/path.conf:12".
+ */
+static void
+set_at (struct parser *p, unsigned int lineno)
+{
+  char line[16] = "";
+  size_t room;
+  size_t len = strlen (p->path);
+
+  if (lineno > 0)
+    snprintf (line, sizeof line, ":%u", lineno);
+  room = sizeof p->at - 1 - strlen (line);
+  if (len <= room)
+    snprintf (p->at, sizeof p->at, "%s%s", p->path, line);
+  else
+    snprintf (p->at, sizeof p->at, "...%s%s", p->path + len - (room - 3),
+              line);
+}
+
 /* Send one message to the error sink.  While parsing, errors are only
  * kept (ic_error_capture()): an object made for a line reports its reason
  * without the line, and the parser says it again with the line; once is
@@ -1311,7 +1331,7 @@ parse_lines (struct parser *p, char *text, size_t len)
       eol = text + len;
     next = eol < text + len ? eol + 1 : eol;
     flush_warning (p);
-    snprintf (p->at, sizeof p->at, "%s:%u", p->path, lineno);
+    set_at (p, lineno);
     if (memchr (line, '\0', eol - line)) {
       r = perr (p, EINVAL, "NUL byte in the line");
       break;
@@ -1335,7 +1355,7 @@ parse_lines (struct parser *p, char *text, size_t len)
         r = end_with_words (p, block, rest, strcspn (rest, " \t\r\v\f"));
         continue;
       }
-      snprintf (p->at, sizeof p->at, "%s:%u", p->path, block_start);
+      set_at (p, block_start);
       r = parse_device (p, device_line, table ? table : "", block_start + 1);
       free (table);
       table = NULL;
@@ -1433,7 +1453,7 @@ parse_lines (struct parser *p, char *text, size_t len)
   }
 
   if (r == 0 && state != TOP) {
-    snprintf (p->at, sizeof p->at, "%s:%u", p->path, block_start);
+    set_at (p, block_start);
     r = perr (p, EINVAL, "%s block has no 'end'",
               state == DEVICE ? "device" : "export");
   }
@@ -1453,10 +1473,7 @@ parse_lines (struct parser *p, char *text, size_t len)
   }
   if (r == 0 && p->g->nexports == 0) {
     /* An empty file has no line to name. */
-    if (lineno > 0)
-      snprintf (p->at, sizeof p->at, "%s:%u", p->path, lineno);
-    else
-      snprintf (p->at, sizeof p->at, "%s", p->path);
+    set_at (p, lineno);
     r = perr (p, EINVAL, "no export is defined%s; add e.g. 'export vol0 "
               "device=NAME key=KEY'", lineno > 0 ? "" : " (the file is "
               "empty)");

@@ -1005,6 +1005,27 @@ START_TEST (test_refused_leaves_no_files)
 }
 END_TEST
 
+/* A path too long to be shown whole in a message loses its start, not
+ * the line number.
+ */
+START_TEST (test_long_path)
+{
+  char path[1200];
+  const char *e;
+
+  memset (path, 'd', sizeof path);
+  memcpy (path, "/start", 6);
+  memcpy (path + sizeof path - 12, "/x/end.conf", 12);
+  ck_assert_ptr_null (ic_conf_parse ("# a\n# b\nfrobnicate\n", 20, path,
+                                     dir, 0));
+  e = ic_last_error ();
+  ck_assert_msg (strncmp (e, "...", 3) == 0, "%s", e);
+  ck_assert_ptr_nonnull (strstr (e, "/x/end.conf:3: unknown keyword "
+                                 "'frobnicate'"));
+  ck_assert_ptr_null (strstr (e, "/start"));
+}
+END_TEST
+
 /* ---- every error ---- */
 
 struct conf_error {
@@ -1668,6 +1689,7 @@ conf_suite (void)
   tcase_add_test (tc, test_load_in_root);
   tcase_add_test (tc, test_load_shared);
   tcase_add_test (tc, test_refused_leaves_no_files);
+  tcase_add_test (tc, test_long_path);
   suite_add_tcase (s, tc);
 
   tc = tcase_create ("errors");
