@@ -73,10 +73,11 @@ log_debug (const char *msg)
 static void
 inlinecrypt_load (void)
 {
-#ifdef __SANITIZE_ADDRESS__
+#if defined __SANITIZE_ADDRESS__ || defined __SANITIZE_THREAD__
   /* Stay loaded when nbdkit unloads us at exit, so that the leaks found
    * then are reported with our function names and lines (nbdkit keeps a
-   * plugin loaded only under valgrind).
+   * plugin loaded only under valgrind), and so that TSan, which keeps
+   * its own list of atexit handlers, does not call ours once unloaded.
    */
   Dl_info info;
 
