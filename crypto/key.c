@@ -139,8 +139,8 @@ ic_crypto_key_free (struct ic_crypto_key *key)
   ic_secure_free (key, sizeof *key);
 }
 
-static int
-hex_value (int c)
+int
+ic_hex_value (int c)
 {
   if (c >= '0' && c <= '9')
     return c - '0';
@@ -169,7 +169,7 @@ ic_hex_decode (const char *what, const char *hex, uint8_t *out,
     return -EINVAL;
   }
   for (i = start; i < end; i++)
-    if (hex_value ((unsigned char) hex[i]) < 0) {
+    if (ic_hex_value ((unsigned char) hex[i]) < 0) {
       /* Say where, never what: the text is a secret. */
       ic_error ("%s: character %zu is not a hexadecimal digit",
                 what, i + 1);
@@ -186,7 +186,7 @@ ic_hex_decode (const char *what, const char *hex, uint8_t *out,
     return -E2BIG;
   }
   for (i = 0; i < n / 2; i++)
-    out[i] = hex_value ((unsigned char) hex[start + 2 * i]) << 4 |
-             hex_value ((unsigned char) hex[start + 2 * i + 1]);
+    out[i] = ic_hex_value ((unsigned char) hex[start + 2 * i]) << 4 |
+             ic_hex_value ((unsigned char) hex[start + 2 * i + 1]);
   return n / 2;
 }

@@ -94,6 +94,9 @@ struct ic_crypto_key *ic_crypto_key_new (const char *name,
  */
 void ic_crypto_key_free (struct ic_crypto_key *key);
 
+/* The value of the hexadecimal digit @c, or -1. */
+int ic_hex_value (int c);
+
 /* Decode hex text (upper or lower case; surrounding white space, e.g. the
  * trailing newline of a key file, is ignored) into @out of @out_size bytes.
  * @what names the source in messages ("key").  The input is never echoed.

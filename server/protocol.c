@@ -220,19 +220,6 @@ member_value (const char *after, const char *end)
   return v;
 }
 
-/* The value of a hexadecimal digit, or -1. */
-static int
-hex_digit (char c)
-{
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 /* The 4 hex digits of a \u escape at @p into *@cp; false if they are not
  * there.
  */
@@ -244,9 +231,9 @@ read_u4 (const char *p, const char *end, unsigned int *cp)
   if (end - p < 4)
     return false;
   for (*cp = 0, i = 0; i < 4; i++) {
-    if (hex_digit (p[i]) < 0)
+    if (ic_hex_value ((unsigned char) p[i]) < 0)
       return false;
-    *cp = *cp << 4 | hex_digit (p[i]);
+    *cp = *cp << 4 | ic_hex_value ((unsigned char) p[i]);
   }
   return true;
 }
