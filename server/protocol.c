@@ -78,10 +78,18 @@ struct command {
 
 static const struct command *find_command (const char *name);
 
+/* The reply sent when ic_protocol_reply_text() runs out of memory.  A
+ * string literal: the reply no longer holds the secret (the caller's
+ * ic_protocol_wipe_secrets() says false), so that nobody wipes it.
+ */
+static const char reply_enomem[] =
+  "{\"ok\":false,\"error\":\"out of memory\",\"errno\":\"ENOMEM\"}";
+
 const char *
 ic_protocol_reply_text (struct json_object *reply)
 {
   struct json_object *v;
+  struct json_object *s = NULL;
   char *secret;
   char *stand_in;
   size_t len;
@@ -96,22 +104,25 @@ ic_protocol_reply_text (struct json_object *reply)
   len = json_object_get_string_len (v);
   secret = ic_secure_alloc (len + 1);
   stand_in = malloc (len + 1);
-  if (!secret || !stand_in) {
-    ic_secure_free (secret, len + 1);
-    free (stand_in);
-    ic_memzero_explicit ((char *) json_object_get_string (v), len);
-    return "{\"ok\":false,\"error\":\"out of memory\",\"errno\":\"ENOMEM\"}";
+  if (secret && stand_in) {
+    memcpy (secret, json_object_get_string (v), len);
+    memset (stand_in, 'x', len);
+    s = json_object_new_string_len (stand_in, len);
   }
-  memcpy (secret, json_object_get_string (v), len);
   ic_memzero_explicit ((char *) json_object_get_string (v), len);
-  memset (stand_in, 'x', len);
-  json_object_object_add (reply, "sw_secret",
-                          json_object_new_string_len (stand_in, len));
   free (stand_in);
-  json_object_to_json_string_ext (reply, JSON_C_TO_STRING_PLAIN);
-  json_object_object_add (reply, "sw_secret",
-                          json_object_new_string_len (secret, len));
+  if (s) {
+    json_object_object_add (reply, "sw_secret", s);
+    json_object_to_json_string_ext (reply, JSON_C_TO_STRING_PLAIN);
+    s = json_object_new_string_len (secret, len);
+  }
   ic_secure_free (secret, len + 1);
+  if (!s) {
+    /* Out of memory: nothing of the secret is left in @reply. */
+    json_object_object_del (reply, "sw_secret");
+    return reply_enomem;
+  }
+  json_object_object_add (reply, "sw_secret", s);
   return json_object_to_json_string_ext (reply, JSON_C_TO_STRING_PLAIN);
 }
 
