@@ -384,9 +384,19 @@ ctl fault d0 io-delay-us=1500000
 import nbd, sys
 h = nbd.NBD(); h.connect_uri(sys.argv[1]); h.pwrite(b"b" * 4096, 0)' "$uri0" &
 slow=$!
-sleep 0.5
-if ctl evict kb d0; then exit 1; fi
-grep '(EBUSY)' $d/reply.$replies.err
+# EBUSY once the write holds the keyslot (io-delay-us keeps it 1.5 s):
+# until the client got that far (a slow start on a loaded machine), the
+# key is in no slot and evict says 0.
+busy=0
+for _ in $(seq 100); do
+    if ! ctl evict kb d0; then
+        grep '(EBUSY)' $d/reply.$replies.err
+        busy=1
+        break
+    fi
+    sleep 0.05
+done
+test $busy = 1
 wait $slow
 ctl fault d0 clear
 ctl map vol0 0 16M none
