@@ -318,12 +318,44 @@ json_unescape (const char *p, const char *end, char *out)
   return true;
 }
 
+/* Is [@p, @end) UTF-8 as json-c's JSON_TOKENER_VALIDATE_UTF8 checks it
+ * (json_tokener_validate_utf8: a lead byte and its continuation bytes)?
+ */
+static bool
+utf8_as_json_c (const char *p, const char *end)
+{
+  unsigned int more = 0;
+
+  for (; p < end; p++) {
+    unsigned char c = *p;
+
+    if (more > 0) {
+      if ((c & 0xc0) != 0x80)
+        return false;
+      more--;
+    }
+    else if (c >= 0x80) {
+      if ((c & 0xe0) == 0xc0)
+        more = 1;
+      else if ((c & 0xf0) == 0xe0)
+        more = 2;
+      else if ((c & 0xf8) == 0xf0)
+        more = 3;
+      else
+        return false;
+    }
+  }
+  return more == 0;
+}
+
 /* Find the top-level member "key" of the object in @text and, if its value
  * is a string, move the value into a locked secret (its escapes decoded
  * here: json-c would decode them in a buffer of its own, freed unwiped)
  * and overwrite it in @text with 'x's.  A value whose escapes cannot be
- * decoded, or that holds a NUL character, is overwritten all the same,
- * and *@refused set: the request is refused.  Anything else unexpected:
+ * decoded, that holds a NUL character, or that is not UTF-8 (json-c,
+ * which checks the rest, no longer sees it; a key name is echoed in
+ * replies, which must be UTF-8), is overwritten all the same, and
+ * *@refused set: the request is refused.  Anything else unexpected:
  * leave @text alone (json-c will say what is wrong with it).
  */
 static struct secret *
@@ -365,7 +397,8 @@ take_secret (char *text, size_t len, bool *refused)
         ic_secure_free (sec, sizeof *sec);
         return NULL;
       }
-      if (!json_unescape (v + 1, after - 1, sec->text)) {
+      if (!utf8_as_json_c (v + 1, after - 1) ||
+          !json_unescape (v + 1, after - 1, sec->text)) {
         free_secret (NULL, sec);
         sec = NULL;
         *refused = true;
@@ -499,8 +532,8 @@ ic_protocol_parse (const char *line, size_t len, struct json_object **reply)
   if (refused) {
     ic_secure_free (copy, len + 1);
     *reply = ic_protocol_error (EINVAL, "malformed request: the \"key\" "
-                                "string has a bad escape or a NUL "
-                                "character");
+                                "string has a bad escape, a NUL "
+                                "character or invalid UTF-8");
     return NULL;
   }
   req = parse_object (copy, len, reply);

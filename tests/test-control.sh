@@ -452,6 +452,15 @@ for line in [r'{"cmd":"key-remove","name":"kn\u0000x"}',
     r = ask(line)
     assert r["ok"] is False and r["errno"] == "EINVAL", (line, r)
     assert hexkey not in r["error"], r
+# Nor a "key" that is not UTF-8, as json-c refuses any other string: a
+# key name is echoed in the error, and a reply must be UTF-8.
+for line in [b'{"cmd":"evict","key":"k\xffn"}',
+             b'{"cmd":"map","export":"vol0","offset":0,"length":4096,'
+             b'"key":"k\xc3"}']:
+    s.sendall(line + b"\n")
+    raw = f.readline()
+    r = json.loads(raw.decode("utf-8"))
+    assert r["ok"] is False and r["errno"] == "EINVAL", (line, r)
 names = [k["name"] for k in ask('{"cmd":"key-list"}')["keys"]]
 assert "kn" in names and "ko" not in names, names
 assert ask(r'{"cmd":"evict","key":"\u006bn"}')["ok"] is True
