@@ -25,8 +25,9 @@ struct ic_crypto_keyslot {
   const struct ic_crypto_key *key;
   /* A key unlinked from this slot while I/O still used it (the -EBUSY of
    * ic_crypto_evict_key): the driver was not asked to evict it, so the
-   * hardware may still hold it.  The next eviction of that key, once the
-   * slot is idle, evicts it from here too.  Protected by profile->lock.
+   * hardware may still hold it.  ic_crypto_purge_key(), when the key is
+   * removed, evicts it from here once the slot is idle; reprogramming the
+   * slot clears it.  Protected by profile->lock.
    */
   const struct ic_crypto_key *busy_evicted;
   struct ic_crypto_profile *profile;

@@ -332,38 +332,37 @@ assert r == {"ok": True, "name": "kq"}, r
 s.close()
 PY
 ctl key remove kq
-# A key-add sent behind a command that waits (an engine reset, waiting for
-# a slowed write) waits in the client's input buffer: locked, and wiped.
+# A key-add sent behind a command that waits waits in the client's input
+# buffer: locked, and wiped.  The command: an engine reset, which
+# reprograms the key kv that a write left in a keyslot, each program 5 s
+# late (program-delay-us): it waits that long whatever the load.
 ctl key add kv key=+$d/kv
 ctl map vol0 0 4M key=kv
-ctl fault d0 io-delay-us=3000000
-"$PYTHON" - $d/ctl.sock $d/kw "$uri0" $d/pending <<'PY' &
-import json, nbd, os, socket, sys, threading, time
-def write():
-    h = nbd.NBD()
-    h.connect_uri(sys.argv[3])
-    h.pwrite(b"w" * 4096, 0)
-t = threading.Thread(target=write)
-t.start()
-time.sleep(0.5)
+"$PYTHON" -c '
+import nbd, sys
+h = nbd.NBD(); h.connect_uri(sys.argv[1]); h.pwrite(b"w" * 4096, 0)' "$uri0"
+ctl fault ufs program-delay-us=5000000
+"$PYTHON" - $d/ctl.sock $d/kw $d/pending <<'PY' &
+import json, socket, sys, time
 s = socket.socket(socket.AF_UNIX)
 s.connect(sys.argv[1])
 key = open(sys.argv[2]).read().strip()
+t0 = time.monotonic()
 s.sendall(b'{"cmd":"engine-reset","engine":"ufs"}\n' +
           json.dumps({"cmd": "key-add", "name": "kw", "key": key}).encode() +
           b"\n")
 time.sleep(0.5)
-open(sys.argv[4], "w").close()
+open(sys.argv[3], "w").close()
 f = s.makefile("rb")
 replies = [json.loads(f.readline()) for _ in range(2)]
 assert all(r["ok"] for r in replies), replies
-t.join()
+assert time.monotonic() - t0 >= 4.5, "the reset did not wait"
 PY
 waiter=$!
 wait_for test -e $d/pending
 memscan kw > $d/scan.pending
 wait $waiter
-ctl fault d0 clear
+ctl fault ufs clear
 check_scan $d/scan.pending pending kw
 # It was found there, unless the scans are skipped.
 "$PYTHON" -c '
