@@ -629,7 +629,9 @@ PY
   nbdkit -P $d/fd.pid -U $d/fd-nbd.sock $PLUGIN size=1M key=+$d/k1 \
       control=$d/fd.sock )
 cleanup_fn _stop_nbdkit $d/fd.pid
+# The socket may be there before nbdkit writes its pid file.
 wait_for test -S $d/fd.sock
+wait_for test -s $d/fd.pid
 "$PYTHON" - $d/fd.sock "$(cat $d/fd.pid)" <<'PY'
 import os, socket, sys, time
 path, pid = sys.argv[1], int(sys.argv[2])
