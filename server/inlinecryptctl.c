@@ -128,9 +128,11 @@ read_all (const char *path, size_t *lenp)
   return buf;
 }
 
-/* Read a key file: it must not be readable by group or others. */
+/* Read the value of @name=+FILE or @name=- (a key or a wrapped-key blob
+ * in hex): a file must not be readable by group or others.
+ */
 static char *
-read_key (const char *value, size_t *cap)
+read_key (const char *name, const char *value, size_t *cap)
 {
   struct stat st;
   char *text;
@@ -139,8 +141,8 @@ read_key (const char *value, size_t *cap)
   if (value[0] == '+') {
     if (stat (value + 1, &st) == 0 && S_ISREG (st.st_mode) &&
         (st.st_mode & (S_IRWXG | S_IRWXO))) {
-      fprintf (stderr, "inlinecryptctl: key file %s is accessible by group "
-               "or others (mode %04o); chmod 600 it\n", value + 1,
+      fprintf (stderr, "inlinecryptctl: %s file %s is accessible by group "
+               "or others (mode %04o); chmod 600 it\n", name, value + 1,
                (unsigned int) (st.st_mode & 07777));
       exit (2);
     }
@@ -148,12 +150,14 @@ read_key (const char *value, size_t *cap)
   }
   else if (strcmp (value, "-") == 0)
     text = read_all ("-", cap);
-  else
+  else if (strcmp (name, "key") == 0)
     die_usage ("key=%s: expected key=+FILE or key=- (the key in hex is "
                "never taken from the command line)", value);
+  else
+    die_usage ("blob=%s: expected blob=+FILE or blob=- (the blob in hex "
+               "is never taken from the command line)", value);
   n = strlen (text);
-  while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r' ||
-                   text[n - 1] == ' '))
+  while (n > 0 && strchr (" \t\r\n", text[n - 1]))
     text[--n] = '\0';
   return text;
 }
@@ -235,7 +239,7 @@ add_key (struct json_object *req, const char *value, char **secret,
 {
   if (*secret)
     die_usage ("%s", "key= is given twice");
-  *secret = read_key (value, secret_cap);
+  *secret = read_key ("key", value, secret_cap);
   add_str (req, "key", *secret);
 }
 
@@ -312,7 +316,7 @@ build_request (int argc, char **argv, char **secret, size_t *secret_cap)
              strcmp (argv[1], "generate") == 0 ||
              strcmp (argv[1], "prepare") == 0) {
       char name[32];
-      char *blob = NULL;
+      bool blob = false;
 
       snprintf (name, sizeof name, "key-%s", argv[1]);
       add_str (req, "cmd", name);
@@ -328,17 +332,14 @@ build_request (int argc, char **argv, char **secret, size_t *secret_cap)
           add_key (req, v, secret, secret_cap);
         else if ((v = kv (argv[i], "blob")) &&
                  strcmp (argv[1], "prepare") == 0) {
-          size_t n;
+          char *text;
 
-          if (v[0] != '+' && strcmp (v, "-") != 0)
-            die_usage ("key prepare: blob=%s: expected blob=+FILE or "
-                       "blob=- (the long-term blob in hex)", v);
-          blob = read_all (v[0] == '+' ? v + 1 : v, NULL);
-          n = strlen (blob);
-          while (n > 0 && strchr (" \t\r\n", blob[n - 1]))
-            blob[--n] = '\0';
-          add_str (req, "lt_key", blob);
-          free (blob);
+          if (blob)
+            die_usage ("%s", "blob= is given twice");
+          text = read_key ("blob", v, NULL);
+          add_str (req, "lt_key", text);
+          free (text);
+          blob = true;
         }
         else
           die_usage ("key: unknown argument '%s'", argv[i]);

@@ -152,8 +152,20 @@ grep -F 'import key: the key is 61 bytes, the buffer only 60 (EOVERFLOW)' $d/err
 lt=$(cat $d/lt16)
 if [ "${lt:40:1}" = f ]; then x=0; else x=f; fi
 echo "${lt:0:40}$x${lt:41}" > $d/bad-lt
+chmod 600 $d/bad-lt
 if ctl key prepare engine=ufs blob=+$d/bad-lt 2> $d/err; then exit 1; fi
 grep -F 'ufs: prepare key: invalid key: not a long-term wrapped key of this key manager (authentication failed) (EBADMSG)' $d/err
+# A blob file group or others can read is refused, as a key file is.
+cp $d/lt16 $d/lt16-shared && chmod 644 $d/lt16-shared
+if ctl key prepare engine=ufs blob=+$d/lt16-shared > $d/out 2> $d/err; then
+    exit 1
+fi
+grep -Fx "inlinecryptctl: blob file $d/lt16-shared is accessible by group or others (mode 0644); chmod 600 it" $d/err
+test ! -s $d/out
+if ctl key prepare engine=ufs blob=+$d/lt16 blob=+$d/lt16 2> $d/err; then
+    exit 1
+fi
+grep -F 'blob= is given twice' $d/err
 # An ephemeral blob is not a long-term one.
 if ctl key prepare engine=ufs blob=+$d/eph16 2> $d/err; then exit 1; fi
 grep -F '(EBADMSG)' $d/err
