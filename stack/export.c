@@ -146,6 +146,20 @@ check_range (const struct ic_export *exp, const char *what,
               exp->name, exp->size);
     return -EINVAL;
   }
+  /* blk_crypto_start_using_key(): a config the device cannot take
+   * natively goes to the fallback, which never handles wrapped keys.
+   * Refused here rather than by every request (EOPNOTSUPP, which NBD
+   * clients see as EINVAL).
+   */
+  if (key->crypto_cfg.key_type == IC_CRYPTO_KEY_TYPE_HW_WRAPPED &&
+      exp->dev && !ic_device_supports_natively (exp->dev, &key->crypto_cfg)) {
+    ic_error ("%s: key %s is hardware-wrapped and device %s cannot take it "
+              "natively (%s, %u-byte data units, %u DUN bytes); the "
+              "fallback never handles wrapped keys", what, key->name,
+              exp->dev->name, ic_crypto_mode_name (key->crypto_cfg.crypto_mode),
+              du, key->crypto_cfg.dun_bytes);
+    return -EOPNOTSUPP;
+  }
   if (ic_crypt_dun_exceeds (r->dun_base, key->crypto_cfg.dun_bytes)) {
     ic_error ("%s: dun-base does not fit in the %u DUN bytes of key %s",
               what, key->crypto_cfg.dun_bytes, key->name);

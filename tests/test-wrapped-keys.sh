@@ -35,6 +35,10 @@ export vol0 device=d0
   map 4M 2M key=k64 dun-base=0x1000
   map 6M 2M key=kg
 end
+engine plain keyslots=1
+leaf d1 memory size=1M engine=plain
+export vol1 device=d1
+end
 control socket=ctl.sock
 CONF
 start_nbdkit -P $d/pid -U $d/sock $PLUGIN config=$d/ic.conf 2> $d/log
@@ -135,6 +139,11 @@ chmod 600 $d/eph16
 ctl key add kx type=hw_wrapped engine=ufs key=+$d/eph16
 test "$(ctl key derive-secret kx)" = "$(hwkdf sw-secret --raw-key-file $d/raw16)"
 ctl map vol0 6M 2M key=kx dun-base=77
+# Not on a device whose engine lacks wrapped keys: the fallback could not
+# serve it (blk_crypto_start_using_key), so no request could.
+if ctl map vol1 0 1M key=kx 2> $d/err; then exit 1; fi
+grep -F 'inlinecryptctl: vol1: key kx is hardware-wrapped and device d1 cannot take it natively (AES-256-XTS, 4096-byte data units, 8 DUN bytes); the fallback never handles wrapped keys (EOPNOTSUPP)' $d/err
+ctl map vol1 0 1M key=none
 nbdcopy $d/data "$uri"
 hwkdf inline-key --raw-key-file $d/raw16 --out $d/inline16
 tail -c 2M $d/d0.img > $d/ct2
@@ -238,3 +247,15 @@ leaf d0 memory size=1M engine=raw
 export vol0 device=d0 key=kw
 CONF
 refuse "bad.conf:2: key kw: engine=raw: the engine does not take hw_wrapped keys"
+# A wrapped key of an engine that has them, mapped onto a device whose
+# engine has not.
+cat > $d/bad.conf <<'CONF'
+engine ufs key-types=raw,hw_wrapped wrapping-key=ufs.wkey
+engine raw
+key kw type=hw_wrapped engine=ufs blob=kw.blob
+leaf d0 memory size=1M engine=raw
+export vol0 device=d0
+  map 0 1M key=kw
+end
+CONF
+refuse "bad.conf:6: export vol0: map: key kw is hardware-wrapped and device d0 cannot take it natively (AES-256-XTS, 4096-byte data units, 8 DUN bytes); the fallback never handles wrapped keys"
