@@ -216,6 +216,8 @@ conn_ready (struct remote *rm, struct conn *c)
   const char *name = rm->leaf.dev.name;
   uint64_t now = ic_now_ns ();
   struct nbd_handle *h;
+  unsigned int wait_ms = 0;
+  uint64_t after;
   bool try = false;
   int err = 0;
 
@@ -224,7 +226,8 @@ conn_ready (struct remote *rm, struct conn *c)
   pthread_mutex_lock (&rm->lock);
   if (now >= rm->next_connect_ns) {
     try = true;
-    rm->next_connect_ns = now + (uint64_t) rm->backoff_ms * 1000000;
+    wait_ms = rm->backoff_ms;
+    rm->next_connect_ns = now + (uint64_t) wait_ms * 1000000;
     rm->backoff_ms = rm->backoff_ms * 2 > BACKOFF_MAX_MS
       ? BACKOFF_MAX_MS : rm->backoff_ms * 2;
   }
@@ -234,11 +237,22 @@ conn_ready (struct remote *rm, struct conn *c)
     return -EIO;
   }
   h = nbd_open (name, rm->uri, rm->timeout_ms, &err);
-  if (!h)
-    return -EIO;
-  if ((uint64_t) nbd_get_size (h) < rm->leaf.dev.size) {
+  if (h && (uint64_t) nbd_get_size (h) < rm->leaf.dev.size) {
     ic_error ("%s: %s came back smaller than before", name, rm->uri);
     nbd_close (h);
+    h = NULL;
+  }
+  if (!h) {
+    /* The backoff interval runs from the failure, not from the start of
+     * the attempt: one that waited out the timeout (a server that
+     * accepts but does not answer) must not let every request queued
+     * behind it wait as long again.
+     */
+    after = ic_now_ns () + (uint64_t) wait_ms * 1000000;
+    pthread_mutex_lock (&rm->lock);
+    if (after > rm->next_connect_ns)
+      rm->next_connect_ns = after;
+    pthread_mutex_unlock (&rm->lock);
     return -EIO;
   }
   c->h = h;
