@@ -59,6 +59,8 @@ struct conn {
   struct nbd_handle *h;         /* NULL: broken, to be reopened */
   struct conn *next;            /* on the free list */
   struct abandoned abandoned;   /* protected by lock */
+  bool live;                    /* protected by lock: had a handle when it
+                                   was last put back (or adopted one) */
 };
 
 struct remote {
@@ -159,14 +161,25 @@ static struct conn *
 conn_get (struct remote *rm, bool write)
 {
   struct conn *c = NULL;
+  struct conn **pp, **take;
   bool fenced;
 
   pthread_mutex_lock (&rm->lock);
   while (!(fenced = write && rm->nabandoned > 0) && !rm->free_list)
     pthread_cond_wait (&rm->cond, &rm->lock);
   if (!fenced) {
-    c = rm->free_list;
-    rm->free_list = c->next;
+    /* A connected one first: one without a handle costs a reconnection,
+     * which may fail (a server that takes fewer connections than we
+     * opened).
+     */
+    take = &rm->free_list;
+    for (pp = &rm->free_list; *pp; pp = &(*pp)->next)
+      if ((*pp)->h) {
+        take = pp;
+        break;
+      }
+    c = *take;
+    *take = c->next;
   }
   else if (rm->free_list)
     /* We may have taken the wake-up of conn_put(): pass it on to a
@@ -183,8 +196,59 @@ conn_put (struct remote *rm, struct conn *c)
   pthread_mutex_lock (&rm->lock);
   c->next = rm->free_list;
   rm->free_list = c;
+  c->live = c->h != NULL;
+  /* A connection that lost its handle may be the last live one, which
+   * requests in conn_wait_live() wait for: wake them all.
+   */
+  if (c->live)
+    pthread_cond_signal (&rm->cond);
+  else
+    pthread_cond_broadcast (&rm->cond);
+  pthread_mutex_unlock (&rm->lock);
+}
+
+/* @c could not be reconnected.  If another connection of the pool is
+ * live, put @c back and wait until a connected one is free, so that the
+ * request is carried out there instead of failing: a server may take
+ * fewer connections than the pool has, or refuse a new one while the old
+ * ones work.
+ *
+ * Return: true if @c was put back and the caller should take a connection
+ * again, false if no other connection is live (the caller still owns @c).
+ */
+static bool
+conn_wait_live (struct remote *rm, struct conn *c)
+{
+  struct conn *f;
+  unsigned int i;
+  bool any = false;
+
+  pthread_mutex_lock (&rm->lock);
+  for (i = 0; i < rm->nconns; i++)
+    if (&rm->conns[i] != c && rm->conns[i].live)
+      any = true;
+  if (!any) {
+    pthread_mutex_unlock (&rm->lock);
+    return false;
+  }
+  c->next = rm->free_list;
+  rm->free_list = c;
+  c->live = false;
+  for (;;) {
+    for (f = rm->free_list; f && !f->h; f = f->next)
+      ;
+    if (f)
+      break;
+    for (any = false, i = 0; i < rm->nconns; i++)
+      any |= rm->conns[i].live;
+    if (!any)
+      break;
+    pthread_cond_wait (&rm->cond, &rm->lock);
+  }
+  /* We may have taken a wake-up meant for conn_get(). */
   pthread_cond_signal (&rm->cond);
   pthread_mutex_unlock (&rm->lock);
+  return true;
 }
 
 /* Give @h, a live handle nobody uses, to a free connection that has none.
@@ -201,6 +265,8 @@ conn_adopt_locked (struct remote *rm, struct nbd_handle *h)
   for (c = rm->free_list; c; c = c->next)
     if (!c->h) {
       c->h = h;
+      c->live = true;
+      pthread_cond_broadcast (&rm->cond);
       return true;
     }
   return false;
@@ -502,18 +568,20 @@ remote_io (struct ic_leaf *leaf, enum remote_op op, void *buf, uint64_t len,
   int64_t cookie;
   int r;
 
-  while (!(c = conn_get (rm, write))) {
-    if (!deadline && rm->timeout_ms)
-      deadline = ic_now_ns () + (uint64_t) rm->timeout_ms * 1000000;
-    if (fence_wait (rm, deadline) < 0) {
-      ic_error ("%s: %s %" PRIu64 " bytes at %" PRIu64 ": not sent: a "
-                "write that timed out earlier is still unanswered by %s "
-                "after another %u ms", leaf->dev.name, op_names[op], len,
-                offset, rm->uri, rm->timeout_ms);
-      return -EIO;
+  do {
+    while (!(c = conn_get (rm, write))) {
+      if (!deadline && rm->timeout_ms)
+        deadline = ic_now_ns () + (uint64_t) rm->timeout_ms * 1000000;
+      if (fence_wait (rm, deadline) < 0) {
+        ic_error ("%s: %s %" PRIu64 " bytes at %" PRIu64 ": not sent: a "
+                  "write that timed out earlier is still unanswered by %s "
+                  "after another %u ms", leaf->dev.name, op_names[op], len,
+                  offset, rm->uri, rm->timeout_ms);
+        return -EIO;
+      }
     }
-  }
-  r = conn_ready (rm, c);
+    r = conn_ready (rm, c);
+  } while (r < 0 && conn_wait_live (rm, c));
   if (r == 0) {
     cookie = start_command (c, op, buf, len, offset, flags);
     r = cookie == -1 ? -1 : wait_command (rm, c, cookie);
@@ -823,6 +891,8 @@ ic_leaf_nbd_new (const char *name, const char *uri, uint64_t size,
   rm->conns[0].h = h;
   for (i = 1; i < rm->nconns; i++)
     rm->conns[i].h = nbd_open (name, uri, timeout_ms, &err);  /* NULL: later */
+  for (i = 0; i < rm->nconns; i++)
+    rm->conns[i].live = rm->conns[i].h != NULL;
   for (i = rm->nconns; i-- > 0;) {
     rm->conns[i].next = rm->free_list;
     rm->free_list = &rm->conns[i];
