@@ -345,7 +345,13 @@ command_failed (struct remote *rm, struct conn *c, const char *op,
     c->h = NULL;
     return -EIO;
   }
-  return err ? -err : -EIO;
+  /* The peer's errno goes up (ENOSPC, EPERM, EINVAL...), but not
+   * ESHUTDOWN: from us it would tell our clients that this server is
+   * shutting down, when only the peer is.
+   */
+  if (!err || err == ESHUTDOWN)
+    return -EIO;
+  return -err;
 }
 
 /* Start one command on @c.  Return: its cookie, or -1. */

@@ -6,6 +6,8 @@
 # 2. A multi-conn peer that takes one connection only: the leaf's extra
 #    connections fail, and concurrent requests must still all succeed on
 #    the one that works instead of failing with EIO.
+# 3. The peer's errors reach the client, but its ESHUTDOWN (the peer is
+#    going away) becomes EIO: from us it would say that we are.
 source ./functions.sh
 set -e -x
 
@@ -23,12 +25,20 @@ start_nbdkit -P $d/p1.pid -U $d/p1.sock --filter=multi-conn memory 8M \
     multi-conn-mode=disable
 cleanup_fn kill -CONT $(cat $d/p1.pid)
 start_nbdkit -P $d/p2.pid -U $d/p2.sock --filter=limit memory 8M limit=1
+for e in ESHUTDOWN ENOSPC; do
+    start_nbdkit -P $d/$e.pid -U $d/$e.sock --filter=error memory 8M \
+        error=$e error-pread-rate=100% error-pwrite-rate=100%
+done
 cat > $d/ic.conf <<CONF
 key k key=+k
 leaf r1 nbd=nbd+unix:///?socket=$d/p1.sock timeout=2
 leaf r2 nbd=nbd+unix:///?socket=$d/p2.sock timeout=2
 export hang device=r1 key=k
 export limited device=r2 key=k
+leaf r3 nbd=nbd+unix:///?socket=$d/ESHUTDOWN.sock timeout=2
+leaf r4 nbd=nbd+unix:///?socket=$d/ENOSPC.sock timeout=2
+export eshutdown device=r3 key=k
+export enospc device=r4 key=k
 CONF
 start_nbdkit -P $d/pid -U $d/sock $PLUGIN config=$d/ic.conf
 
@@ -97,4 +107,18 @@ for t in ts: t.start()
 for t in ts: t.join()
 print("%d errors on the one-connection peer" % len(errors))
 assert not errors, errors[:3]
+
+# 3. The peer's errors.
+for name, want in (("eshutdown", errno.EIO), ("enospc", errno.ENOSPC)):
+    h = nbd.NBD()
+    h.set_export_name(name)
+    h.connect_unix(sock)
+    for op in (lambda: h.pread(4096, 0), lambda: h.pwrite(b"x" * 4096, 0)):
+        try:
+            op()
+            assert False, "%s: no error" % name
+        except nbd.Error as e:
+            assert e.errnum == want, (name, e.errnum)
+    h.shutdown()
+print("the peers' errors mapped")
 PY
