@@ -108,7 +108,11 @@ nbd_open (const char *name, const char *uri, unsigned int timeout_ms,
     *err = ENOMEM;
     return NULL;
   }
-  if (nbd_aio_connect_uri (h, uri) == -1)
+  /* The URI comes from the configuration file, as trusted as the rest
+   * of it: a TLS URI may name its PSK file or certificates directory.
+   */
+  if (nbd_set_uri_allow_local_file (h, true) == -1 ||
+      nbd_aio_connect_uri (h, uri) == -1)
     goto out_failed;
   while (nbd_aio_is_connecting (h) == 1) {
     int left = -1;

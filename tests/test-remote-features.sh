@@ -253,3 +253,25 @@ else
 fi
 cat $d/one.err
 test "$(grep -c 'nbdkit: error: one: connect to' $d/one.err)" = 1
+
+# A TLS peer whose URI names its PSK file (libnbd refuses local files in
+# URIs unless allowed; the configuration file is trusted).
+printf 'alice:%s\n' "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" > $d/psk
+chmod 600 $d/psk
+start_nbdkit -P $d/tls.pid -U $d/tls.sock --tls=require --tls-psk=$d/psk \
+    memory 16M
+cat > $d/tls.conf <<CONF
+key k key=+k
+leaf tls nbd=nbds+unix://alice@/?socket=$d/tls.sock&tls-psk-file=$d/psk
+export tls device=tls key=k
+CONF
+start_nbdkit -P $d/tlsic.pid -U $d/tlsic.sock $PLUGIN config=$d/tls.conf
+"$PYTHON" - $d/tlsic.sock <<'PY'
+import nbd, sys
+h = nbd.NBD()
+h.connect_unix(sys.argv[1])
+data = bytes(range(256)) * 256
+h.pwrite(data, 65536)
+h.flush()
+assert h.pread(len(data), 65536) == data
+PY
