@@ -5,7 +5,8 @@
 #                           1 GiB memory-backed AES-256-XTS export with a
 #                           freshly generated key on nbd://127.0.0.1:10809
 #   ./quickstart.sh test    install what is missing, build, and run every
-#                           test: make check, then again under
+#                           test: make check and a chaos run of the whole
+#                           server (tests/chaos.py), both again under
 #                           AddressSanitizer + UBSan, then the concurrency
 #                           tests under ThreadSanitizer, then the fuzzers
 #                           (tests/fuzz/run.sh) for a bounded time each
@@ -16,7 +17,8 @@
 # Environment: PORT (10809), SIZE (1G), JOBS (number of CPUs),
 # IC_SANITIZERS=0 to skip the sanitizer builds of "test",
 # IC_FUZZ_SECONDS (60): how long "test" runs each fuzzer; 0 only replays
-# the committed corpus.
+# the committed corpus; IC_CHAOS_SECONDS (90): how long tests/chaos.py
+# runs, after make check and again under the sanitizers.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -101,13 +103,25 @@ check ()
     return 1
 }
 
+# tests/chaos.py on build $1: clients checking every read against a
+# model while keys, engines, faults, maps, tables and mirror legs change.
+chaos ()
+{
+    local b=$1; shift
+    /usr/bin/python3 tests/chaos.py --seconds "${IC_CHAOS_SECONDS:-90}" \
+        --strict-nbd --plugin "$b/plugins/.libs/nbdkit-inlinecrypt-plugin.so" \
+        --ctl "$b/server/inlinecryptctl" "$@"
+}
+
 run_tests ()
 {
     build _build
     check _build
+    chaos _build
     if [ "${IC_SANITIZERS:-1}" = 1 ]; then
         build _build-asan --enable-sanitizers=address,undefined
         check _build-asan
+        chaos _build-asan --asan
         build _build-tsan --enable-sanitizers=thread
         check _build-tsan
     fi
