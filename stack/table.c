@@ -781,13 +781,16 @@ static int
 check_block_alignment (struct ic_table *t, struct ic_stacked *md,
                        const char *source, uint32_t *minp)
 {
-  uint32_t min = 512;
+  uint32_t children = 1;
+  uint32_t min;
   char at[512];
   size_t i;
 
   for (i = 0; i < t->ntargets; i++)
     t->targets[i].type->iterate_devices (&t->targets[i],
-                                         ic_device_max_min_block, &min);
+                                         ic_device_max_min_block, &children);
+  /* Targets are in sectors: aligned to 512 bytes whatever the children. */
+  min = children > 512 ? children : 512;
   for (i = 0; i < t->ntargets; i++) {
     const struct ic_target *ti = &t->targets[i];
 
@@ -800,7 +803,10 @@ check_block_alignment (struct ic_table *t, struct ic_stacked *md,
               ti->begin >> 9, ti->len >> 9, min);
     return -EINVAL;
   }
-  *minp = min;
+  /* The children's own minimum, which the device advertises above (an
+   * export tells its clients 1 byte when nothing below needs more).
+   */
+  *minp = children;
   return 0;
 }
 
@@ -1151,12 +1157,12 @@ ic_stacked_load (struct ic_device *dev, const char *text,
    * live one (beyond Linux, whose block layer could).
    */
   live_min = ic_device_min_block (dev);
-  if (live && min_block > 512 && min_block > live_min) {
+  if (live && min_block > live_min) {
     ic_error ("%s: load table: the table's devices take blocks of %" PRIu32
               " bytes at least, but the device's are %" PRIu32 " bytes; "
               "raising the minimum block size is not supported (NBD "
               "clients cannot follow it)", dev->name, min_block,
-              live_min > 512 ? live_min : 512);
+              live_min);
     table_put (live);
     r = -EINVAL;
     goto out_put;

@@ -58,6 +58,9 @@ start_nbdkit -P $d/ro.pid -U $d/ro.sock file $d/ro.img
 start_nbdkit -P $d/bs.pid -U $d/bs.sock --filter=blocksize-policy \
     memory 16M blocksize-minimum=4096 blocksize-maximum=65536 \
     blocksize-error-policy=error
+# A peer that refuses requests below 512 bytes.
+start_nbdkit -P $d/bs512.pid -U $d/bs512.sock --filter=blocksize-policy \
+    memory 1M blocksize-minimum=512 blocksize-error-policy=error
 # A peer without WRITE_ZEROES, with FUA, logging every command.
 start_nbdkit -P $d/nz.pid -U $d/nz.sock --filter=log --filter=nozero \
     memory 16M zeromode=none logfile=$d/nz.log
@@ -92,6 +95,13 @@ device mr
   0 2048 mirror 1 mem2 0
 end
 export mr device=mr
+end
+leaf bs512 nbd=nbd+unix:///?socket=$d/bs512.sock
+leaf mem3 memory size=1M
+device pl
+  0 2048 linear mem3 0
+end
+export pl device=pl
 end
 control socket=ctl.sock
 CONF
@@ -175,6 +185,23 @@ grep -F 'raising the minimum block size is not supported' $d/err
 inlinecryptctl -s $d/ctl.sock table load sw - <<< '0 32768 linear mem 0'
 nbdinfo --json "nbd+unix:///sw?socket=$d/sock" |
     grep '"block_size_minimum": 512'
+
+# pl, a plain export on memory, told its clients 1 byte: a table on the
+# 512-byte peer would raise that too (it was let through, and a client's
+# unaligned read then failed with EINVAL).
+nbdinfo --json "nbd+unix:///pl?socket=$d/sock" |
+    grep '"block_size_minimum": 1,'
+fails inlinecryptctl -s $d/ctl.sock table load pl - <<< '0 2048 linear bs512 0' \
+    2> $d/err
+cat $d/err
+grep -F 'take blocks of 512 bytes at least, but the device' $d/err
+"$PYTHON" - "nbd+unix:///pl?socket=$d/sock" <<'PY'
+import nbd, sys
+h = nbd.NBD()
+h.connect_uri(sys.argv[1])
+h.pwrite(b"x" * 100, 1)
+assert h.pread(100, 1) == b"x" * 100
+PY
 
 # A leg added to a mirror is flushed once copied, before it counts as in
 # sync: nz's peer logs the copy's writes, then a flush.
