@@ -860,6 +860,18 @@ ic_leaf_nbd_new (const char *name, const char *uri, uint64_t size,
     err = EINVAL;
     goto out_close;
   }
+  /* The leaf's minimum block size becomes its exports' (see below):
+   * clients aligned to it could not reach a tail shorter than a block,
+   * nor could the leaf, as the server refuses it.
+   */
+  block = nbd_get_block_size (h, LIBNBD_SIZE_MINIMUM);
+  if (block > 1 && size % (uint64_t) block) {
+    ic_error ("%s: %s: the leaf's %" PRIu64 " bytes are not a multiple of "
+              "the server's minimum block size, %" PRId64 " bytes: its end "
+              "could not be reached", name, uri, size, block);
+    err = EINVAL;
+    goto out_close;
+  }
   if (!readonly && nbd_is_read_only (h) == 1) {
     ic_error ("%s: %s is read-only; give readonly=true", name, uri);
     err = EROFS;

@@ -239,6 +239,13 @@ device st
 end
 CONF
 
+# A leaf whose size is not a multiple of the peer's 4 KiB blocks is
+# refused: its exports tell clients 4 KiB, and its tail could not be
+# reached (qemu refused to open such an export for writing).
+printf '%s\n' "leaf tail nbd=nbd+unix:///?socket=$d/bs.sock size=6144" \
+    'export tail device=tail' 'end' > $d/tail.conf
+refuses_config $d/tail.conf "1: tail: nbd+unix:///?socket=$d/bs.sock: the leaf's 6144 bytes are not a multiple of the server's minimum block size, 4096 bytes"
+
 # Every write the 96 KiB peer got is whole 64 KiB data units.
 "$PYTHON" - "nbd+unix:///bs96?socket=$d/sock" <<'PY'
 import nbd, os, sys
