@@ -276,6 +276,42 @@ conn_adopt_locked (struct remote *rm, struct nbd_handle *h)
   return false;
 }
 
+static uint64_t split_size (uint64_t max);
+
+/* What a server that came back lacks of what the leaf was set up with
+ * (and told the exports above it, and their clients), or NULL.  The leaf
+ * sends FUA and flushes, and uses several connections, by what the first
+ * server said: a server without them now would refuse the commands, or
+ * not make writes on other connections durable.
+ */
+static const char *
+peer_lacks (struct remote *rm, struct nbd_handle *h)
+{
+  unsigned int features = rm->leaf.dev.features;
+  int64_t max;
+
+  if (!rm->readonly && nbd_is_read_only (h) == 1)
+    return "writes (it is read-only now)";
+  if ((features & IC_DEV_CAN_FUA) && nbd_can_fua (h) != 1)
+    return "FUA";
+  if (rm->can_flush && nbd_can_flush (h) != 1)
+    return "flush";
+  if ((features & IC_DEV_CAN_ZERO) && nbd_can_zero (h) != 1)
+    return "WRITE_ZEROES";
+  if ((features & IC_DEV_CAN_TRIM) && nbd_can_trim (h) != 1)
+    return "TRIM";
+  if ((features & IC_DEV_CAN_MULTI_CONN) && nbd_can_multi_conn (h) != 1)
+    return "multi-conn";
+  if (nbd_get_block_size (h, LIBNBD_SIZE_MINIMUM) >
+      (rm->leaf.dev.min_block ? rm->leaf.dev.min_block : 1))
+    return "the minimum block size (it is larger now)";
+  max = nbd_get_block_size (h, LIBNBD_SIZE_MAXIMUM);
+  if (max > 0 && (rm->max_request == 0 ||
+                  split_size (max) < rm->max_request))
+    return "the maximum block size (it is smaller now)";
+  return NULL;
+}
+
 /* Make sure @c is connected, reopening it if the backoff allows.
  *
  * Return: 0, or -EIO while the server is away.
@@ -287,6 +323,7 @@ conn_ready (struct remote *rm, struct conn *c)
   uint64_t now = ic_now_ns ();
   struct nbd_handle *h;
   unsigned int wait_ms = 0;
+  const char *lacks;
   uint64_t after;
   bool try = false;
   int err = 0;
@@ -309,6 +346,12 @@ conn_ready (struct remote *rm, struct conn *c)
   h = nbd_open (name, rm->uri, rm->timeout_ms, &err);
   if (h && (uint64_t) nbd_get_size (h) < rm->leaf.dev.size) {
     ic_error ("%s: %s came back smaller than before", name, rm->uri);
+    nbd_close (h);
+    h = NULL;
+  }
+  if (h && (lacks = peer_lacks (rm, h))) {
+    ic_error ("%s: %s came back without %s, which it had", name, rm->uri,
+              lacks);
     nbd_close (h);
     h = NULL;
   }

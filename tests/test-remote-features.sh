@@ -309,3 +309,41 @@ h.pwrite(data, 65536)
 h.flush()
 assert h.pread(len(data), 65536) == data
 PY
+
+# A peer that comes back without what it had (here FUA, after a restart
+# behind the fua filter) is not taken: the leaf sent FUA by what the
+# first server said, and every FUA write failed with EINVAL for good
+# (a peer without multi-conn would not even have said so).  The leaf
+# says what is missing and keeps retrying.
+start_nbdkit -P $d/chg.pid -U $d/chg.sock memory 1M
+cat > $d/chg.conf <<CONF
+key k key=+k
+leaf chg nbd=nbd+unix:///?socket=$d/chg.sock
+export chg device=chg key=k
+CONF
+start_nbdkit -P $d/chgic.pid -U $d/chgic.sock -v --log=stderr $PLUGIN \
+    config=$d/chg.conf 2> $d/chgic.log
+"$PYTHON" - "nbd+unix:///chg?socket=$d/chgic.sock" "$d" <<'PY'
+import nbd, os, subprocess, sys, time
+d = sys.argv[2]
+h = nbd.NBD()
+h.connect_uri(sys.argv[1])
+data = os.urandom(4096)
+h.pwrite(data, 0, nbd.CMD_FLAG_FUA)
+os.kill(int(open(d + "/chg.pid").read()), 9)
+time.sleep(0.5)
+os.unlink(d + "/chg.sock")
+subprocess.run(["nbdkit", "-P", d + "/chg.pid", "-U", d + "/chg.sock",
+                "--filter=fua", "memory", "1M"], check=True)
+time.sleep(0.5)
+for i in range(8):
+    try:
+        h.pwrite(data, 0, nbd.CMD_FLAG_FUA)
+        sys.exit("a FUA write to a server without FUA went through")
+    except nbd.Error as e:
+        print(e)
+        assert e.errno == "EIO", e
+    time.sleep(0.5)
+PY
+grep -F "came back" $d/chgic.log || true
+grep -F "came back without FUA, which it had" $d/chgic.log
