@@ -997,8 +997,8 @@ device_json (struct ic_device *dev)
     }
   }
   else {
-    struct ic_leg_status legs[64];
-    size_t n = ic_stacked_mirror_status (dev, legs, 64);
+    size_t n;
+    struct ic_leg_status *legs = ic_stacked_mirror_status_all (dev, &n);
     size_t len = ic_stacked_table_text (dev, false, NULL, 0) + 1;
     char *text = malloc (len);
     struct json_object *arr;
@@ -1014,7 +1014,7 @@ device_json (struct ic_device *dev)
                             IC_TABLE_PER_CHILD_FALLBACK)
              ? "per_child_fallback" : "");
     arr = json_object_new_array ();
-    for (i = 0; i < n && i < 64; i++) {
+    for (i = 0; legs && i < n; i++) {
       struct json_object *l = json_object_new_object ();
 
       add_str (l, "device", legs[i].device);
@@ -1024,6 +1024,7 @@ device_json (struct ic_device *dev)
       add_u64 (l, "errors", legs[i].errors);
       json_object_array_add (arr, l);
     }
+    free (legs);
     json_object_object_add (o, "legs", arr);
   }
   return o;
@@ -2276,19 +2277,24 @@ cmd_fault (struct ic_graph *g, struct json_object *req,
 static int
 check_resynced (struct ic_device *dev)
 {
-  struct ic_leg_status legs[64];
-  size_t n = ic_stacked_mirror_status (dev, legs, 64);
+  size_t n;
+  struct ic_leg_status *legs = ic_stacked_mirror_status_all (dev, &n);
   size_t i;
+  int r = 0;
 
-  for (i = 0; i < n && i < 64; i++)
+  if (!legs)
+    return -ENOMEM;
+  for (i = 0; i < n; i++)
     if (legs[i].state == IC_LEG_FAILED) {
       ic_error ("wait-resync: %s: leg %s %" PRIu64 " is failed, not in "
                 "sync; only a reload that lists it again resynchronises it "
                 "(see status)", dev->name, legs[i].device,
                 legs[i].offset >> 9);
-      return -EIO;
+      r = -EIO;
+      break;
     }
-  return 0;
+  free (legs);
+  return r;
 }
 
 /* wait-resync device [timeout_ms] */

@@ -1384,12 +1384,10 @@ ic_leg_state_name (enum ic_leg_state state)
   return "?";
 }
 
-size_t
-ic_stacked_mirror_status (struct ic_device *dev, struct ic_leg_status *legs,
-                          size_t max)
+/* The legs of @t's mirrors into @legs, up to @max; return how many. */
+static size_t
+table_leg_status (struct ic_table *t, struct ic_leg_status *legs, size_t max)
 {
-  struct ic_stacked *md = ic_device_to_stacked (dev);
-  struct ic_table *t = md ? get_live (md) : NULL;
   size_t n = 0;
   size_t i;
 
@@ -1398,24 +1396,57 @@ ic_stacked_mirror_status (struct ic_device *dev, struct ic_leg_status *legs,
       n += t->targets[i].type->leg_status (&t->targets[i],
                                            n < max ? legs + n : NULL,
                                            n < max ? max - n : 0);
+  return n;
+}
+
+size_t
+ic_stacked_mirror_status (struct ic_device *dev, struct ic_leg_status *legs,
+                          size_t max)
+{
+  struct ic_stacked *md = ic_device_to_stacked (dev);
+  struct ic_table *t = md ? get_live (md) : NULL;
+  size_t n = table_leg_status (t, legs, max);
+
   table_put (t);
   return n;
+}
+
+struct ic_leg_status *
+ic_stacked_mirror_status_all (struct ic_device *dev, size_t *np)
+{
+  struct ic_stacked *md = ic_device_to_stacked (dev);
+  struct ic_table *t = md ? get_live (md) : NULL;
+  size_t n = table_leg_status (t, NULL, 0);
+  struct ic_leg_status *legs = calloc (n ? n : 1, sizeof *legs);
+
+  *np = 0;
+  if (legs)
+    *np = table_leg_status (t, legs, n);  /* the same table: the same n */
+  else {
+    ic_error ("%s: mirror status: out of memory", dev->name);
+    errno = ENOMEM;
+  }
+  table_put (t);
+  return legs;
 }
 
 int
 ic_stacked_wait_resync (struct ic_device *dev, unsigned int timeout_ms)
 {
-  struct ic_leg_status legs[64];
   struct timespec ts = { 0, 10 * 1000000 };
   unsigned int waited = 0;
 
   for (;;) {
-    size_t n = ic_stacked_mirror_status (dev, legs, 64);
+    size_t n;
+    struct ic_leg_status *legs = ic_stacked_mirror_status_all (dev, &n);
     bool syncing = false;
     size_t i;
 
-    for (i = 0; i < n && i < 64; i++)
+    if (!legs)
+      return -ENOMEM;
+    for (i = 0; i < n; i++)
       syncing |= legs[i].state == IC_LEG_RESYNC;
+    free (legs);
     if (!syncing)
       return 0;
     if (waited >= timeout_ms)

@@ -279,6 +279,14 @@ unsigned int ic_stacked_options (struct ic_device *dev);
 size_t ic_stacked_mirror_status (struct ic_device *dev,
                                  struct ic_leg_status *legs, size_t max);
 
+/* The same for every leg, however many: a malloc'd array of *@np legs
+ * (free() it), taken from one live table.
+ *
+ * Return: the array, or NULL (ENOMEM) with *@np 0.
+ */
+struct ic_leg_status *ic_stacked_mirror_status_all (struct ic_device *dev,
+                                                    size_t *np);
+
 /* Wait until no mirror leg of the live table is resynchronising, or
  * @timeout_ms passes.  Return: 0, or -ETIMEDOUT.
  */

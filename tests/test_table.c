@@ -3059,6 +3059,55 @@ START_TEST (test_mirror_unknown_source)
 }
 END_TEST
 
+/* A table with more mirror legs than a fixed array holds (40 targets of
+ * 2 legs): wait-resync waits for the last ones too.  (Before, it looked
+ * at the first 64 legs only, as did the control server's status and
+ * wait-resync: it said the device was in sync while the legs of its last
+ * targets were still being copied.)
+ */
+START_TEST (test_mirror_many_legs)
+{
+  char table[8192];
+  size_t used = 0;
+  struct ic_leg_status legs[128];
+  struct ic_device *s;
+  struct ic_device *d;
+  size_t n;
+  size_t i;
+  int t;
+
+  leaf_plain ("a", 40 * 64 * 1024);
+  leaf_plain ("b", 40 * 64 * 1024);
+  d = leaf_plain ("d", 40 * 64 * 1024);
+  s = stacked ("s");
+  for (t = 0; t < 40; t++)
+    used += snprintf (table + used, sizeof table - used,
+                      "%d 128 mirror 2 a %d b %d\n", t * 128, t * 128,
+                      t * 128);
+  load_resume (s, table, 0);
+  /* d replaces b in the last target, and is slow. */
+  ic_leaf_set_io_delay (ic_device_to_leaf (d), 300000);
+  used = 0;
+  for (t = 0; t < 40; t++)
+    used += snprintf (table + used, sizeof table - used,
+                      "%d 128 mirror 2 a %d %s %d\n", t * 128, t * 128,
+                      t == 39 ? "d" : "b", t * 128);
+  load_resume (s, table, 0);
+  n = ic_stacked_mirror_status (s, legs, 128);
+  ck_assert_uint_eq (n, 80);
+  ck_assert_str_eq (legs[79].device, "d");
+  ck_assert_int_eq (legs[79].state, IC_LEG_RESYNC);
+  ck_assert_int_eq (ic_stacked_wait_resync (s, 10000), 0);
+  n = ic_stacked_mirror_status (s, legs, 128);
+  ck_assert_uint_eq (n, 80);
+  for (i = 0; i < n; i++)
+    ck_assert_msg (legs[i].state == IC_LEG_ACTIVE, "leg %zu (%s) is %s "
+                   "after wait-resync", i, legs[i].device,
+                   ic_leg_state_name (legs[i].state));
+  ic_leaf_set_io_delay (ic_device_to_leaf (d), 0);
+}
+END_TEST
+
 /* Mirrors over the halves of a device become one mirror over the whole
  * and back: legs active in every piece stay in sync without a copy (one
  * would read a leg, and reads fail); a leg that had failed in one half is
@@ -3507,6 +3556,7 @@ table_suite (void)
   CASE ("mirror_unknown_source", test_mirror_unknown_source);
   CASE ("mirror_failed_last", test_mirror_failed_last);
   CASE ("mirror_from_mirrors", test_mirror_from_mirrors);
+  CASE ("mirror_many_legs", test_mirror_many_legs);
 
   CASE ("per_child_off", test_per_child_off);
   CASE ("per_child_on", test_per_child_on);
