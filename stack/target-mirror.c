@@ -654,6 +654,12 @@ mirror_resume (struct ic_target *ti, struct ic_table *old,
   uint64_t shift = 0;
   bool in_sync = false;
   bool syncing = false;
+  /* What is said here are warnings of a resume that succeeds (it cannot
+   * fail): the control server captures the errors of a command for its
+   * reply and drops them when the command succeeds, so they would be
+   * shown nowhere.  Log them.
+   */
+  bool captured = ic_error_capture (false);
   unsigned int i;
   int err;
 
@@ -729,6 +735,7 @@ mirror_resume (struct ic_target *ti, struct ic_table *old,
     else
       mc->resync_running = true;
   }
+  ic_error_capture (captured);
 }
 
 static void

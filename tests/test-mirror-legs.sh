@@ -85,7 +85,7 @@ end
 export b8 device=b8
 end
 CONF
-start_nbdkit -P $d/pid -U $d/sock $PLUGIN config=$d/ic.conf
+start_nbdkit -P $d/pid -U $d/sock -v --log=stderr $PLUGIN config=$d/ic.conf 2> $d/log
 wait_for test -S $d/ctl.sock
 ctl () { inlinecryptctl -s $d/ctl.sock "$@"; }
 export PYTHONPATH="$srcdir${PYTHONPATH:+:$PYTHONPATH}"   # nbdhelp
@@ -184,6 +184,9 @@ reload m2 '0 8192 mirror 2 a2 0 b2 0\n'
 ctl status m2 | grep 'leg a2 0: active'
 ctl status m2 | grep 'leg b2 0: active'
 reads_back vol2 0 B "acknowledged write B lost"
+#    The choice of the source is logged, although the resume that made it
+#    (a control command, whose errors go to its reply) succeeded.
+grep 'm2: mirror: no leg is known to hold the data; b2, the leg that stayed in sync longest, is the source' $d/log
 
 # 3. k1 (4096-byte units) is not advertised by m3, since b3 cannot take
 #    it: m3's fallback encrypts it, both legs take plain I/O, and every
