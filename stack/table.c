@@ -1067,6 +1067,19 @@ cycle_child (struct ic_target *ti, struct ic_device *child, uint64_t start,
   return 0;
 }
 
+/* The target of @old that @ti lies in, or NULL. */
+static struct ic_target *
+find_prev (struct ic_table *old, const struct ic_target *ti)
+{
+  size_t j;
+
+  for (j = 0; old && j < old->ntargets; j++)
+    if (old->targets[j].begin <= ti->begin &&
+        ti->begin + ti->len <= old->targets[j].begin + old->targets[j].len)
+      return &old->targets[j];
+  return NULL;
+}
+
 int
 ic_stacked_load (struct ic_device *dev, const char *text,
                  unsigned int options, const char *source,
@@ -1179,7 +1192,18 @@ ic_stacked_load (struct ic_device *dev, const char *text,
     r = -EROFS;
     goto out_put;
   }
+  /* Nor can a target lose the data the live table holds (a mirror
+   * listing none of the legs in sync).  The live table stays live while
+   * load_lock is held.
+   */
+  for (i = 0; live && i < t->ntargets && r == 0; i++)
+    if (t->targets[i].type->check_reload)
+      r = t->targets[i].type->check_reload (&t->targets[i], live,
+                                            find_prev (live,
+                                                       &t->targets[i]));
   table_put (live);
+  if (r < 0)
+    goto out_put;
 
   construct_crypto_profile (t);
   /* The superset rule: a new table must not support less than the live
@@ -1229,7 +1253,6 @@ ic_stacked_resume (struct ic_device *dev)
   struct ic_table *t;
   struct ic_table *old;
   size_t i;
-  size_t j;
 
   if (!md) {
     ic_error ("%s: resume: not a stacked device", dev->name);
@@ -1266,14 +1289,9 @@ ic_stacked_resume (struct ic_device *dev)
   /* Targets taking over from the old target they lie in, if one does. */
   for (i = 0; i < t->ntargets; i++) {
     struct ic_target *ti = &t->targets[i];
-    struct ic_target *prev = NULL;
 
-    for (j = 0; old && j < old->ntargets; j++)
-      if (old->targets[j].begin <= ti->begin &&
-          ti->begin + ti->len <= old->targets[j].begin + old->targets[j].len)
-        prev = &old->targets[j];
     if (ti->type->resume)
-      ti->type->resume (ti, old, prev);
+      ti->type->resume (ti, old, find_prev (old, ti));
   }
 
   /* dm_update_crypto_profile: create the profile, or grow it.  The

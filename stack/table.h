@@ -116,6 +116,14 @@ struct ic_target_type {
                   struct ic_target *prev);
   /* Called when the table stops being live.  Optional. */
   void (*suspend) (struct ic_target *ti);
+  /* Called when the table is loaded, with the live table (@live) and the
+   * target of it that the new one lies in (@prev, or NULL), as resume()
+   * will be: refuse (-EINVAL, with ic_error()) a table that would lose
+   * data the live table holds (mirror: no leg listed is in sync, while
+   * the mirror it replaces has one).  Optional.
+   */
+  int (*check_reload) (struct ic_target *ti, struct ic_table *live,
+                       struct ic_target *prev);
   /* True if the target's bytes [@offset, @offset+@len) are stored one for
    * one on @dev from @dev_offset and read from there, so that what @dev
    * holds there is the target's data (linear; striped within one stripe;

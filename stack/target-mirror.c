@@ -738,6 +738,56 @@ mirror_resume (struct ic_target *ti, struct ic_table *old,
   ic_error_capture (captured);
 }
 
+/* A table whose mirror keeps legs of the live mirror it lies in, but
+ * none that is in sync there while that mirror has one, is refused: the
+ * resume would take a kept leg that failed before, or one only part
+ * copied, as the source and copy it over the others, losing acknowledged
+ * writes (a leg that failed last while in sync is the source only when
+ * every leg failed).  A mirror keeping none of its legs is a new layout,
+ * left to mirror_resume as before (its legs may be stacked devices over
+ * the old ones).  Legs may still fail between the load and the resume;
+ * mirror_resume copes with that as it can.
+ */
+static int
+mirror_check_reload (struct ic_target *ti, struct ic_table *live,
+                     struct ic_target *prev)
+{
+  struct mirror *mc = ti->private;
+  const struct mirror *prev_mc;
+  uint64_t shift;
+  bool kept = false;
+  unsigned int i;
+
+  if (!prev || prev->type != &ic_mirror_target)
+    return 0;
+  prev_mc = prev->private;
+  shift = ti->begin - prev->begin;
+  for (i = 0; i < mc->n; i++) {
+    const struct leg *leg = &mc->legs[i];
+    const struct leg *was = leg->start >= shift ?
+      find_leg (prev_mc, leg->dev, leg->start - shift) : NULL;
+
+    if (was && leg_state (was) == IC_LEG_ACTIVE)
+      return 0;
+    kept |= was != NULL;
+  }
+  for (i = 0; kept && i < prev_mc->n; i++) {
+    const struct leg *in_sync = &prev_mc->legs[i];
+
+    if (leg_state (in_sync) != IC_LEG_ACTIVE)
+      continue;
+    ic_error ("%s: load table: the mirror at sectors %" PRIu64 " to %"
+              PRIu64 " keeps legs of the live one but none in sync, while "
+              "leg %s %" PRIu64 " is; list it too: a leg that failed or is "
+              "still being copied does not hold the data",
+              ic_target_device_name (ti), ti->begin >> 9,
+              ((ti->begin + ti->len) >> 9) - 1, in_sync->dev->name,
+              (in_sync->start + shift) >> 9);
+    return -EINVAL;
+  }
+  return 0;
+}
+
 static void
 mirror_suspend (struct ic_target *ti)
 {
@@ -808,6 +858,7 @@ const struct ic_target_type ic_mirror_target = {
   .table_args = mirror_table_args,
   .resume = mirror_resume,
   .suspend = mirror_suspend,
+  .check_reload = mirror_check_reload,
   .holds = mirror_holds,
   .leg_status = mirror_leg_status,
 };

@@ -21,6 +21,9 @@
 #    the same data after, and reads do not alternate;
 # 6. as 2, but the legs are re-added split in two mirror targets: the leg
 #    that failed last is still the source of each.
+# 7. a reload whose mirror keeps legs of the live one but none of those
+#    in sync, while the live mirror has one, is refused: it would copy a
+#    leg that failed before, or one only part copied, over the others.
 source ./functions.sh
 set -e -x
 
@@ -80,6 +83,13 @@ end
 CONF
 done
 cat >> $d/ic.conf <<CONF
+leaf a10 memory size=4M
+leaf b10 memory size=4M
+leaf c10 memory size=4M
+device m10
+  0 8192 mirror 2 a10 0 b10 0
+end
+export vol10 device=m10 key=k1
 export a8 device=a8
 end
 export b8 device=b8
@@ -317,6 +327,39 @@ ctl status m8 | grep 'leg a8 0: active'
 fail_in_turn vol9 a9 b9
 reload m9 '0 4096 mirror 2 a9 0 b9 0\n4096 4096 mirror 2 a9 4096 b9 4096\n'
 reads_back vol9 0 B "acknowledged write B lost"
+
+# 7. b10 fails on write Y, which a10 takes.  A table listing b10 and a new
+#    leg c10 is refused (before, b10 was copied over c10: Y was lost),
+#    so is one listing c10 alone while it is being copied from a10; the
+#    live table stays, and Y reads back.
+"$PYTHON" - "nbd+unix:///vol10?socket=$d/sock" $d/ctl.sock "$INLINECRYPTCTL" <<'PY'
+import sys
+from nbdhelp import connect, ctl_runner
+uri, sock, ctl = sys.argv[1:]
+run = ctl_runner(sock, ctl)
+h = connect(uri)
+h.pwrite(b"X" * 4096, 0)
+run("fault", "b10", "io-error=write", "count=1")
+h.pwrite(b"Y" * 4096, 0)
+PY
+ctl status m10 | grep 'leg b10 0: failed'
+printf '0 8192 mirror 2 b10 0 c10 0\n' > $d/m10
+fails ctl table load m10 $d/m10 2> $d/err
+cat $d/err
+grep 'keeps legs of the live one but none in sync, while leg a10 0 is' $d/err
+ctl table show m10 | grep -A1 live | grep 'mirror 2 a10 0 b10 0'
+reads_back vol10 0 Y "acknowledged write Y lost"
+ctl fault c10 io-delay-us=200000
+printf '0 8192 mirror 2 a10 0 c10 0\n' | ctl table load m10 -
+ctl table resume m10
+ctl status m10 | grep 'leg c10 0: resync'
+printf '0 8192 mirror 1 c10 0\n' > $d/m10
+fails ctl table load m10 $d/m10 2> $d/err
+cat $d/err
+grep 'keeps legs of the live one but none in sync, while leg a10 0 is' $d/err
+ctl fault c10 clear
+ctl wait-resync m10 timeout-ms=60000
+reads_back vol10 0 Y "acknowledged write Y lost"
 
 #    "fallback enabled=false", after the device: m5 advertises only what
 #    both legs take natively.  A 512-byte key fails at the top and fails
