@@ -31,6 +31,7 @@
 struct cache {
   void *buf;                    /* the cached small buffer, or NULL */
   unsigned int large_held;      /* large buffers this thread holds */
+  unsigned int nowait;          /* ic_bounce_nowait_begin() depth */
 };
 
 static pthread_key_t cache_key;
@@ -205,11 +206,12 @@ ic_bounce_get (size_t len)
   }
   c = thread_cache ();
   pthread_mutex_lock (&pool_lock);
-  /* A thread that holds a large buffer already never waits, so nested
-   * gets cannot deadlock; the others queue when they do not fit, or when
-   * the first in line does not.
+  /* A thread that holds a large buffer already, or something a holder of
+   * one may wait for (ic_bounce_nowait_begin()), never waits, so that
+   * nested gets cannot deadlock; the others queue when they do not fit,
+   * or when the first in line does not.
    */
-  if (!(c && c->large_held) &&
+  if (!(c && (c->large_held || c->nowait)) &&
       (!fits (size) || (budget_waiters && head_blocked))) {
     uint64_t ticket = next_ticket++;
 
@@ -263,6 +265,24 @@ ic_bounce_get (size_t len)
   if (c)
     c->large_held++;
   return p;
+}
+
+void
+ic_bounce_nowait_begin (void)
+{
+  struct cache *c = thread_cache ();
+
+  if (c)
+    c->nowait++;
+}
+
+void
+ic_bounce_nowait_end (void)
+{
+  struct cache *c = thread_cache ();
+
+  if (c && c->nowait)
+    c->nowait--;
 }
 
 unsigned int

@@ -34,6 +34,19 @@
  */
 void *ic_bounce_get (size_t len);
 
+/* Between ic_bounce_nowait_begin() and the matching
+ * ic_bounce_nowait_end() (they nest), the calling thread holds something
+ * that a holder of large buffers may be waiting for (a mirror's
+ * registration of a write in flight, which overlapping writes wait for,
+ * maybe with the bounce buffer of a device's fallback): its gets then
+ * never wait for the budget, as when it holds a large buffer already, so
+ * that such a wait cannot close a cycle.  The budget may be exceeded by
+ * what these threads take meanwhile.  (Anything else a holder may wait
+ * for, such as a keyslot, is taken after the bounce buffer.)
+ */
+void ic_bounce_nowait_begin (void);
+void ic_bounce_nowait_end (void);
+
 /* Give back a buffer from ic_bounce_get().  Bounce buffers only ever
  * hold ciphertext (reads decrypt in the caller's buffer), so they are not
  * wiped.  NULL is ignored.

@@ -156,25 +156,58 @@ path_decrypt (const struct cipher_path *path, const struct ic_crypt_ctx *ctx,
   return ic_crypto_fallback_decrypt (ctx, buf, len);
 }
 
+/* The bytes a READ or WRITE with a context goes to the backend in: a
+ * local backend takes a write in pieces of PIECE bytes; a remote one takes
+ * it whole (a piece would cost a round trip), and reads are always whole.
+ */
+static uint64_t
+piece_size (const struct ic_leaf *leaf, const struct ic_bio *bio)
+{
+  return bio->op == IC_OP_READ || leaf->ops->remote ||
+    bio->len < PIECE ? bio->len : PIECE;
+}
+
+/* The bounce buffer of a write (*@bounce = NULL for a read), taken before
+ * anything else the request holds (a keyslot, the engine's gate): a get
+ * may wait for the budget of bounce buffers, and a holder of them may be
+ * waiting for a keyslot of this engine (a mirror's write that a device's
+ * fallback bounced waits for the overlapping writes in flight, which wait
+ * for their keyslots), so waiting with a keyslot could close a cycle.
+ * Give it back with ic_bounce_put (*@bounce, piece_size (leaf, bio)).
+ */
+static int
+get_bounce (struct ic_leaf *leaf, const struct ic_bio *bio, void **bounce)
+{
+  uint64_t most = piece_size (leaf, bio);
+
+  *bounce = NULL;
+  if (bio->op != IC_OP_WRITE)
+    return 0;
+  *bounce = ic_bounce_get (most);
+  if (!*bounce) {
+    ic_error ("%s: out of memory for a %" PRIu64 "-byte bounce buffer",
+              leaf->dev.name, most);
+    return -ENOMEM;
+  }
+  return 0;
+}
+
 /* A READ or WRITE with a context, en/decrypted through @path: writes are
- * encrypted into a bounce buffer (never in place), reads decrypted in
- * place once read.  A local backend takes a write in pieces of PIECE
- * bytes; a remote one takes it whole (a piece would cost a round trip),
- * and reads are always whole.  Space or memory for the whole write is
- * reserved first, so that running out fails it unchanged; a write failing
- * after a piece went through is partial, every unit whole (a piece is
- * whole units).  FUA goes with the last piece only: a local backend's
- * FUA (a sync of its file) makes everything written before it durable
- * too.  (An NBD FUA covers its own command only; a remote write is whole.)
+ * encrypted into @bounce (never in place; from get_bounce()), reads
+ * decrypted in place once read, in pieces of piece_size().  Space or
+ * memory for the whole write is reserved first, so that running out fails
+ * it unchanged; a write failing after a piece went through is partial,
+ * every unit whole (a piece is whole units).  FUA goes with the last piece
+ * only: a local backend's FUA (a sync of its file) makes everything
+ * written before it durable too.  (An NBD FUA covers its own command only;
+ * a remote write is whole.)
  */
 static int
 crypt_io (struct ic_leaf *leaf, struct ic_bio *bio,
-          const struct cipher_path *path)
+          const struct cipher_path *path, void *bounce)
 {
-  uint64_t most = bio->op == IC_OP_READ || leaf->ops->remote ||
-    bio->len < PIECE ? bio->len : PIECE;
+  uint64_t most = piece_size (leaf, bio);
   struct ic_bio rest = *bio, piece;
-  void *bounce = NULL;
   bool done = false;
   int r;
 
@@ -185,14 +218,6 @@ crypt_io (struct ic_leaf *leaf, struct ic_bio *bio,
     r = leaf->ops->reserve (leaf, bio->len, bio->offset, ic_bio_unit (bio));
     if (r < 0)
       return r;
-  }
-  if (bio->op == IC_OP_WRITE) {
-    bounce = ic_bounce_get (most);
-    if (!bounce) {
-      ic_error ("%s: out of memory for a %" PRIu64 "-byte bounce buffer",
-                leaf->dev.name, most);
-      return -ENOMEM;
-    }
   }
   while (rest.len > 0) {
     ic_bio_split (&rest, rest.len < most ? rest.len : most, &piece);
@@ -214,29 +239,34 @@ crypt_io (struct ic_leaf *leaf, struct ic_bio *bio,
     }
     done = true;
   }
-  ic_bounce_put (bounce, most);
   return r;
 }
 
 /* A bio with a context the engine supports: hold a keyslot for the whole
  * request, like blk-mq; release it before returning, i.e. before the
  * completion is reported (Linux 6.4, "blk-mq: release crypto keyslot
- * before reporting I/O complete").
+ * before reporting I/O complete").  The bounce buffer comes first
+ * (get_bounce()).
  */
 static int
 engine_io (struct ic_leaf *leaf, struct ic_bio *bio)
 {
   struct cipher_path path = { leaf->engine, NULL };
+  void *bounce;
   int r;
 
+  r = get_bounce (leaf, bio, &bounce);
+  if (r < 0)
+    return r;
   ic_engine_enter (leaf->engine);
   r = ic_crypto_get_keyslot (ic_engine_profile (leaf->engine),
                              bio->crypt_ctx.key, &path.slot);
   if (r == 0) {
-    r = crypt_io (leaf, bio, &path);
+    r = crypt_io (leaf, bio, &path, bounce);
     ic_crypto_put_keyslot (path.slot);
   }
   ic_engine_exit (leaf->engine);
+  ic_bounce_put (bounce, piece_size (leaf, bio));
   return r;
 }
 
@@ -279,9 +309,17 @@ static int
 leaf_submit_fallback (struct ic_device *dev, struct ic_bio *bio)
 {
   static const struct cipher_path fallback = { NULL, NULL };
+  struct ic_leaf *leaf = (struct ic_leaf *) dev;
   int r = refuse_readonly (dev, bio);
+  void *bounce;
 
-  return r < 0 ? r : crypt_io ((struct ic_leaf *) dev, bio, &fallback);
+  if (r == 0)
+    r = get_bounce (leaf, bio, &bounce);
+  if (r < 0)
+    return r;
+  r = crypt_io (leaf, bio, &fallback, bounce);
+  ic_bounce_put (bounce, piece_size (leaf, bio));
+  return r;
 }
 
 static void

@@ -57,6 +57,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bounce.h"
 #include "error.h"
 #include "table.h"
 
@@ -435,7 +436,13 @@ mirror_map (struct ic_target *ti, struct ic_bio *bio)
     me.start = bio->offset;
     me.end = bio->offset + bio->len;
     register_write (mc, &me);
+    /* Overlapping writes wait for this one, maybe holding bounce buffers
+     * (a device's fallback above): its own bounce buffers must not wait
+     * for theirs.
+     */
+    ic_bounce_nowait_begin ();
     r = write_all (ti, mc, bio);
+    ic_bounce_nowait_end ();
     unregister_write (mc, &me);
     return r;
   }
