@@ -105,6 +105,10 @@ ic_adiantum_new (void)
     errno = gcry_err_code (err) == GPG_ERR_ENOMEM ? ENOMEM : EIO;
     return NULL;
   }
+  /* The handle will hold K_E's key schedule: it must be in the locked
+   * pool too.
+   */
+  ic_secmem_check (ctx->blockcipher);
   return ctx;
 }
 

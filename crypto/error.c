@@ -44,6 +44,22 @@ ic_error (const char *fmt, ...)
   errno = saved_errno;
 }
 
+void
+ic_log_error (const char *fmt, ...)
+{
+  int saved_errno = errno;
+  char msg[IC_ERROR_MAX];
+  va_list ap;
+
+  if (!error_sink)
+    return;
+  va_start (ap, fmt);
+  vsnprintf (msg, sizeof msg, fmt, ap);
+  va_end (ap);
+  error_sink (msg);
+  errno = saved_errno;
+}
+
 const char *
 ic_last_error (void)
 {

@@ -26,6 +26,14 @@ typedef void (*ic_log_fn) (const char *msg);
 void ic_error (const char *fmt, ...)
   __attribute__ ((format (printf, 1, 2)));
 
+/* Send a message to the error sink even while the calling thread captures
+ * errors, without making it the thread's last error: for what the
+ * operator must hear of whatever request caused it (the locked pool
+ * running out).  Preserves errno.
+ */
+void ic_log_error (const char *fmt, ...)
+  __attribute__ ((format (printf, 1, 2)));
+
 /* The calling thread's last error text ("" if none). */
 const char *ic_last_error (void);
 

@@ -336,7 +336,11 @@ ic_secmem_check (const void *p)
   for (i = 0; i < npool_ranges; i++)
     if (a >= pool_ranges[i].start && a < pool_ranges[i].end)
       return;
+  /* To the log even from the control server's thread, which keeps its
+   * errors for its replies: a key add that overflows the pool succeeds.
+   */
   if (__atomic_exchange_n (&pool_locked, false, __ATOMIC_RELAXED))
-    ic_error ("libgcrypt: the locked pool of %zu KiB is full: key material "
-              "now goes to memory that is not locked", pool_size / 1024);
+    ic_log_error ("libgcrypt: the locked pool of %zu KiB is full: key "
+                  "material now goes to memory that is not locked",
+                  pool_size / 1024);
 }

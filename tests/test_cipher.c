@@ -50,6 +50,7 @@
 #include <string.h>
 
 #include <check.h>
+#include <gcrypt.h>
 
 #include "aes-xts.h"
 #include "cipher.h"
@@ -1311,6 +1312,122 @@ START_TEST (test_bad_length)
 }
 END_TEST
 
+/* The locked pool of secure memory, for the tests that fill it: the first
+ * mapping of libgcrypt's secure memory.
+ */
+static uintptr_t pool_start, pool_end;
+
+static bool
+in_pool (const void *p)
+{
+  return (uintptr_t) p >= pool_start && (uintptr_t) p < pool_end;
+}
+
+/* Fill the locked pool with gcry_malloc_secure() (which nobody checks, so
+ * nothing notices) but for a hole of about @hole bytes; @hole 0: none.
+ * Return: false if the pool is not locked here (the test is skipped).
+ */
+static bool
+fill_pool (size_t hole)
+{
+  static const size_t sizes[] = { 65536, 4096, 256, 16 };
+  void *probe;
+  void *holep = NULL;
+  char line[512];
+  uintptr_t s;
+  uintptr_t e;
+  FILE *fp;
+  size_t i;
+
+  if (!ic_secmem_locked ()) {
+    fprintf (stderr, "secure memory is not locked here: skipped\n");
+    return false;
+  }
+  probe = gcry_malloc_secure (16);
+  fp = fopen ("/proc/self/maps", "re");
+  ck_assert_ptr_nonnull (fp);
+  while (fgets (line, sizeof line, fp))
+    if (sscanf (line, "%" SCNxPTR "-%" SCNxPTR " ", &s, &e) == 2 &&
+        (uintptr_t) probe >= s && (uintptr_t) probe < e) {
+      pool_start = s;
+      pool_end = e;
+    }
+  fclose (fp);
+  ck_assert (in_pool (probe));
+  for (i = 0; i < ARRAY_SIZE (sizes); i++)
+    for (;;) {
+      void *p = gcry_malloc_secure (sizes[i]);
+
+      ck_assert_ptr_nonnull (p);
+      if (!in_pool (p)) {
+        gcry_free (p);
+        break;
+      }
+      if (sizes[i] == 4096 && hole && !holep)
+        holep = p;
+    }
+  if (holep) {
+    gcry_free (holep);
+    ck_assert (in_pool (gcry_malloc_secure (4096 - hole - 32)));
+  }
+  /* Nothing was checked: the pool still counts as locked. */
+  ck_assert (ic_secmem_locked ());
+  return true;
+}
+
+/* An Adiantum cipher whose libgcrypt handle (K_E's key schedule) does
+ * not fit in the locked pool any more, while the cipher and its context
+ * still do, says that secure memory is no longer all locked.
+ */
+START_TEST (test_pool_full_adiantum_handle)
+{
+  static const size_t holes[] = { 1300, 1500, 2000 };
+  struct ic_cipher *c;
+
+  if (!fill_pool (holes[_i]))
+    return;
+  c = ic_cipher_new (IC_ENCRYPTION_MODE_ADIANTUM);
+  ck_assert_ptr_nonnull (c);
+  ck_assert_msg (!ic_secmem_locked (),
+                 "a cipher went partly out of the locked pool unnoticed");
+  ic_cipher_free (c);
+}
+END_TEST
+
+static char sunk[IC_ERROR_MAX];
+
+static void
+sink (const char *msg)
+{
+  snprintf (sunk, sizeof sunk, "%s", msg);
+}
+
+/* The pool running out is logged even by a thread that captures its
+ * errors (the control server's, for a key add), and that thread's last
+ * error is left alone.
+ */
+START_TEST (test_pool_full_logged)
+{
+  struct ic_cipher *c;
+  bool captured;
+
+  if (!fill_pool (0))
+    return;
+  ic_error_set_sink (sink, NULL);
+  captured = ic_error_capture (true);
+  ic_clear_error ();
+  c = ic_cipher_new (IC_ENCRYPTION_MODE_AES_256_XTS);
+  ck_assert_ptr_nonnull (c);
+  ic_error_capture (captured);
+  ic_error_set_sink (NULL, NULL);
+  ck_assert (!ic_secmem_locked ());
+  ck_assert_msg (strstr (sunk, "locked pool") != NULL,
+                 "nothing logged; sink got '%s'", sunk);
+  ck_assert_str_eq (ic_last_error (), "");
+  ic_cipher_free (c);
+}
+END_TEST
+
 static Suite *
 cipher_suite (void)
 {
@@ -1380,6 +1497,11 @@ cipher_suite (void)
                        ARRAY_SIZE (xts_modes));
   tcase_add_loop_test (tc, test_bad_length, 0,
                        ARRAY_SIZE (modes) * ARRAY_SIZE (bad_length_tvs));
+  suite_add_tcase (s, tc);
+
+  tc = tcase_create ("pool_full");
+  tcase_add_loop_test (tc, test_pool_full_adiantum_handle, 0, 3);
+  tcase_add_test (tc, test_pool_full_logged);
   suite_add_tcase (s, tc);
 
   return s;
