@@ -91,6 +91,23 @@ ic_histogram_percentile (const struct ic_histogram *h, double pct)
 }
 
 void
+ic_histogram_read_reset (struct ic_histogram *h, struct ic_histogram *dst)
+{
+  unsigned int i;
+
+  /* Each field exchanged for zero: a sample added meanwhile is in this
+   * copy or left for the next one, never lost (it may be in the count of
+   * one and the buckets of the other).
+   */
+  dst->count = __atomic_exchange_n (&h->count, 0, __ATOMIC_RELAXED);
+  dst->total_ns = __atomic_exchange_n (&h->total_ns, 0, __ATOMIC_RELAXED);
+  dst->max_ns = __atomic_exchange_n (&h->max_ns, 0, __ATOMIC_RELAXED);
+  for (i = 0; i < IC_HISTOGRAM_BUCKETS; i++)
+    dst->buckets[i] = __atomic_exchange_n (&h->buckets[i], 0,
+                                           __ATOMIC_RELAXED);
+}
+
+void
 ic_histogram_reset (struct ic_histogram *h)
 {
   unsigned int i;

@@ -29,6 +29,12 @@ uint64_t ic_histogram_percentile (const struct ic_histogram *h, double pct);
 /* Copy @h into @dst (each field read atomically). */
 void ic_histogram_read (const struct ic_histogram *h, struct ic_histogram *dst);
 
+/* Copy @h into @dst and zero it, field by field atomically, so that no
+ * sample recorded meanwhile is lost (what a read then a reset would do).
+ */
+void ic_histogram_read_reset (struct ic_histogram *h,
+                              struct ic_histogram *dst);
+
 /* Zero every field. */
 void ic_histogram_reset (struct ic_histogram *h);
 

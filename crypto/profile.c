@@ -930,7 +930,8 @@ ic_crypto_profile_read_stats (struct ic_crypto_profile *profile,
   READ (reprograms);
   READ (waits);
 #undef READ
-  ic_histogram_read (&s->wait, &dst->wait);
   if (reset)
-    ic_histogram_reset (&s->wait);
+    ic_histogram_read_reset (&s->wait, &dst->wait);
+  else
+    ic_histogram_read (&s->wait, &dst->wait);
 }

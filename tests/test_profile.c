@@ -15,6 +15,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -27,6 +28,7 @@
 #include <check.h>
 
 #include "error.h"
+#include "histogram.h"
 #include "key.h"
 #include "profile.h"
 #include "secmem.h"
@@ -1300,6 +1302,67 @@ static const struct {
     false },
 };
 
+/* "stats --reset" while gets record waits: every wait is in exactly one
+ * read (a read followed by a reset lost those recorded in between).
+ */
+#define RESET_RACE_SAMPLES 1000000
+
+struct wait_recorder {
+  struct ic_crypto_profile *p;
+  atomic_bool go;                       /* the reader is reading */
+  atomic_bool done;
+};
+
+static void *
+record_waits (void *arg)
+{
+  struct wait_recorder *w = arg;
+  unsigned int i;
+
+  while (!atomic_load (&w->go))
+    sched_yield ();
+  for (i = 0; i < RESET_RACE_SAMPLES; i++)
+    ic_histogram_add (&w->p->stats.wait, 1000 + (i & 1023));
+  atomic_store (&w->done, true);
+  return NULL;
+}
+
+static void
+add_read (const struct ic_keyslot_stats *st, uint64_t *count,
+          uint64_t *buckets)
+{
+  unsigned int b;
+
+  *count += st->wait.count;
+  for (b = 0; b < IC_HISTOGRAM_BUCKETS; b++)
+    *buckets += st->wait.buckets[b];
+}
+
+START_TEST (test_stats_reset_race)
+{
+  struct ic_crypto_profile p;
+  struct wait_recorder w = { .p = &p };
+  struct ic_keyslot_stats st;
+  uint64_t count = 0;
+  uint64_t buckets = 0;
+  pthread_t t;
+
+  ck_assert_int_eq (ic_crypto_profile_init (&p, 2), 0);
+  ck_assert_int_eq (pthread_create (&t, NULL, record_waits, &w), 0);
+  while (!atomic_load (&w.done)) {
+    ic_crypto_profile_read_stats (&p, &st, true);
+    add_read (&st, &count, &buckets);
+    atomic_store (&w.go, true);
+  }
+  ck_assert_int_eq (pthread_join (t, NULL), 0);
+  ic_crypto_profile_read_stats (&p, &st, true);
+  add_read (&st, &count, &buckets);
+  ck_assert_uint_eq (count, RESET_RACE_SAMPLES);
+  ck_assert_uint_eq (buckets, RESET_RACE_SAMPLES);
+  ic_crypto_profile_destroy (&p);
+}
+END_TEST
+
 START_TEST (test_cfg_supported)
 {
   struct ic_crypto_profile p;
@@ -1866,6 +1929,7 @@ profile_suite (void)
   tcase_add_checked_fixture (tc, keys_setup, keys_teardown);
   tcase_set_timeout (tc, 60);
   tcase_add_test (tc, test_stats);
+  tcase_add_test (tc, test_stats_reset_race);
   suite_add_tcase (s, tc);
 
   tc = tcase_create ("cfg_supported");
