@@ -114,11 +114,14 @@ ic_cipher_pool_program (struct ic_cipher_pool *pool,
                         const uint8_t *key_bytes, unsigned int size)
 {
   struct ic_pooled_cipher *fresh = NULL;
+  struct ic_pooled_cipher *first = NULL;
+  struct ic_pooled_cipher **pp;
   struct ic_pooled_cipher *list;
   struct ic_pooled_cipher *keep = NULL;
   struct ic_pooled_cipher *drop = NULL;
   struct ic_pooled_cipher *pc;
-  bool have_mode = false;
+  const uint8_t *old_bytes;
+  unsigned int old_size;
   uint64_t gen;
   int r;
 
@@ -132,12 +135,40 @@ ic_cipher_pool_program (struct ic_cipher_pool *pool,
   /* Re-key idle ciphers of the mode in place (no allocation, which is
    * what a miss costs most); only a pool without one gets a new cipher,
    * made first so that running out of memory changes nothing either.
+   * One idle cipher of the mode is keyed first, on its own: if that
+   * fails (libgcrypt out of secure memory), it gets the old key back and
+   * the pool is as it was, still holding its key.
    */
   pthread_mutex_lock (&pool->lock);
-  for (pc = pool->free_list; pc && !have_mode; pc = pc->next)
-    have_mode = ic_cipher_mode (pc->cipher) == mode;
+  for (pp = &pool->free_list; *pp; pp = &(*pp)->next)
+    if (ic_cipher_mode ((*pp)->cipher) == mode) {
+      first = *pp;
+      *pp = first->next;
+      pool->count--;
+      break;
+    }
+  old_bytes = pool->key_bytes;
+  old_size = pool->key_size;
   pthread_mutex_unlock (&pool->lock);
-  if (!have_mode) {
+  if (first) {
+    r = ic_cipher_setkey (first->cipher, key_bytes, size);
+    if (r < 0) {
+      bool back = old_bytes &&
+        ic_cipher_setkey (first->cipher, old_bytes, old_size) == 0;
+
+      if (back) {
+        pthread_mutex_lock (&pool->lock);
+        first->next = pool->free_list;
+        pool->free_list = first;
+        pool->count++;
+        pthread_mutex_unlock (&pool->lock);
+      }
+      else
+        pooled_free (first);
+      return r;
+    }
+  }
+  else {
     fresh = pooled_new (mode, key_bytes, size, 0);
     if (!fresh)
       return -errno;
@@ -168,17 +199,11 @@ ic_cipher_pool_program (struct ic_cipher_pool *pool,
     }
   }
   free_list (drop);
-  if (fresh) {
-    fresh->gen = gen;
-    fresh->next = keep;
-    keep = fresh;
-  }
-  if (!keep) {
-    /* Only if libgcrypt refused a key it had accepted in this mode. */
-    ic_error ("cipher pool: %s: cannot key any cipher",
-              ic_crypto_mode_name (mode));
-    return -EIO;
-  }
+  if (!fresh)
+    fresh = first;
+  fresh->gen = gen;
+  fresh->next = keep;
+  keep = fresh;
 
   pthread_mutex_lock (&pool->lock);
   pool->mode = mode;

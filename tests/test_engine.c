@@ -825,6 +825,54 @@ START_TEST (test_program_refused)
 }
 END_TEST
 
+/* ic_cipher_setkey, wrapped (-Wl,--wrap): fails once with -ENOMEM when
+ * armed, as it does when libgcrypt runs out of secure memory for the
+ * ESSIV salt's SHA-256.
+ */
+int __real_ic_cipher_setkey (struct ic_cipher *c, const uint8_t *key,
+                             size_t size);
+int __wrap_ic_cipher_setkey (struct ic_cipher *c, const uint8_t *key,
+                             size_t size);
+static atomic_bool setkey_fail_next;
+
+int
+__wrap_ic_cipher_setkey (struct ic_cipher *c, const uint8_t *key,
+                         size_t size)
+{
+  if (atomic_exchange (&setkey_fail_next, false))
+    return -ENOMEM;
+  return __real_ic_cipher_setkey (c, key, size);
+}
+
+/* A program that fails while keying the slot's ciphers (a valid key, but
+ * the cipher library fails) fails the get with its errno, and the slot
+ * keeps the key it had: that key's next request is a hit that works.
+ */
+START_TEST (test_program_setkey_fails)
+{
+  struct ic_engine *e = engine_new_slots (1);
+  struct ic_crypto_key *k1 = make_key ("k1", modes[1], 1, 8, DU);
+  struct ic_crypto_key *k2 = make_key ("k2", modes[1], 2, 8, DU);
+  struct ic_crypto_keyslot *slot;
+
+  ck_assert_int_eq (engine_roundtrip (e, k1), 0);
+  atomic_store (&setkey_fail_next, true);
+  ic_engine_enter (e);
+  ck_assert_int_eq (ic_crypto_get_keyslot (ic_engine_profile (e), k2,
+                                           &slot), -ENOMEM);
+  ic_engine_exit (e);
+  ck_assert (!atomic_load (&setkey_fail_next));
+  ic_engine_read_stats (e, &(struct ic_engine_stats) { 0 }, true);
+  ck_assert_int_eq (engine_roundtrip (e, k1), 0);
+  ck_assert_uint_eq (stats (e).slots.hits, 1);
+  ck_assert_int_eq (engine_roundtrip (e, k2), 0);
+  ck_assert_uint_eq (stats (e).slots.programs, 1);
+  ic_crypto_key_free (k1);
+  ic_crypto_key_free (k2);
+  ic_engine_free (e);
+}
+END_TEST
+
 /* ---- programming cost ---- */
 
 static const struct {
@@ -1242,6 +1290,7 @@ engine_suite (void)
   tcase_add_test (tc, test_fault_prob);
   tcase_add_test (tc, test_program_unsupported);
   tcase_add_test (tc, test_program_refused);
+  tcase_add_test (tc, test_program_setkey_fails);
   suite_add_tcase (s, tc);
 
   tc = tcase_create ("program_cost");
