@@ -16,7 +16,11 @@
  * that once wrote 4 or 8 KiB keep 1024 small buffers (12 MiB with their
  * header pages); were 64 KiB writes small, they would keep 68 MiB.  The
  * budget is 64 of the 256 KiB pieces that leaves encrypt large writes in,
- * far more than two CPUs keep busy, and what it costs at most.
+ * far more than two CPUs keep busy, and what it costs at most, with one
+ * exception: the writes a mirror has registered (overlapping writes wait
+ * for them) never wait for the budget (ic_bounce_nowait_begin()), and may
+ * take beyond it up to a piece each (256 KiB at a local leaf, the whole
+ * request at a remote one), so that no wait for it closes a cycle.
  * Buffers are page-aligned.  Thread-safe.
  */
 #ifndef IC_BOUNCE_H
