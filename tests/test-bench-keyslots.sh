@@ -70,11 +70,12 @@ grep 'requests/s' $t.tmp/table
 grep 'hit rate' $t.tmp/table
 
 # The latency between two CPUs: a median inside its range, two CPUs; with
-# one CPU to run on, a clear failure.
+# one CPU to run on, a clear failure.  (No bound on how long: make check
+# times nothing, and a shared machine may deschedule either thread.)
 if [ "$(nproc)" -ge 2 ]; then
     "$KEYSLOTS_BIN" --core-latency --json > $t.tmp/lat.json
     check $t.tmp/lat.json \
-        '0 < d["min_ns"] <= d["core_latency_ns"] <= d["max_ns"] < 1e6' \
+        '0 < d["min_ns"] <= d["core_latency_ns"] <= d["max_ns"]' \
         'd["cpus"][0] != d["cpus"][1]' 'd["runs"] == 7'
 fi
 if command -v taskset > /dev/null; then
