@@ -13,8 +13,9 @@ set -e -x
 
 requires_plugin
 requires "$PYTHON" -c 'import nbd'
-requires nbdkit --filter=multi-conn memory 1M --version
-requires nbdkit --filter=limit memory 1M --version
+# (Not 'requires nbdkit --filter=multi-conn memory 1M --version': under
+# the sanitizer build's LeakSanitizer nbdkit's filters leak at exit, which
+# would skip the test; the filters come with nbdkit.)
 
 t=test-remote-pool
 rm -rf $t.tmp && mkdir $t.tmp
