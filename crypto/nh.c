@@ -73,8 +73,11 @@ ic_nh_load_key (uint32_t key[IC_NH_KEY_WORDS],
 {
   int i;
 
+  /* Words 1 and 2 of each unit change places (see nh.h). */
+  static const int from[4] = { 0, 2, 1, 3 };
+
   for (i = 0; i < IC_NH_KEY_WORDS; i++)
-    key[i] = get_le32 (raw + 4 * i);
+    key[i] = get_le32 (raw + 4 * (i - i % 4 + from[i % 4]));
 }
 
 void
@@ -96,8 +99,9 @@ ic_nh_generic (const uint32_t key[IC_NH_KEY_WORDS], const uint8_t *msg,
     for (p = 0; p < IC_NH_NUM_PASSES; p++) {
       const uint32_t *k = key + 4 * p;
 
-      sums[p] += (uint64_t) (uint32_t) (m0 + k[0]) * (uint32_t) (m2 + k[2]);
-      sums[p] += (uint64_t) (uint32_t) (m1 + k[1]) * (uint32_t) (m3 + k[3]);
+      /* k[1] is key word 4j+2 and k[2] word 4j+1 (see nh.h). */
+      sums[p] += (uint64_t) (uint32_t) (m0 + k[0]) * (uint32_t) (m2 + k[1]);
+      sums[p] += (uint64_t) (uint32_t) (m1 + k[2]) * (uint32_t) (m3 + k[3]);
     }
     key += IC_NH_MESSAGE_UNIT / sizeof key[0];
     msg += IC_NH_MESSAGE_UNIT;
