@@ -61,13 +61,21 @@ ic_poly1305_core_blocks (struct ic_poly1305_state *state,
   uint64_t d2;
   uint64_t c;
 
+  /* The additions carry through comparisons rather than 128-bit sums:
+   * GCC 12 kept such sums on the stack, and the block took 34 cycles
+   * instead of 23 (AMD Zen 1).
+   */
   for (; nblocks > 0; nblocks--, src += IC_POLY1305_BLOCK_SIZE) {
+    const uint64_t m0 = get_le64 (src);
+    const uint64_t m1 = get_le64 (src + 8);
+
     /* h += m + hibit * 2^128 */
-    d0 = (u128) h0 + get_le64 (src);
-    h0 = (uint64_t) d0;
-    d1 = (u128) h1 + get_le64 (src + 8) + (uint64_t) (d0 >> 64);
-    h1 = (uint64_t) d1;
-    h2 += (uint64_t) (d1 >> 64) + hibit;
+    h0 += m0;
+    c = h0 < m0;
+    h1 += c;
+    h2 += h1 < c;
+    h1 += m1;
+    h2 += (h1 < m1) + hibit;
 
     /* h *= r, folding 2^130 back as 5: h1 r1 2^128 = h1 s1 and
      * h2 r1 2^192 = h2 s1 2^64.  h2 stays below 8, so no product
@@ -86,11 +94,10 @@ ic_poly1305_core_blocks (struct ic_poly1305_state *state,
     /* Partial reduction: keep 2 bits above 2^128, fold the rest times 5. */
     h2 = d2 & 3;
     c = (d2 >> 2) + (d2 & ~(uint64_t) 3);       /* 5 * (d2 >> 2) */
-    d0 = (u128) h0 + c;
-    h0 = (uint64_t) d0;
-    d1 = (u128) h1 + (uint64_t) (d0 >> 64);
-    h1 = (uint64_t) d1;
-    h2 += (uint64_t) (d1 >> 64);
+    h0 += c;
+    c = h0 < c;
+    h1 += c;
+    h2 += h1 < c;
   }
 
   state->h0 = h0;
