@@ -18,13 +18,17 @@ struct chacha_impl {
   struct ic_impl impl;
   void (*crypt) (uint32_t state[IC_CHACHA_STATE_WORDS], uint8_t *dst,
                  const uint8_t *src, size_t len, int nrounds);
+  void (*hchacha) (const uint32_t state[IC_CHACHA_STATE_WORDS],
+                   uint32_t out[IC_HCHACHA_OUT_WORDS], int nrounds);
 };
 
 static const struct chacha_impl generic_impl = {
   { "generic", ic_impl_always }, ic_chacha_crypt_generic,
+  ic_hchacha_block_generic,
 };
 static const struct chacha_impl avx2_impl = {
   { "avx2", ic_chacha_avx2_usable }, ic_chacha_crypt_avx2,
+  ic_hchacha_block_avx2,
 };
 
 /* Best first. */
@@ -163,6 +167,13 @@ ic_chacha_block (uint32_t state[IC_CHACHA_STATE_WORDS],
 void
 ic_hchacha_block (const uint32_t state[IC_CHACHA_STATE_WORDS],
                   uint32_t out[IC_HCHACHA_OUT_WORDS], int nrounds)
+{
+  current_impl ()->hchacha (state, out, nrounds);
+}
+
+void
+ic_hchacha_block_generic (const uint32_t state[IC_CHACHA_STATE_WORDS],
+                          uint32_t out[IC_HCHACHA_OUT_WORDS], int nrounds)
 {
   uint32_t x[IC_CHACHA_STATE_WORDS];
 

@@ -56,9 +56,16 @@ void ic_chacha_block (uint32_t state[IC_CHACHA_STATE_WORDS],
 
 /* HChaCha: permute a copy of @state and output words 0-3 and 12-15, without
  * the final addition (hchacha_block_generic).
+ *
+ * Context: any thread; uses the SIMD implementation when selected.
  */
 void ic_hchacha_block (const uint32_t state[IC_CHACHA_STATE_WORDS],
                        uint32_t out[IC_HCHACHA_OUT_WORDS], int nrounds);
+
+/* The portable implementation of ic_hchacha_block (for tests). */
+void ic_hchacha_block_generic (const uint32_t state[IC_CHACHA_STATE_WORDS],
+                               uint32_t out[IC_HCHACHA_OUT_WORDS],
+                               int nrounds);
 
 /* XOR @len bytes of keystream, starting at the block @state points at, from
  * @src into @dst (which may equal @src) and advance the block counter by the
@@ -106,6 +113,12 @@ bool ic_chacha_avx2_usable (void);
 void ic_chacha_crypt_avx2 (uint32_t state[IC_CHACHA_STATE_WORDS],
                            uint8_t *dst, const uint8_t *src, size_t len,
                            int nrounds);
+
+/* ic_hchacha_block with SSE-width vectors (AVX2 encoding); call only when
+ * ic_chacha_avx2_usable().
+ */
+void ic_hchacha_block_avx2 (const uint32_t state[IC_CHACHA_STATE_WORDS],
+                            uint32_t out[IC_HCHACHA_OUT_WORDS], int nrounds);
 #else
 static inline bool
 ic_chacha_avx2_usable (void)
@@ -119,6 +132,13 @@ ic_chacha_crypt_avx2 (uint32_t state[IC_CHACHA_STATE_WORDS], uint8_t *dst,
                       const uint8_t *src, size_t len, int nrounds)
 {
   ic_chacha_crypt_generic (state, dst, src, len, nrounds);
+}
+
+static inline void
+ic_hchacha_block_avx2 (const uint32_t state[IC_CHACHA_STATE_WORDS],
+                       uint32_t out[IC_HCHACHA_OUT_WORDS], int nrounds)
+{
+  ic_hchacha_block_generic (state, out, nrounds);
 }
 #endif
 

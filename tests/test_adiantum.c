@@ -1718,14 +1718,20 @@ START_TEST (test_chacha20)
   unhex_into (subkey_expected, hchacha20_subkey, sizeof subkey_expected);
   ic_chacha_load_key (kw, key);
   ic_chacha_init (state, kw, nonce);
-  ic_hchacha_block (state, out, 20);
-  for (i = 0; i < IC_HCHACHA_OUT_WORDS; i++) {
-    subkey[4 * i] = out[i];
-    subkey[4 * i + 1] = out[i] >> 8;
-    subkey[4 * i + 2] = out[i] >> 16;
-    subkey[4 * i + 3] = out[i] >> 24;
+  for (simd = 0; simd <= 1; simd++) {
+    use_simd (simd);
+    memset (out, 0, sizeof out);
+    ic_hchacha_block (state, out, 20);
+    for (i = 0; i < IC_HCHACHA_OUT_WORDS; i++) {
+      subkey[4 * i] = out[i];
+      subkey[4 * i + 1] = out[i] >> 8;
+      subkey[4 * i + 2] = out[i] >> 16;
+      subkey[4 * i + 3] = out[i] >> 24;
+    }
+    ck_assert_msg (memcmp (subkey, subkey_expected, sizeof subkey) == 0,
+                   "HChaCha20 (%s) mismatch", ic_chacha_impl_name ());
   }
-  ck_assert_mem_eq (subkey, subkey_expected, sizeof subkey);
+  use_simd (true);
 
   unhex_into (key, chacha20_key, sizeof key);
   unhex_into (iv, chacha20_iv, sizeof iv);
@@ -1932,7 +1938,7 @@ START_TEST (test_in_place)
 }
 END_TEST
 
-/* The AVX2 ChaCha and NH against the portable ones on random inputs,
+/* The AVX2 ChaCha, HChaCha and NH against the portable ones on random inputs,
  * including a block counter about to wrap, and whole Adiantum data units.
  */
 START_TEST (test_simd_matches_generic)
@@ -1993,6 +1999,21 @@ START_TEST (test_simd_matches_generic)
       ck_assert_msg (memcmp (a, b, len) == 0, "ChaCha20 %zu bytes differ",
                      len);
     }
+  }
+
+  for (i = 0; i < 64; i++) {
+    uint32_t sub_a[IC_HCHACHA_OUT_WORDS];
+    uint32_t sub_b[IC_HCHACHA_OUT_WORDS];
+    int rounds = i % 2 ? 20 : 12;
+
+    rng_fill (key, sizeof key);
+    rng_fill (iv, sizeof iv);
+    ic_chacha_load_key (kw, key);
+    ic_chacha_init (state_a, kw, iv);
+    ic_hchacha_block_generic (state_a, sub_a, rounds);
+    ic_hchacha_block_avx2 (state_a, sub_b, rounds);
+    ck_assert_msg (memcmp (sub_a, sub_b, sizeof sub_a) == 0,
+                   "HChaCha%d differs", rounds);
   }
 
   for (len = 0; len <= IC_NH_MESSAGE_BYTES; len += IC_NH_MESSAGE_UNIT) {
