@@ -116,16 +116,16 @@ ic_poly1305_core_emit (const struct ic_poly1305_state *state,
   uint64_t g1;
   uint64_t g2;
   uint64_t mask;
-  u128 t;
+  uint64_t c;
 
   /* h < 2p, so one conditional subtraction of p reduces fully: g = h + 5
    * reaches 2^130 exactly when h >= p, and then h - p = g - 2^130.
    */
-  t = (u128) h0 + 5;
-  g0 = (uint64_t) t;
-  t = (u128) h1 + (uint64_t) (t >> 64);
-  g1 = (uint64_t) t;
-  g2 = h2 + (uint64_t) (t >> 64);
+  g0 = h0 + 5;
+  c = g0 < 5;
+  g1 = h1 + c;
+  c = g1 < c;
+  g2 = h2 + c;
 
   mask = 0 - (g2 >> 2);         /* all ones if h >= p */
   h0 = (h0 & ~mask) | (g0 & mask);
