@@ -79,7 +79,7 @@ ic_chacha_avx2_usable (void)
 
 /* ymm15 = x15 ^ a; x15 = ymm15. */
 #define XOR_X15(a)  "vpxor %[x15], %%ymm" #a ", %%ymm15\n\t"
-#define STORE_X15   "vmovdqa %%ymm15, %[x15]\n\t"
+#define STORE_X15   "vmovdqu %%ymm15, %[x15]\n\t"
 
 /* Rotations by 16 and 8 as byte shuffles, within each 32-bit word. */
 static const uint8_t rot16_mask[32] __attribute__ ((aligned (32))) = {
@@ -213,7 +213,7 @@ chacha_8blocks (const uint32_t state[IC_CHACHA_STATE_WORDS], uint8_t *dst,
            "vpbroadcastd 52(%[state]), %%ymm13\n\t"
            "vpbroadcastd 56(%[state]), %%ymm14\n\t"
            "vpbroadcastd 60(%[state]), %%ymm15\n\t"
-           "vmovdqa %%ymm15, %[x15]\n\t"
+           "vmovdqu %%ymm15, %[x15]\n\t"
            "1:\n\t"
            QR4 (0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11)
            QR4 (1, 6, 11, 12, 2, 7, 8, 13, 3, 4, 9, 14, 0, 5, 10)
