@@ -184,7 +184,9 @@ locked_kib (void)
 }
 
 /* How big a pool we can lock: IC_SECMEM_SIZE with CAP_IPC_LOCK or a
- * generous RLIMIT_MEMLOCK, else half the limit, at least IC_SECMEM_MIN.
+ * generous RLIMIT_MEMLOCK, else half the limit in whole pages, at least
+ * IC_SECMEM_MIN.  (A pool larger than the limit would not be locked at
+ * all: libgcrypt locks it in one go.)
  */
 static size_t
 secmem_size (void)

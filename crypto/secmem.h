@@ -3,8 +3,9 @@
  * Key bytes and every cipher state derived from them live in libgcrypt's
  * secure memory: pages locked with mlock(2) so they never reach swap, wiped
  * when freed.  The pool has IC_SECMEM_SIZE bytes; libgcrypt grows it on
- * demand with memory it does not lock (ic_secmem_check() notices).  As an unprivileged user whose RLIMIT_MEMLOCK is too small,
- * libgcrypt falls back to unlocked pages; ic_secmem_locked() tells which.
+ * demand with memory it does not lock (ic_secmem_check() notices).  As an
+ * unprivileged user whose RLIMIT_MEMLOCK is too small, libgcrypt falls
+ * back to unlocked pages; ic_secmem_locked() tells which.
  *
  * Thread-safe once ic_crypto_init() has returned.
  */
@@ -15,12 +16,14 @@
 #include <stddef.h>
 
 /* The locked pool: IC_SECMEM_SIZE bytes where memory may be locked that
- * much (root, or RLIMIT_MEMLOCK), else what RLIMIT_MEMLOCK allows, at
- * least IC_SECMEM_MIN.  A key with its ciphers takes a few KiB, so this
- * holds thousands of them.
+ * much (CAP_IPC_LOCK, or RLIMIT_MEMLOCK twice that), else half of
+ * RLIMIT_MEMLOCK (the other half is for the control server's input
+ * buffers), at least IC_SECMEM_MIN, libgcrypt's smallest pool.  A key with
+ * its ciphers takes a few KiB, so 8 MiB holds thousands of them, and the
+ * 32 KiB of a 64 KiB limit a few.
  */
 #define IC_SECMEM_SIZE (8 * 1024 * 1024)
-#define IC_SECMEM_MIN (256 * 1024)
+#define IC_SECMEM_MIN (16 * 1024)
 
 /* Initialise libgcrypt (version check, secure memory).  Idempotent.
  *
