@@ -3,7 +3,11 @@
  * The handshake: a reader increments its counter, then looks at the
  * writer flag; a writer sets the flag, then looks at the counters.  With
  * sequentially consistent atomics at least one of them sees the other, so
- * a reader never runs inside a writer's section.
+ * a reader never runs inside a writer's section.  A writer looks only at
+ * the counters of the shards taken so far (ic_brlock_shards_used()): a
+ * thread takes its shard (a sequentially consistent increment of next)
+ * before its first increment of a counter, so a reader that does not see
+ * the flag has taken its shard before the writer reads next.
  */
 #include <config.h>
 
@@ -135,14 +139,19 @@ void
 ic_brlock_write_lock (struct ic_brlock *l)
 {
   unsigned int tries = 0;
+  unsigned int shards;
   unsigned int i;
 
   pthread_mutex_lock (&l->writer_lock);
   __atomic_store_n (&l->writer, 1, __ATOMIC_SEQ_CST);
+  /* Only the shards taken so far: the others' counters are zero, and a
+   * thread that takes one now sees the flag (see the top of this file).
+   */
+  shards = ic_brlock_shards_used ();
   /* Most read sections are a hash lookup: spin, then yield to them; some
    * hold the lock across I/O: then sleep a little at a time.
    */
-  for (i = 0; i < IC_BRLOCK_SHARDS; i++)
+  for (i = 0; i < shards; i++)
     while (__atomic_load_n (&l->shards[i].readers, __ATOMIC_SEQ_CST)) {
       if (++tries < SPINS)
         cpu_relax ();
