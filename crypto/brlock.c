@@ -8,6 +8,13 @@
  * thread takes its shard (a sequentially consistent increment of next)
  * before its first increment of a counter, so a reader that does not see
  * the flag has taken its shard before the writer reads next.
+ *
+ * The same handshake for sleep: a reader about to sleep counts itself in
+ * sleepers, then looks at the flag; a writer clears the flag, then looks
+ * at sleepers, and only if some reader sleeps (or is about to) takes
+ * wait_lock to wake it.  The reader holds wait_lock from before it counts
+ * itself in until pthread_cond_wait() releases it, so that wake-up cannot
+ * come before it waits.
  */
 #include <config.h>
 
@@ -86,6 +93,7 @@ ic_brlock_init (struct ic_brlock *l)
 
   memset (l->shards, 0, sizeof l->shards);
   l->writer = 0;
+  l->sleepers = 0;
   /* Writers queue on writer_lock for short sections too: let it spin a
    * little before sleeping where glibc can.
    */
@@ -123,8 +131,10 @@ ic_brlock_read_lock (struct ic_brlock *l)
     if (spin_while_writer (l))
       continue;
     pthread_mutex_lock (&l->wait_lock);
-    while (__atomic_load_n (&l->writer, __ATOMIC_ACQUIRE))
+    __atomic_fetch_add (&l->sleepers, 1, __ATOMIC_SEQ_CST);
+    while (__atomic_load_n (&l->writer, __ATOMIC_SEQ_CST))
       pthread_cond_wait (&l->wait_cond, &l->wait_lock);
+    __atomic_fetch_sub (&l->sleepers, 1, __ATOMIC_RELAXED);
     pthread_mutex_unlock (&l->wait_lock);
   }
 }
@@ -168,10 +178,13 @@ ic_brlock_write_lock (struct ic_brlock *l)
 void
 ic_brlock_write_unlock (struct ic_brlock *l)
 {
-  pthread_mutex_lock (&l->wait_lock);
   __atomic_store_n (&l->writer, 0, __ATOMIC_SEQ_CST);
-  pthread_cond_broadcast (&l->wait_cond);
-  pthread_mutex_unlock (&l->wait_lock);
+  /* Readers that spin see the flag come down; wake the sleeping ones. */
+  if (__atomic_load_n (&l->sleepers, __ATOMIC_SEQ_CST)) {
+    pthread_mutex_lock (&l->wait_lock);
+    pthread_cond_broadcast (&l->wait_cond);
+    pthread_mutex_unlock (&l->wait_lock);
+  }
   pthread_mutex_unlock (&l->writer_lock);
 }
 

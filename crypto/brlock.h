@@ -33,6 +33,11 @@ struct ic_brlock_shard {
 struct ic_brlock {
   struct ic_brlock_shard shards[IC_BRLOCK_SHARDS];
   int writer;                   /* atomic: a writer holds or waits */
+  /* Readers asleep on wait_cond (atomic): a writer that sees none
+   * leaves without taking wait_lock, whose line every miss would
+   * otherwise drag from the core that last took it.
+   */
+  unsigned int sleepers;
   pthread_mutex_t writer_lock;  /* one writer at a time */
   pthread_mutex_t wait_lock;    /* the mutex of wait_cond */
   pthread_cond_t wait_cond;     /* readers wait here for the writer */

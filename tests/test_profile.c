@@ -1856,6 +1856,131 @@ START_TEST (test_stress)
 }
 END_TEST
 
+/* The lock behind profile->lock (crypto/brlock.h).  Readers that find a
+ * writer in for long spin, then sleep: the writer wakes them when it
+ * leaves, though it takes wait_lock only when it sees a sleeper.  A lost
+ * wake-up hangs the test (the tcase's timeout).
+ */
+#define BRLOCK_READERS 4
+
+struct brlock_reader {
+  struct ic_brlock *l;
+  atomic_uint *entered;
+  unsigned int rounds;
+};
+
+static void *
+brlock_reader_main (void *arg)
+{
+  struct brlock_reader *r = arg;
+  unsigned int i;
+
+  for (i = 0; i < r->rounds; i++) {
+    ic_brlock_read_lock (r->l);
+    atomic_fetch_add (r->entered, 1);
+    ic_brlock_read_unlock (r->l);
+  }
+  return NULL;
+}
+
+static unsigned int
+brlock_sleepers (struct ic_brlock *l)
+{
+  return __atomic_load_n (&l->sleepers, __ATOMIC_SEQ_CST);
+}
+
+START_TEST (test_brlock_sleepers_woken)
+{
+  struct ic_brlock *l = malloc (sizeof *l);
+  struct brlock_reader r[BRLOCK_READERS];
+  pthread_t t[BRLOCK_READERS];
+  atomic_uint entered = 0;
+  struct timespec ms = { 0, 1000 * 1000 };
+  unsigned int i;
+  unsigned int n;
+
+  ck_assert_ptr_nonnull (l);
+  ic_brlock_init (l);
+  /* All asleep behind a writer: none gets in; all do once it leaves. */
+  ic_brlock_write_lock (l);
+  for (i = 0; i < BRLOCK_READERS; i++) {
+    r[i] = (struct brlock_reader) { l, &entered, 1 };
+    ck_assert_int_eq (pthread_create (&t[i], NULL, brlock_reader_main,
+                                      &r[i]), 0);
+  }
+  for (n = 0; n < 10000 && brlock_sleepers (l) < BRLOCK_READERS; n++)
+    nanosleep (&ms, NULL);
+  ck_assert_uint_eq (brlock_sleepers (l), BRLOCK_READERS);
+  ck_assert_uint_eq (atomic_load (&entered), 0);
+  ic_brlock_write_unlock (l);
+  for (i = 0; i < BRLOCK_READERS; i++)
+    ck_assert_int_eq (pthread_join (t[i], NULL), 0);
+  ck_assert_uint_eq (atomic_load (&entered), BRLOCK_READERS);
+  ck_assert_uint_eq (brlock_sleepers (l), 0);
+
+  /* Readers and short writers at once: every reader gets through. */
+  atomic_store (&entered, 0);
+  for (i = 0; i < BRLOCK_READERS; i++) {
+    r[i] = (struct brlock_reader) { l, &entered, 20000 };
+    ck_assert_int_eq (pthread_create (&t[i], NULL, brlock_reader_main,
+                                      &r[i]), 0);
+  }
+  for (n = 0; n < 2000; n++) {
+    struct timespec hold = { 0, (n % 7) * 10 * 1000 };
+
+    ic_brlock_write_lock (l);
+    if (hold.tv_nsec)
+      nanosleep (&hold, NULL);
+    ic_brlock_write_unlock (l);
+  }
+  for (i = 0; i < BRLOCK_READERS; i++)
+    ck_assert_int_eq (pthread_join (t[i], NULL), 0);
+  ck_assert_uint_eq (atomic_load (&entered), BRLOCK_READERS * 20000);
+  ic_brlock_destroy (l);
+  free (l);
+}
+END_TEST
+
+/* A thread that takes its shard while a writer is in (the writer waits
+ * only for the shards taken before it came) does not get in.
+ */
+static void *
+brlock_new_thread_reader (void *arg)
+{
+  struct brlock_reader *r = arg;
+
+  ic_brlock_read_lock (r->l);
+  atomic_store (r->entered, 1);
+  ic_brlock_read_unlock (r->l);
+  return NULL;
+}
+
+START_TEST (test_brlock_new_shard_waits)
+{
+  struct ic_brlock *l = malloc (sizeof *l);
+  atomic_uint entered = 0;
+  struct brlock_reader r = { l, &entered, 1 };
+  struct timespec wait = { 0, 20 * 1000 * 1000 };
+  unsigned int before;
+  pthread_t t;
+
+  ck_assert_ptr_nonnull (l);
+  ic_brlock_init (l);
+  ic_brlock_write_lock (l);
+  before = ic_brlock_shards_used ();
+  ck_assert_int_eq (pthread_create (&t, NULL, brlock_new_thread_reader, &r),
+                    0);
+  nanosleep (&wait, NULL);
+  ck_assert_uint_eq (atomic_load (&entered), 0);
+  ck_assert_uint_ge (ic_brlock_shards_used (), before);
+  ic_brlock_write_unlock (l);
+  ck_assert_int_eq (pthread_join (t, NULL), 0);
+  ck_assert_uint_eq (atomic_load (&entered), 1);
+  ic_brlock_destroy (l);
+  free (l);
+}
+END_TEST
+
 Suite *
 profile_suite (void)
 {
@@ -1886,6 +2011,12 @@ profile_suite (void)
   tcase_add_test (tc, test_lru);
   tcase_add_test (tc, test_lru_hit_requeues);
   tcase_add_test (tc, test_put_other_thread);
+  suite_add_tcase (s, tc);
+
+  tc = tcase_create ("brlock");
+  tcase_set_timeout (tc, 60);
+  tcase_add_test (tc, test_brlock_sleepers_woken);
+  tcase_add_test (tc, test_brlock_new_shard_waits);
   suite_add_tcase (s, tc);
 
   tc = tcase_create ("wait");
