@@ -35,6 +35,10 @@ struct ic_crypto_keyslot {
 
 #define STAT_INC(profile, field) \
   __atomic_fetch_add (&(profile)->stats.field, 1, __ATOMIC_RELAXED)
+/* The counters of every request or miss, in this thread's shard. */
+#define SHARD_STAT_INC(profile, field) \
+  __atomic_fetch_add (&(profile)->hit_shards[ic_brlock_shard ()].field, 1, \
+                      __ATOMIC_RELAXED)
 
 /* --- slot references, per shard --- */
 
@@ -67,9 +71,9 @@ slot_get (struct ic_crypto_profile *profile, unsigned int slot)
  * since is missed, which only makes the count larger for a moment.
  */
 static uint32_t
-slot_refs (struct ic_crypto_profile *profile, unsigned int slot)
+slot_refs_in (struct ic_crypto_profile *profile, unsigned int shards,
+              unsigned int slot)
 {
-  unsigned int shards = ic_brlock_shards_used ();
   uint32_t n = 0;
   unsigned int s;
 
@@ -78,11 +82,17 @@ slot_refs (struct ic_crypto_profile *profile, unsigned int slot)
   return n;
 }
 
+static uint32_t
+slot_refs (struct ic_crypto_profile *profile, unsigned int slot)
+{
+  return slot_refs_in (profile, ic_brlock_shards_used (), slot);
+}
+
 /* When @slot last became idle: the last put. */
 static uint64_t
-slot_idle_since (struct ic_crypto_profile *profile, unsigned int slot)
+slot_idle_since (struct ic_crypto_profile *profile, unsigned int shards,
+                 unsigned int slot)
 {
-  unsigned int shards = ic_brlock_shards_used ();
   uint64_t t = 0;
   unsigned int s;
 
@@ -294,14 +304,15 @@ lru_idle_slot (struct ic_crypto_profile *profile)
 {
   struct ic_crypto_keyslot *best = NULL;
   uint64_t best_since = UINT64_MAX;
+  unsigned int shards = ic_brlock_shards_used ();
   unsigned int i;
 
   for (i = 0; i < profile->num_slots; i++) {
     uint64_t since;
 
-    if (slot_refs (profile, i) != 0)
+    if (slot_refs_in (profile, shards, i) != 0)
       continue;
-    since = slot_idle_since (profile, i);
+    since = slot_idle_since (profile, shards, i);
     if (since < best_since) {
       best = &profile->slots[i];
       best_since = since;
@@ -406,7 +417,7 @@ ic_crypto_get_keyslot (struct ic_crypto_profile *profile,
   }
   count_wait (profile, wait_start);
 
-  STAT_INC (profile, misses);
+  SHARD_STAT_INC (profile, misses);
   err = profile->ll_ops.keyslot_program (profile, key,
                                          ic_crypto_keyslot_index (slot));
   if (err) {
@@ -416,7 +427,7 @@ ic_crypto_get_keyslot (struct ic_crypto_profile *profile,
     wake_up_waiters (profile);
     return err < 0 ? err : -EIO;
   }
-  STAT_INC (profile, programs);
+  SHARD_STAT_INC (profile, programs);
 
   /* Move this slot to the hash list of the new key. */
   if (slot->key)
@@ -433,8 +444,7 @@ hit:
   /* Counted per shard: a shared counter would be the one cache line that
    * every request on every key writes.
    */
-  __atomic_fetch_add (&profile->hit_shards[ic_brlock_shard ()].hits, 1,
-                      __ATOMIC_RELAXED);
+  SHARD_STAT_INC (profile, hits);
   *slotp = slot;
   return 0;
 }
@@ -588,7 +598,7 @@ ic_crypto_reprogram_all_keys (struct ic_crypto_profile *profile)
       }
     }
     else
-      STAT_INC (profile, programs);
+      SHARD_STAT_INC (profile, programs);
   }
   hw_exit (profile);
   return failed;
@@ -912,18 +922,21 @@ ic_crypto_profile_read_stats (struct ic_crypto_profile *profile,
 #define READ(field) \
   dst->field = reset ? __atomic_exchange_n (&s->field, 0, __ATOMIC_RELAXED) \
                      : __atomic_load_n (&s->field, __ATOMIC_RELAXED)
-  {
-    unsigned int i;
-
-    dst->hits = 0;
-    for (i = 0; i < IC_BRLOCK_SHARDS; i++)
-      dst->hits += reset
-        ? __atomic_exchange_n (&profile->hit_shards[i].hits, 0,
-                               __ATOMIC_RELAXED)
-        : __atomic_load_n (&profile->hit_shards[i].hits, __ATOMIC_RELAXED);
-  }
-  READ (misses);
-  READ (programs);
+#define READ_SHARDS(field) \
+  do { \
+    unsigned int i; \
+    \
+    dst->field = 0; \
+    for (i = 0; i < IC_BRLOCK_SHARDS; i++) \
+      dst->field += reset \
+        ? __atomic_exchange_n (&profile->hit_shards[i].field, 0, \
+                               __ATOMIC_RELAXED) \
+        : __atomic_load_n (&profile->hit_shards[i].field, __ATOMIC_RELAXED); \
+  } while (0)
+  READ_SHARDS (hits);
+  READ_SHARDS (misses);
+  READ_SHARDS (programs);
+#undef READ_SHARDS
   READ (program_failures);
   READ (evictions);
   READ (evict_busy);

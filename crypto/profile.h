@@ -127,12 +127,19 @@ struct ic_crypto_profile {
    * lines of the fields above, which every request reads.
    */
   char stats_pad_before[64];
-  struct ic_keyslot_stats stats;        /* atomics; hits in hit_shards */
+  /* Atomics; hits, misses and programs are in hit_shards. */
+  struct ic_keyslot_stats stats;
   char stats_pad_after[64];
+  /* Per shard too, the counters every request or miss writes: with
+   * shared ones each miss would drag their line from the core that
+   * missed last.
+   */
   struct {                              /* padded as brlock's shards */
     char pad_before[64];
     uint64_t hits;                      /* atomic */
-    char pad_after[64 - sizeof (uint64_t)];
+    uint64_t misses;                    /* atomic */
+    uint64_t programs;                  /* atomic */
+    char pad_after[64 - 3 * sizeof (uint64_t)];
   } hit_shards[IC_BRLOCK_SHARDS];
 };
 
