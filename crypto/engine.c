@@ -38,6 +38,11 @@ struct ic_engine {
   struct hw_slot *slots;
   /* The key manager, if key_types has HW_WRAPPED; immutable. */
   struct ic_hwkm *hwkm;
+  /* Whether faults may make a program fail or wait (atomic; written
+   * under fault_lock): if not, a program does not take fault_lock, whose
+   * line would otherwise come from the core that programmed last.
+   */
+  bool program_faults;
 
   /* The gate (blk_mq_quiesce_queue of a reset): see ic_engine_enter(). */
   struct ic_brlock gate;
@@ -110,6 +115,16 @@ random_unit (void)
   return (state >> 11) * (1.0 / 9007199254740992.0);
 }
 
+/* Context: fault_lock held. */
+static void
+update_program_faults (struct ic_engine *e)
+{
+  __atomic_store_n (&e->program_faults,
+                    e->faults.program_fail_count > 0 ||
+                    e->faults.program_fail_prob > 0 ||
+                    e->faults.program_delay_us > 0, __ATOMIC_RELEASE);
+}
+
 /* Decide whether this program fails, per the injected faults.
  *
  * Return: 0, or the -errno to fail with; *delay_us gets the extra delay.
@@ -119,6 +134,10 @@ program_fault (struct ic_engine *e, unsigned int *delay_us)
 {
   int err = 0;
 
+  if (!__atomic_load_n (&e->program_faults, __ATOMIC_ACQUIRE)) {
+    *delay_us = 0;
+    return 0;
+  }
   pthread_mutex_lock (&e->fault_lock);
   *delay_us = e->faults.program_delay_us;
   if (e->faults.program_fail_count > 0) {
@@ -128,6 +147,7 @@ program_fault (struct ic_engine *e, unsigned int *delay_us)
   else if (e->faults.program_fail_prob > 0 &&
            random_unit () < e->faults.program_fail_prob)
     err = e->faults.program_errno ? e->faults.program_errno : EIO;
+  update_program_faults (e);
   pthread_mutex_unlock (&e->fault_lock);
   return -err;
 }
@@ -481,6 +501,7 @@ ic_engine_set_faults (struct ic_engine *e,
   e->faults = *faults;
   if (!e->faults.program_errno)
     e->faults.program_errno = EIO;
+  update_program_faults (e);
   pthread_mutex_unlock (&e->fault_lock);
 }
 
