@@ -192,7 +192,7 @@ chacha_8blocks (const uint32_t state[IC_CHACHA_STATE_WORDS], uint8_t *dst,
   register __m256i r14 __asm__ ("ymm14");
   long double_rounds = nrounds / 2;
 
-  assert (nrounds > 0 && nrounds % 2 == 0);
+  assert (nrounds >= 0 && nrounds % 2 == 0);
   /* Operands count twice when both read and written, and asm takes at
    * most 30: the state is broadcast in here rather than passed in.
    */
@@ -214,11 +214,15 @@ chacha_8blocks (const uint32_t state[IC_CHACHA_STATE_WORDS], uint8_t *dst,
            "vpbroadcastd 56(%[state]), %%ymm14\n\t"
            "vpbroadcastd 60(%[state]), %%ymm15\n\t"
            "vmovdqu %%ymm15, %[x15]\n\t"
+           /* No rounds at all (not done by Adiantum): no loop. */
+           "test %[n], %[n]\n\t"
+           "jz 2f\n\t"
            "1:\n\t"
            QR4 (0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11)
            QR4 (1, 6, 11, 12, 2, 7, 8, 13, 3, 4, 9, 14, 0, 5, 10)
            "dec %[n]\n\t"
-           "jnz 1b"
+           "jnz 1b\n\t"
+           "2:"
            : "=x" (r0), "=x" (r1), "=x" (r2), "=x" (r3), "=x" (r4),
              "=x" (r5), "=x" (r6), "=x" (r7), "=x" (r8), "=x" (r9),
              "=x" (r10), "=x" (r11), "=x" (r12), "=x" (r13), "=x" (r14),
