@@ -377,12 +377,13 @@ ic_is_zero (const void *buf, size_t len)
 }
 
 int
-ic_cipher_decrypt_holes (struct ic_cipher *c, void *buf, size_t len,
-                         unsigned int du,
+ic_cipher_decrypt_holes (struct ic_cipher *c, void *dst, const void *src,
+                         size_t len, unsigned int du,
                          const uint64_t dun0[IC_CRYPTO_DUN_ARRAY_SIZE])
 {
   uint64_t dun[IC_CRYPTO_DUN_ARRAY_SIZE];
-  uint8_t *p = buf;
+  const uint8_t *p = src;
+  uint8_t *q = dst;
   size_t run_start = 0;
   size_t off;
   int r = check_lengths (c, len, du);
@@ -394,9 +395,11 @@ ic_cipher_decrypt_holes (struct ic_cipher *c, void *buf, size_t len,
   for (off = 0; off <= len; off += du) {
     bool hole = off < len && ic_is_zero (p + off, du);
 
+    if (hole && q != p)
+      memset (q + off, 0, du);
     if (off == len || hole) {
       if (off > run_start) {
-        r = cipher_crypt (c, p + run_start, p + run_start, off - run_start,
+        r = cipher_crypt (c, q + run_start, p + run_start, off - run_start,
                           du, dun, false);
         if (r < 0)
           return r;

@@ -64,16 +64,18 @@ int ic_cipher_decrypt (struct ic_cipher *cipher, void *dst, const void *src,
                        size_t len, unsigned int data_unit_size,
                        const uint64_t dun[IC_CRYPTO_DUN_ARRAY_SIZE]);
 
-/* Decrypt @len bytes at @buf in place like ic_cipher_decrypt(), except
- * that a data unit whose ciphertext is all zero bytes is a hole (never
- * written, trimmed or zeroed on the backing store) and stays all zero
- * instead of being decrypted.  Beyond upstream: it is what makes unwritten
- * and trimmed ranges of an export read as zeros, as NBD clients expect.
- * Real ciphertext is all zero with probability 2^-(8 * data unit size).
+/* Decrypt @len bytes of @src into @dst (which may be @src) like
+ * ic_cipher_decrypt(), except that a data unit whose ciphertext is all
+ * zero bytes is a hole (never written, trimmed or zeroed on the backing
+ * store) and stays, or is made, all zero instead of being decrypted.
+ * Beyond upstream: it is what makes unwritten and trimmed ranges of an
+ * export read as zeros, as NBD clients expect.  Real ciphertext is all
+ * zero with probability 2^-(8 * data unit size).
  *
  * Return: as ic_cipher_decrypt().
  */
-int ic_cipher_decrypt_holes (struct ic_cipher *cipher, void *buf, size_t len,
+int ic_cipher_decrypt_holes (struct ic_cipher *cipher, void *dst,
+                             const void *src, size_t len,
                              unsigned int data_unit_size,
                              const uint64_t dun[IC_CRYPTO_DUN_ARRAY_SIZE]);
 

@@ -551,7 +551,7 @@ engine_crypt (struct ic_engine *e, struct ic_crypto_keyslot *slot,
     err = ic_cipher_encrypt (ic_pooled_cipher (pc), dst, src, len,
                              key->crypto_cfg.data_unit_size, ctx->dun);
   else
-    err = ic_cipher_decrypt_holes (ic_pooled_cipher (pc), dst, len,
+    err = ic_cipher_decrypt_holes (ic_pooled_cipher (pc), dst, src, len,
                                    key->crypto_cfg.data_unit_size, ctx->dun);
   ic_cipher_pool_put (&hs->ciphers, pc);
   if (err == 0) {
@@ -573,9 +573,10 @@ ic_engine_encrypt (struct ic_engine *e, struct ic_crypto_keyslot *slot,
 
 int
 ic_engine_decrypt (struct ic_engine *e, struct ic_crypto_keyslot *slot,
-                   const struct ic_crypt_ctx *ctx, void *buf, size_t len)
+                   const struct ic_crypt_ctx *ctx, void *dst, const void *src,
+                   size_t len)
 {
-  return engine_crypt (e, slot, ctx, buf, buf, len, false);
+  return engine_crypt (e, slot, ctx, dst, src, len, false);
 }
 
 void

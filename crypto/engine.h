@@ -125,13 +125,14 @@ int ic_engine_encrypt (struct ic_engine *engine,
                        const struct ic_crypt_ctx *ctx,
                        void *dst, const void *src, size_t len);
 
-/* Decrypt @len bytes at @buf in place; all-zero data units are holes and
- * stay zero (ic_cipher_decrypt_holes()).  Otherwise as ic_engine_encrypt().
+/* Decrypt @len bytes of @src into @dst (which may be @src); all-zero
+ * data units are holes and stay zero (ic_cipher_decrypt_holes()).
+ * Otherwise as ic_engine_encrypt().
  */
 int ic_engine_decrypt (struct ic_engine *engine,
                        struct ic_crypto_keyslot *slot,
                        const struct ic_crypt_ctx *ctx,
-                       void *buf, size_t len);
+                       void *dst, const void *src, size_t len);
 
 /* Reset the engine: hold new requests, drain, lose every key, reprogram
  * them all, let requests go on.

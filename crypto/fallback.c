@@ -200,7 +200,7 @@ fallback_crypt (const struct ic_crypt_ctx *ctx, void *dst, const void *src,
     err = ic_cipher_encrypt (ic_pooled_cipher (pc), dst, src, len,
                              key->crypto_cfg.data_unit_size, ctx->dun);
   else
-    err = ic_cipher_decrypt_holes (ic_pooled_cipher (pc), dst, len,
+    err = ic_cipher_decrypt_holes (ic_pooled_cipher (pc), dst, src, len,
                                    key->crypto_cfg.data_unit_size, ctx->dun);
   ic_cipher_pool_put (&s->ciphers, pc);
   if (err == 0 && enc) {
@@ -224,10 +224,10 @@ ic_crypto_fallback_encrypt (const struct ic_crypt_ctx *ctx, void *dst,
 }
 
 int
-ic_crypto_fallback_decrypt (const struct ic_crypt_ctx *ctx, void *buf,
-                            size_t len)
+ic_crypto_fallback_decrypt (const struct ic_crypt_ctx *ctx, void *dst,
+                            const void *src, size_t len)
 {
-  return fallback_crypt (ctx, buf, buf, len, false);
+  return fallback_crypt (ctx, dst, src, len, false);
 }
 
 int

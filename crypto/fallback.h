@@ -72,11 +72,12 @@ bool ic_crypto_fallback_supports (const struct ic_crypto_config *cfg);
 int ic_crypto_fallback_encrypt (const struct ic_crypt_ctx *ctx, void *dst,
                                 const void *src, size_t len);
 
-/* Decrypt @len bytes at @buf in place (blk_crypto_fallback_decrypt_bio);
- * all-zero data units are holes and stay zero (ic_cipher_decrypt_holes()).
+/* Decrypt @len bytes of @src into @dst, which may be @src: in place, as
+ * blk_crypto_fallback_decrypt_bio does.  All-zero data units are holes
+ * and stay zero (ic_cipher_decrypt_holes()).
  */
-int ic_crypto_fallback_decrypt (const struct ic_crypt_ctx *ctx, void *buf,
-                                size_t len);
+int ic_crypto_fallback_decrypt (const struct ic_crypt_ctx *ctx, void *dst,
+                                const void *src, size_t len);
 
 /* Evict @key from the fallback's keyslots (see ic_crypto_evict_key()).
  * Return: 0 if the fallback was never used.

@@ -631,6 +631,11 @@ print_status (struct json_object *reply)
     }
     else
       printf ("  no inline encryption (no queue/crypto/)\n");
+    if (*get_str (d, "view"))
+      printf ("  reads from the file's mapping: %" PRIu64 "%s\n",
+              get_u64 (d, "view_reads"),
+              strcmp (get_str (d, "view"), "lost") == 0 ?
+              " (lost after a fault: pread from now on)" : "");
     if (get_bool (d, "writes_fenced")) {
       struct json_object *f;
 

@@ -995,6 +995,11 @@ device_json (struct ic_device *dev)
       add_u64 (f, "length", st.fence_len);
       json_object_object_add (o, "fenced_by", f);
     }
+    /* A file leaf on tmpfs decrypts large reads out of its mapping. */
+    if (st.view) {
+      add_str (o, "view", st.view);
+      add_u64 (o, "view_reads", st.view_reads);
+    }
   }
   else {
     size_t n;

@@ -124,7 +124,8 @@ fallback_bounce (struct ic_device *dev, struct ic_bio *bio)
     r = dev->ops->submit (dev, &plain);
     /* Decrypt only what was read: a failed read is passed up as it is. */
     if (r == 0)
-      r = ic_crypto_fallback_decrypt (&bio->crypt_ctx, bio->buf, bio->len);
+      r = ic_crypto_fallback_decrypt (&bio->crypt_ctx, bio->buf, bio->buf,
+                                      bio->len);
   }
   if (r < 0)
     ic_bio_part_failed (bio, &plain, false);

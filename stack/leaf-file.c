@@ -5,7 +5,9 @@
  * written.
  * FLUSH and FUA use fdatasync; TRIM and WRITE_ZEROES punch holes or zero
  * ranges with fallocate where the file system can, and write zeros where
- * it cannot.  Stateless apart from the descriptor: thread-safe.
+ * it cannot.  A file on tmpfs is mapped too, and large encrypted reads
+ * are decrypted straight out of its pages (stack/filemap.h).  Stateless
+ * apart from the descriptor and the map: thread-safe.
  */
 #include <config.h>
 
@@ -20,6 +22,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "filemap.h"
 #include "leaf.h"
 
 struct file {
@@ -35,6 +38,8 @@ struct file {
   bool can_punch;               /* atomic: cleared on EOPNOTSUPP */
   bool can_zero_range;          /* atomic: cleared on EOPNOTSUPP */
   bool created;                 /* the leaf made the file (discard) */
+  struct ic_filemap *map;       /* NULL: not on tmpfs */
+  uint64_t view_reads;          /* atomic */
 };
 
 static int
@@ -241,6 +246,36 @@ file_trim (struct ic_leaf *leaf, uint64_t len, uint64_t offset, bool fua)
   return fua ? file_flush (leaf) : 0;
 }
 
+static const void *
+file_view (struct ic_leaf *leaf, uint64_t len, uint64_t offset)
+{
+  struct file *f = (struct file *) leaf;
+  const void *p = ic_filemap_get (f->map, len, offset);
+
+  if (p)
+    __atomic_add_fetch (&f->view_reads, 1, __ATOMIC_RELAXED);
+  return p;
+}
+
+static bool
+file_view_intact (struct ic_leaf *leaf)
+{
+  struct file *f = (struct file *) leaf;
+
+  return ic_filemap_intact (f->map);
+}
+
+static void
+file_status (struct ic_leaf *leaf, struct ic_leaf_status *st)
+{
+  struct file *f = (struct file *) leaf;
+
+  if (!f->map)
+    return;
+  st->view = ic_filemap_intact (f->map) ? "on" : "lost";
+  st->view_reads = __atomic_load_n (&f->view_reads, __ATOMIC_RELAXED);
+}
+
 static void unlink_if_same (const char *path, int fd);
 
 static void
@@ -257,6 +292,7 @@ file_destroy (struct ic_leaf *leaf)
 {
   struct file *f = (struct file *) leaf;
 
+  ic_filemap_free (f->map);
   close (f->fd);
   free (f->path);
   free (f);
@@ -265,6 +301,8 @@ file_destroy (struct ic_leaf *leaf)
 static const struct ic_leaf_ops file_ops = {
   .type = "file",
   .pread = file_pread,
+  .view = file_view,
+  .view_intact = file_view_intact,
   .pwrite = file_pwrite,
   .reserve = file_reserve,
   .flush = file_flush,
@@ -272,6 +310,7 @@ static const struct ic_leaf_ops file_ops = {
   .zero = file_zero,
   .destroy = file_destroy,
   .discard = file_discard,
+  .status = file_status,
 };
 
 /* Remove @path if it still names the file open on @fd. */
@@ -389,6 +428,7 @@ ic_leaf_file_new (const char *name, const char *path, uint64_t size,
       page = 4096;
     f->atom = st.st_blksize > 0 && st.st_blksize < page ? st.st_blksize
                                                         : page;
+    f->map = ic_filemap_new (fd, size);
   }
   f->can_alloc = true;
   f->can_punch = true;

@@ -149,11 +149,45 @@ path_encrypt (const struct cipher_path *path, const struct ic_crypt_ctx *ctx,
 
 static int
 path_decrypt (const struct cipher_path *path, const struct ic_crypt_ctx *ctx,
-              void *buf, uint64_t len)
+              void *dst, const void *src, uint64_t len)
 {
   if (path->engine)
-    return ic_engine_decrypt (path->engine, path->slot, ctx, buf, len);
-  return ic_crypto_fallback_decrypt (ctx, buf, len);
+    return ic_engine_decrypt (path->engine, path->slot, ctx, dst, src, len);
+  return ic_crypto_fallback_decrypt (ctx, dst, src, len);
+}
+
+/* An encrypted read of at least this many bytes is decrypted straight out
+ * of the backend's view of its data when it has one (ic_leaf_ops.view):
+ * one copy less, 290 instead of 450 ms of CPU per GiB in bench/RESULTS.md
+ * (run H).  Smaller reads gain too little against the check that the
+ * pages are in memory.
+ */
+#define VIEW_MIN (64u << 10)
+
+/* The backend part of an encrypted read, decrypted into @bio's buffer:
+ * out of the backend's view, or read there and decrypted in place.
+ */
+static int
+read_decrypt (struct ic_leaf *leaf, struct ic_bio *bio,
+              const struct cipher_path *path)
+{
+  const void *src = NULL;
+  int r;
+
+  if (leaf->ops->view && bio->len >= VIEW_MIN)
+    src = leaf->ops->view (leaf, bio->len, bio->offset);
+  if (src) {
+    r = path_decrypt (path, &bio->crypt_ctx, bio->buf, src, bio->len);
+    /* A fault put zeros in the view while it was read (the file shrank
+     * under the server): read again, and pread tells what is there.
+     */
+    if (r < 0 || leaf->ops->view_intact (leaf))
+      return r;
+  }
+  r = backend_op (leaf, bio, bio->buf);
+  if (r == 0)
+    r = path_decrypt (path, &bio->crypt_ctx, bio->buf, bio->buf, bio->len);
+  return r;
 }
 
 /* The bytes a READ or WRITE with a context goes to the backend in: a
@@ -228,11 +262,8 @@ crypt_io (struct ic_leaf *leaf, struct ic_bio *bio,
       if (r == 0)
         r = backend_op (leaf, &piece, bounce);
     }
-    else {
-      r = backend_op (leaf, &piece, piece.buf);
-      if (r == 0)
-        r = path_decrypt (path, &piece.crypt_ctx, piece.buf, piece.len);
-    }
+    else
+      r = read_decrypt (leaf, &piece, path);
     if (r < 0) {
       ic_bio_part_failed (bio, &piece, done);
       break;

@@ -7,7 +7,9 @@
  * way up, and the slot is released before the request completes.  A leaf
  * without an engine has no profile.  Requests the engine cannot take are
  * en/decrypted by the fallback at the leaf the same way; on a local
- * backend both write a large request 256 KiB at a time (leaf.c).
+ * backend both write a large request 256 KiB at a time (leaf.c), and
+ * decrypt a large read straight out of a backend's view of its data
+ * (a file on tmpfs, stack/filemap.h) when it has one.
  *
  * Faults: a test rig can make the next N reads and/or writes fail with EIO
  * (ic_leaf_set_io_faults()) or every request slow (ic_leaf_set_io_delay()).
@@ -41,6 +43,12 @@ struct ic_leaf_status {
   const char *fence_op;
   uint64_t fence_len;
   uint64_t fence_offset;
+  /* A backend with a view (a file leaf on tmpfs): "on", or "lost" after
+   * a fault (stack/filemap.h); NULL without one.  Reads decrypted
+   * straight out of the view.
+   */
+  const char *view;
+  uint64_t view_reads;
 };
 
 /* A backend.  Offsets and lengths are in bytes, inside the device.  Each
@@ -56,6 +64,14 @@ struct ic_leaf_ops {
   bool remote;
   int (*pread) (struct ic_leaf *leaf, void *buf, uint64_t len,
                 uint64_t offset);
+  /* Optional: a pointer to the bytes of [@offset, @offset + @len) as
+   * the backend holds them, for an encrypted read to decrypt straight
+   * into the client's buffer, or NULL to use pread.  After reading
+   * through it the caller asks view_intact() whether what it read may be
+   * wrong (a fault put zeros in), and then reads again with pread.
+   */
+  const void *(*view) (struct ic_leaf *leaf, uint64_t len, uint64_t offset);
+  bool (*view_intact) (struct ic_leaf *leaf);
   /* @unit: the data unit size of the data (ic_bio_unit()), 0 if plain.
    * A backend that can fail part-way through a write should do so only
    * between units, never inside one: the file leaf allocates the holes
@@ -153,7 +169,8 @@ struct ic_device *ic_leaf_memory_new (const char *name, uint64_t size,
 
 /* A file, created if missing.  @size 0: the file's size; else the file is
  * extended to @size if shorter (never truncated).  FLUSH and FUA use
- * fdatasync; TRIM punches holes where the file system can.
+ * fdatasync; TRIM punches holes where the file system can.  A file on
+ * tmpfs is also mapped, for reads (stack/filemap.h).
  */
 struct ic_device *ic_leaf_file_new (const char *name, const char *path,
                                     uint64_t size, bool readonly,

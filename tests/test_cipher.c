@@ -994,6 +994,8 @@ START_TEST (test_decrypt_holes)
   uint8_t *ctext = xmalloc (len);
   uint8_t *buf = xmalloc (len);
   uint8_t *want = xmalloc (len);
+  uint8_t *src = xmalloc (len);
+  uint8_t *dst = xmalloc (len);
   uint8_t *zero = calloc (1, HOLE_DU);
   struct ic_cipher *c = new_random_cipher (mode);
   uint64_t dun[IC_CRYPTO_DUN_ARRAY_SIZE];
@@ -1033,7 +1035,19 @@ START_TEST (test_decrypt_holes)
         ic_crypt_dun_increment (dun, run);
       }
 
-      ck_assert_int_eq (ic_cipher_decrypt_holes (c, buf, len, HOLE_DU,
+      /* Out of place (a read decrypted straight from a file's pages):
+       * holes are zeroed in @dst, @src is left as it was.
+       */
+      memcpy (src, buf, len);
+      memset (dst, 0xa5, len);
+      ck_assert_int_eq (ic_cipher_decrypt_holes (c, dst, src, len, HOLE_DU,
+                                                 hole_starts[s]), 0);
+      snprintf (what, sizeof what, "%s: start %zu, holes %#x, out of place",
+                ic_crypto_mode_name (mode), s, holes);
+      assert_bytes_eq (dst, want, len, what);
+      assert_bytes_eq (src, buf, len, what);
+
+      ck_assert_int_eq (ic_cipher_decrypt_holes (c, buf, buf, len, HOLE_DU,
                                                  hole_starts[s]), 0);
       snprintf (what, sizeof what, "%s: start %zu, holes %#x",
                 ic_crypto_mode_name (mode), s, holes);
@@ -1060,7 +1074,7 @@ START_TEST (test_decrypt_holes)
   memcpy (want, buf, len);
   ck_assert_int_eq (ic_cipher_decrypt (c, want, want, len, HOLE_DU,
                                        hole_starts[1]), 0);
-  ck_assert_int_eq (ic_cipher_decrypt_holes (c, buf, len, HOLE_DU,
+  ck_assert_int_eq (ic_cipher_decrypt_holes (c, buf, buf, len, HOLE_DU,
                                              hole_starts[1]), 0);
   snprintf (what, sizeof what, "%s: partly zero data units",
             ic_crypto_mode_name (mode));
@@ -1068,6 +1082,8 @@ START_TEST (test_decrypt_holes)
 
   ic_cipher_free (c);
   free (zero);
+  free (dst);
+  free (src);
   free (want);
   free (buf);
   free (ctext);
@@ -1182,7 +1198,7 @@ assert_unkeyed (struct ic_cipher *c)
   ck_assert_int_eq (ic_cipher_decrypt (c, dst, src, 512, 512, dun), -EINVAL);
   assert_error_has ("no key set");
   ic_clear_error ();
-  ck_assert_int_eq (ic_cipher_decrypt_holes (c, dst, 512, 512, dun),
+  ck_assert_int_eq (ic_cipher_decrypt_holes (c, dst, dst, 512, 512, dun),
                     -EINVAL);
   assert_error_has ("no key set");
   assert_bytes_eq (dst, orig, 512, "unkeyed cipher wrote its destination");
@@ -1300,7 +1316,8 @@ START_TEST (test_bad_length)
                     -EINVAL);
   assert_error_has (part);
   ic_clear_error ();
-  ck_assert_int_eq (ic_cipher_decrypt_holes (c, dst, tv->len, tv->du, dun),
+  ck_assert_int_eq (ic_cipher_decrypt_holes (c, dst, dst, tv->len, tv->du,
+                                             dun),
                     -EINVAL);
   assert_error_has (part);
   assert_bytes_eq (dst, orig, size, "refused request wrote its destination");

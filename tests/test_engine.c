@@ -154,7 +154,7 @@ engine_roundtrip (struct ic_engine *e, const struct ic_crypto_key *key)
     r = ic_engine_encrypt (e, slot, &ctx, ct, pt, LEN);
     if (r == 0) {
       ck_assert_mem_eq (ct, want, LEN);
-      r = ic_engine_decrypt (e, slot, &ctx, ct, LEN);
+      r = ic_engine_decrypt (e, slot, &ctx, ct, ct, LEN);
       if (r == 0)
         ck_assert_mem_eq (ct, pt, LEN);
     }
@@ -407,7 +407,7 @@ START_TEST (test_crypt_matches_cipher)
   ck_assert_int_eq (ic_engine_encrypt (e, slot, &ctx, ct, pt, LEN), 0);
   ck_assert_mem_eq (ct, want, LEN);
   ck_assert_mem_ne (ct, pt, LEN);
-  ck_assert_int_eq (ic_engine_decrypt (e, slot, &ctx, ct, LEN), 0);
+  ck_assert_int_eq (ic_engine_decrypt (e, slot, &ctx, ct, ct, LEN), 0);
   ck_assert_mem_eq (ct, pt, LEN);
   /* In place too. */
   memcpy (ct, pt, LEN);
@@ -440,7 +440,7 @@ START_TEST (test_decrypt_holes)
   get_ok (e, key, &slot);
   ck_assert_int_eq (ic_engine_encrypt (e, slot, &ctx, buf, pt, LEN), 0);
   memset (buf + DU, 0, DU);
-  ck_assert_int_eq (ic_engine_decrypt (e, slot, &ctx, buf, LEN), 0);
+  ck_assert_int_eq (ic_engine_decrypt (e, slot, &ctx, buf, buf, LEN), 0);
   ck_assert_mem_eq (buf, pt, DU);
   ck_assert (ic_is_zero (buf + DU, DU));
   ck_assert_mem_eq (buf + 2 * DU, pt + 2 * DU, DU);
@@ -463,7 +463,7 @@ START_TEST (test_crypt_bad_length)
   get_ok (e, key, &slot);
   ck_assert_int_eq (ic_engine_encrypt (e, slot, &ctx, buf, buf, DU + 16),
                     -EINVAL);
-  ck_assert_int_eq (ic_engine_decrypt (e, slot, &ctx, buf, 0), -EINVAL);
+  ck_assert_int_eq (ic_engine_decrypt (e, slot, &ctx, buf, buf, 0), -EINVAL);
   ck_assert_uint_eq (stats (e).requests[modes[0]], 0);
   ic_crypto_put_keyslot (slot);
   ic_crypto_key_free (key);
@@ -494,7 +494,7 @@ START_TEST (test_key_lost)
   ck_assert_str_eq (ic_last_error (),
                     "eng: keyslot 1 does not hold key k2: the request would "
                     "be encrypted with another key");
-  ck_assert_int_eq (ic_engine_decrypt (e, slot, &ctx, buf, LEN), -EIO);
+  ck_assert_int_eq (ic_engine_decrypt (e, slot, &ctx, buf, buf, LEN), -EIO);
   ck_assert_str_eq (ic_last_error (),
                     "eng: keyslot 1 does not hold key k2: the request would "
                     "be decrypted with another key");
@@ -565,7 +565,7 @@ START_TEST (test_evict_busy)
   ck_assert_ptr_null (ic_crypto_keyslot_key (slot));
   ck_assert_int_eq (ic_engine_encrypt (e, slot, &ctx, ct, pt, LEN), 0);
   ck_assert_mem_eq (ct, want, LEN);
-  ck_assert_int_eq (ic_engine_decrypt (e, slot, &ctx, ct, LEN), 0);
+  ck_assert_int_eq (ic_engine_decrypt (e, slot, &ctx, ct, ct, LEN), 0);
   ck_assert_mem_eq (ct, pt, LEN);
   ic_crypto_put_keyslot (slot);
   ic_engine_exit (e);
@@ -673,16 +673,16 @@ START_TEST (test_dun_limit)
   dun_set_pow2 (ctx.dun, 8 * n);
   ck_assert_int_eq (ic_engine_encrypt (e, slot, &ctx, buf, buf, DU), -EIO);
   ck_assert_str_eq (ic_last_error (), msg);
-  ck_assert_int_eq (ic_engine_decrypt (e, slot, &ctx, buf, DU), -EIO);
+  ck_assert_int_eq (ic_engine_decrypt (e, slot, &ctx, buf, buf, DU), -EIO);
   /* 2^(8n) - NDU: the whole request fits. */
   dun_sub (ctx.dun, NDU);
   ck_assert_int_eq (ic_engine_encrypt (e, slot, &ctx, buf, buf, LEN), 0);
-  ck_assert_int_eq (ic_engine_decrypt (e, slot, &ctx, buf, LEN), 0);
+  ck_assert_int_eq (ic_engine_decrypt (e, slot, &ctx, buf, buf, LEN), 0);
   /* One more: the last data unit is at 2^(8n). */
   ic_crypt_dun_increment (ctx.dun, 1);
   ck_assert_int_eq (ic_engine_encrypt (e, slot, &ctx, buf, buf, LEN), -EIO);
   ck_assert_str_eq (ic_last_error (), msg);
-  ck_assert_int_eq (ic_engine_decrypt (e, slot, &ctx, buf, LEN), -EIO);
+  ck_assert_int_eq (ic_engine_decrypt (e, slot, &ctx, buf, buf, LEN), -EIO);
   /* Its first data units alone are fine. */
   ck_assert_int_eq (ic_engine_encrypt (e, slot, &ctx, buf, buf, LEN - DU), 0);
   ic_crypto_put_keyslot (slot);
@@ -1178,7 +1178,7 @@ stress_run (void *arg)
                            STRESS_LEN) != 0 ||
         memcmp (buf, stress_ct[k], STRESS_LEN) != 0)
       s->errors++;
-    if (ic_engine_decrypt (s->e, slot, &ctx, buf, STRESS_LEN) != 0 ||
+    if (ic_engine_decrypt (s->e, slot, &ctx, buf, buf, STRESS_LEN) != 0 ||
         memcmp (buf, stress_pt, STRESS_LEN) != 0)
       s->errors++;
     ic_crypto_put_keyslot (slot);

@@ -15,7 +15,10 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,6 +26,7 @@
 #include "error.h"
 #include "export.h"
 #include "fallback.h"
+#include "filemap.h"
 #include "leaf.h"
 #include "secmem.h"
 
@@ -737,6 +741,158 @@ START_TEST (test_pieces_partial)
 }
 END_TEST
 
+/* A file leaf on tmpfs decrypts reads of 64 KiB and more straight out of
+ * its mapping of the file (stack/filemap.h).  They return what pread and
+ * decryption in place return; smaller reads, and ranges with holes, go
+ * through pread, and reading a hole allocates nothing.  Once a fault has
+ * put zeros into the mapping (the file shrunk under the leaf), the leaf
+ * says so and reads go back to pread: they return the file's data, not
+ * the zeros.
+ */
+START_TEST (test_file_view)
+{
+  char path[] = "/dev/shm/test_export.XXXXXX";
+  int fd = mkstemp (path);
+  struct ic_device *f;
+  struct ic_leaf *leaf;
+  struct ic_leaf_status st;
+  struct ic_export *fe;
+  struct ic_ctx_range range = { .start = 0, .len = 4 * MiB, .key = k1 };
+  uint8_t *pt = pattern (2 * MiB, 9);
+  uint8_t *back = malloc (2 * MiB);
+  uint8_t *zero = calloc (1, 2 * MiB);
+  const volatile uint8_t *view;
+  struct stat sb;
+  blkcnt_t blocks;
+
+  ck_assert_int_ge (fd, 0);
+  ck_assert_ptr_nonnull (back);
+  ck_assert_ptr_nonnull (zero);
+  f = ic_leaf_file_new ("f", path, 4 * MiB, false, engine);
+  ck_assert_ptr_nonnull (f);
+  f->fallback_enabled = true;
+  leaf = ic_device_to_leaf (f);
+  ic_leaf_read_status (leaf, &st);
+  ck_assert_msg (st.view && strcmp (st.view, "on") == 0,
+                 "no view of a file on /dev/shm");
+  ck_assert_uint_eq (st.view_reads, 0);
+  fe = ic_export_new ("fe", f);
+  ck_assert_int_eq (ic_export_set_map (fe, &range, 1), 0);
+  ck_assert_int_eq (ic_export_pwrite (fe, pt, 2 * MiB, 0, 0), 0);
+
+  ck_assert_int_eq (ic_export_pread (fe, back, 1 * MiB, 512 * 1024), 0);
+  ck_assert_mem_eq (back, pt + 512 * 1024, 1 * MiB);
+  ic_leaf_read_status (leaf, &st);
+  ck_assert_uint_eq (st.view_reads, 1);
+  ck_assert_int_eq (ic_export_pread (fe, back, 61440, 4096), 0);
+  ck_assert_mem_eq (back, pt + 4096, 61440);
+  ic_leaf_read_status (leaf, &st);
+  ck_assert_uint_eq (st.view_reads, 1);
+
+  /* Holes: a trimmed range and the half never written. */
+  ck_assert_int_eq (ic_export_trim (fe, 256 * 1024, 1 * MiB, 0), 0);
+  ck_assert_int_eq (fstat (fd, &sb), 0);
+  blocks = sb.st_blocks;
+  ck_assert_int_eq (ic_export_pread (fe, back, 2 * MiB, 2 * MiB), 0);
+  ck_assert_mem_eq (back, zero, 2 * MiB);
+  ck_assert_int_eq (ic_export_pread (fe, back, 1 * MiB, 1 * MiB), 0);
+  ck_assert_mem_eq (back, zero, 256 * 1024);
+  ck_assert_mem_eq (back + 256 * 1024, pt + 1280 * 1024, 768 * 1024);
+  ck_assert_int_eq (fstat (fd, &sb), 0);
+  ck_assert_int_eq (sb.st_blocks, blocks);
+  ic_leaf_read_status (leaf, &st);
+  ck_assert_uint_eq (st.view_reads, 1);
+
+  /* The file shrinks to 512 KiB under the leaf while a view of its first
+   * MiB is out: reading past the end faults, and reads zeros instead of
+   * killing the process.
+   */
+  view = leaf->ops->view (leaf, 1 * MiB, 0);
+  ck_assert_ptr_nonnull ((const void *) view);
+  ck_assert (leaf->ops->view_intact (leaf));
+  ck_assert_int_eq (ftruncate (fd, 512 * 1024), 0);
+  ck_assert_uint_eq (view[768 * 1024 + 5], 0);
+  ck_assert (!leaf->ops->view_intact (leaf));
+  ic_leaf_read_status (leaf, &st);
+  ck_assert_str_eq (st.view, "lost");
+  ck_assert_uint_eq (st.view_reads, 2);
+
+  /* Back to its size and written again: reads use pread, so the page of
+   * zeros the fault left in the mapping is never read.
+   */
+  ck_assert_int_eq (ftruncate (fd, 4 * MiB), 0);
+  ck_assert_int_eq (ic_export_pwrite (fe, pt, 2 * MiB, 0, 0), 0);
+  ck_assert_int_eq (ic_export_pread (fe, back, 2 * MiB, 0), 0);
+  ck_assert_mem_eq (back, pt, 2 * MiB);
+  ic_leaf_read_status (leaf, &st);
+  ck_assert_uint_eq (st.view_reads, 2);
+
+  ic_export_free (fe);
+  ic_device_destroy (f);
+  close (fd);
+  unlink (path);
+  free (pt);
+  free (back);
+  free (zero);
+}
+END_TEST
+
+static void
+exit_42 (int sig)
+{
+  (void) sig;
+  _exit (42);
+}
+
+/* Fault in a mapping of a file that shrank, outside every view.  Return
+ * how the process that does it ends, after installing @handler for
+ * SIGBUS (SIG_DFL: none) and making a view of another file.
+ */
+static int
+foreign_fault (void (*handler) (int))
+{
+  pid_t pid = fork ();
+  int status;
+
+  ck_assert_int_ne (pid, -1);
+  if (pid == 0) {
+    char path[] = "/dev/shm/test_export.XXXXXX";
+    int fd = mkstemp (path);
+    struct ic_filemap *map;
+    volatile uint8_t *p;
+
+    signal (SIGBUS, handler);
+    if (fd == -1 || ftruncate (fd, 1 * MiB) == -1)
+      _exit (1);
+    map = ic_filemap_new (fd, 1 * MiB);
+    p = mmap (NULL, 1 * MiB, PROT_READ, MAP_SHARED, fd, 0);
+    unlink (path);
+    if (!map || p == MAP_FAILED || ftruncate (fd, 4096) == -1)
+      _exit (1);
+    (void) p[65536];
+    _exit (0);
+  }
+  ck_assert_int_eq (waitpid (pid, &status, 0), pid);
+  return status;
+}
+
+/* A SIGBUS outside every view is not ours: it goes to the handler there
+ * was before the first view, or kills the process as it would have.
+ */
+START_TEST (test_file_view_foreign_fault)
+{
+  int status;
+
+  status = foreign_fault (exit_42);
+  ck_assert_msg (WIFEXITED (status) && WEXITSTATUS (status) == 42,
+                 "status %#x", status);
+  /* With no handler before, SIGBUS kills it. */
+  status = foreign_fault (SIG_DFL);
+  ck_assert_msg (!(WIFEXITED (status) && WEXITSTATUS (status) <= 1),
+                 "status %#x", status);
+}
+END_TEST
+
 static Suite *
 export_suite (void)
 {
@@ -758,6 +914,8 @@ export_suite (void)
   tcase_add_test (tc, test_pieces);
   tcase_add_test (tc, test_pieces_fault);
   tcase_add_test (tc, test_pieces_partial);
+  tcase_add_test (tc, test_file_view);
+  tcase_add_test (tc, test_file_view_foreign_fault);
   suite_add_tcase (s, tc);
 
   tc = tcase_create ("fallback");
@@ -768,6 +926,7 @@ export_suite (void)
   tcase_add_test (tc, test_pieces);
   tcase_add_test (tc, test_pieces_fault);
   tcase_add_test (tc, test_pieces_partial);
+  tcase_add_test (tc, test_file_view);
   suite_add_tcase (s, tc);
   return s;
 }

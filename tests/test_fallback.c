@@ -184,7 +184,7 @@ roundtrip (const struct ic_crypto_key *key, size_t len,
   ck_assert_mem_eq (ct, want, len);
   ck_assert_mem_ne (ct, pt, len);
   /* In place. */
-  ck_assert_int_eq (ic_crypto_fallback_decrypt (&ctx, ct, len), 0);
+  ck_assert_int_eq (ic_crypto_fallback_decrypt (&ctx, ct, ct, len), 0);
   ck_assert_mem_eq (ct, pt, len);
   free (want);
   free (ct);
@@ -421,7 +421,8 @@ START_TEST (test_wrapped_refused)
                     "fallback: kw: hardware-wrapped keys can only be used "
                     "with inline encryption hardware");
   ic_clear_error ();
-  ck_assert_int_eq (ic_crypto_fallback_decrypt (&ctx, buf, DU), -EOPNOTSUPP);
+  ck_assert_int_eq (ic_crypto_fallback_decrypt (&ctx, buf, buf, DU),
+                    -EOPNOTSUPP);
   ck_assert_str_eq (ic_last_error (),
                     "fallback: kw: hardware-wrapped keys can only be used "
                     "with inline encryption hardware");
@@ -583,7 +584,8 @@ START_TEST (test_kat)
   ck_assert_int_eq (ic_crypto_fallback_encrypt (&ctx, buf, plain,
                                                 sizeof buf), 0);
   ck_assert_mem_eq (buf + kats[_i].ct_offset, ct, ct_len);
-  ck_assert_int_eq (ic_crypto_fallback_decrypt (&ctx, buf, sizeof buf), 0);
+  ck_assert_int_eq (ic_crypto_fallback_decrypt (&ctx, buf, buf,
+                                                sizeof buf), 0);
   ck_assert_mem_eq (buf, plain, sizeof buf);
   key_free (key);
   free (ct);
@@ -608,13 +610,15 @@ START_TEST (test_holes)
   memset (buf, 0, DU);
   memset (buf + 2 * DU, 0, DU);
   memset (buf + 3 * DU, 0, DU);
-  ck_assert_int_eq (ic_crypto_fallback_decrypt (&ctx, buf, sizeof buf), 0);
+  ck_assert_int_eq (ic_crypto_fallback_decrypt (&ctx, buf, buf,
+                                                sizeof buf), 0);
   ck_assert (ic_is_zero (buf, DU));
   ck_assert_mem_eq (buf + DU, pt + DU, DU);
   ck_assert (ic_is_zero (buf + 2 * DU, 2 * DU));
   /* All holes. */
   memset (buf, 0, sizeof buf);
-  ck_assert_int_eq (ic_crypto_fallback_decrypt (&ctx, buf, sizeof buf), 0);
+  ck_assert_int_eq (ic_crypto_fallback_decrypt (&ctx, buf, buf,
+                                                sizeof buf), 0);
   ck_assert (ic_is_zero (buf, sizeof buf));
   key_free (key);
 }
@@ -633,7 +637,7 @@ START_TEST (test_bad_length)
   ck_assert_int_eq (ic_crypto_fallback_set_num_keyslots (1), 0);
   ck_assert_int_eq (ic_crypto_fallback_encrypt (&ctx, buf, buf, DU + 512),
                     -EINVAL);
-  ck_assert_int_eq (ic_crypto_fallback_decrypt (&ctx, buf, 0), -EINVAL);
+  ck_assert_int_eq (ic_crypto_fallback_decrypt (&ctx, buf, buf, 0), -EINVAL);
   ck_assert_uint_eq (stats ().encrypt_requests[modes[0]], 0);
   ck_assert_uint_eq (stats ().decrypt_requests[modes[0]], 0);
   roundtrip (key, DU, dun);
@@ -909,7 +913,7 @@ stress_run (void *arg)
     if (ic_crypto_fallback_encrypt (&ctx, buf, stress_pt, STRESS_LEN) != 0 ||
         memcmp (buf, stress_ct[k], STRESS_LEN) != 0)
       s->errors++;
-    if (ic_crypto_fallback_decrypt (&ctx, buf, STRESS_LEN) != 0 ||
+    if (ic_crypto_fallback_decrypt (&ctx, buf, buf, STRESS_LEN) != 0 ||
         memcmp (buf, stress_pt, STRESS_LEN) != 0)
       s->errors++;
   }

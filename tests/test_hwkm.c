@@ -203,7 +203,7 @@ engine_decrypt (struct ic_engine *e, const struct ic_crypto_key *key,
   ic_engine_enter (e);
   r = ic_crypto_get_keyslot (ic_engine_profile (e), key, &slot);
   if (r == 0) {
-    r = ic_engine_decrypt (e, slot, &ctx, buf, len);
+    r = ic_engine_decrypt (e, slot, &ctx, buf, buf, len);
     ic_crypto_put_keyslot (slot);
   }
   ic_engine_exit (e);
@@ -1058,7 +1058,7 @@ START_TEST (test_fallback_refuses)
                     -EOPNOTSUPP);
   assert_error_has ("fallback: kw: hardware-wrapped keys can only be used "
                     "with inline encryption hardware");
-  ck_assert_int_eq (ic_crypto_fallback_decrypt (&ctx, buf, DU),
+  ck_assert_int_eq (ic_crypto_fallback_decrypt (&ctx, buf, buf, DU),
                     -EOPNOTSUPP);
   /* A device without inline encryption sends it to the fallback. */
   leaf = ic_leaf_memory_new ("plain", 1 << 20, NULL);

@@ -448,7 +448,7 @@ do_request (struct worker *w, unsigned int k, unsigned int d,
                  "unit(s): wrong ciphertext", sk->key->name, idx,
                  sk->duns[d], units);
   else {
-    r = ic_engine_decrypt (s->engine, slot, &ctx, buf, len);
+    r = ic_engine_decrypt (s->engine, slot, &ctx, buf, buf, len);
     if (r < 0)
       stress_fail (s, "decrypt %s in keyslot %u: %s (%s)", sk->key->name,
                    idx, ic_errno_name (-r), ic_last_error ());
@@ -690,7 +690,7 @@ check_every_key (struct stress *s, struct worker_counts *extra)
       ck_assert_int_eq (ic_engine_encrypt (s->engine, slot, &ctx, buf,
                                            sk->ptext[d], sizeof buf), 0);
       ck_assert_mem_eq (buf, sk->ctext[d], sizeof buf);
-      ck_assert_int_eq (ic_engine_decrypt (s->engine, slot, &ctx, buf,
+      ck_assert_int_eq (ic_engine_decrypt (s->engine, slot, &ctx, buf, buf,
                                            sizeof buf), 0);
       ck_assert_mem_eq (buf, sk->ptext[d], sizeof buf);
       extra->requests[sk->mode] += 2;
