@@ -2,9 +2,9 @@
  * so that an encrypted read is decrypted straight out of the file's pages
  * into the client's buffer, instead of being copied into it by pread and
  * decrypted there.  On tmpfs there is no I/O to wait for, and that copy
- * is what a read costs beside the cipher: bench/RESULTS.md (run H)
- * measured 450 ms of CPU per GiB for pread and decrypt, 290 through the
- * mapping.  Beyond upstream (Linux's fallback and inline encryption
+ * is what a read costs beside the cipher: bench/readpath measured 435 ms
+ * of CPU per GiB of 1 MiB reads with pread, 304 through the mapping, on
+ * a CPU without VAES (bench/RESULTS.md).  Beyond upstream (Linux's fallback and inline encryption
  * decrypt a bio's pages in place).
  *
  * Only tmpfs, where the data is in memory anyway and a page table entry

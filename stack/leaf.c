@@ -158,11 +158,11 @@ path_decrypt (const struct cipher_path *path, const struct ic_crypt_ctx *ctx,
 
 /* An encrypted read of at least this many bytes is decrypted straight out
  * of the backend's view of its data when it has one (ic_leaf_ops.view):
- * one copy less, 290 instead of 450 ms of CPU per GiB in bench/RESULTS.md
- * (run H).  Smaller reads gain too little against the check that the
- * pages are in memory.
+ * one copy less.  bench/readpath measures both paths (bench/RESULTS.md);
+ * at 4 KiB the copy saved is hardly more than the check that the pages
+ * are in memory.
  */
-#define VIEW_MIN (64u << 10)
+#define VIEW_MIN (16u << 10)
 
 /* The backend part of an encrypted read, decrypted into @bio's buffer:
  * out of the backend's view, or read there and decrypted in place.

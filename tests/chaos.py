@@ -102,7 +102,7 @@ TABLES = {
 EXP_LEAVES = {"elin": {"f0", "m0"}, "estr": {"m1", "m2"},
               "emir": {"f0", "m0"}, "enbd": {"r0"}}
 LEAF_ENGINE = {"f0": "e1", "m0": "e3", "m1": "e1", "m2": "e3", "r0": "e3"}
-# f0's file: on tmpfs where there is one, so that its reads of 64 KiB and
+# f0's file: on tmpfs where there is one, so that its reads of 16 KiB and
 # more are decrypted out of the server's mapping of it (stack/filemap.h).
 F0_PATH = [None]
 

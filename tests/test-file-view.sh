@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A file leaf on tmpfs decrypts reads of 64 KiB and more straight out of
+# A file leaf on tmpfs decrypts reads of 16 KiB and more straight out of
 # its mapping of the file (stack/filemap.h).  Through real clients, on
 # the engine path and the fallback path, at 4096- and 512-byte data units:
 # - reads return the data; the oracle's ciphertext put in the file reads
