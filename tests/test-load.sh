@@ -80,10 +80,10 @@ grep -E '^(VmRSS|VmHWM|RssShmem|VmLck|Threads)' /proc/$pid/status
 # The control socket answers throughout.
 ( while :; do ctl --json stats > /dev/null || exit 1; sleep 0.5; done ) &
 poller=$!
-cleanup_fn kill $poller
+cleanup_fn kill_job $poller
 sample_peak &
 sampler=$!
-cleanup_fn kill $sampler
+cleanup_fn kill_job $sampler
 
 "$PYTHON" "$srcdir/loadgen.py" --seconds 20 --conns-per-export 8 \
     --watchdog 10 --json $d/load.json "${uris[@]}"
