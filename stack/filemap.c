@@ -50,16 +50,19 @@ static uintptr_t page_size;
 
 /* A fault in one of our maps: zeros in place of the page, the map
  * marked lost, and the faulting read goes on.  Anything else goes to the
- * handler there was before, or to the default action (the fault happens
- * again when we return, and kills the process).  Async-signal-safe.
+ * handler there was before, or gets what SIG_DFL or SIG_IGN would have
+ * done: a fault happens again when we return, and kills the process; a
+ * SIGBUS someone sent (kill, sigqueue: si_code <= 0, si_addr means
+ * nothing) is raised again with SIG_DFL, or ignored.  Async-signal-safe.
  */
 static void
 on_sigbus (int sig, siginfo_t *info, void *uc)
 {
   uintptr_t addr = (uintptr_t) info->si_addr;
+  bool fault = info->si_code > 0;
   unsigned int i;
 
-  for (i = 0; i < MAX_MAPS; i++) {
+  for (i = 0; fault && i < MAX_MAPS; i++) {
     uintptr_t start = __atomic_load_n (&maps[i].start, __ATOMIC_ACQUIRE);
     uintptr_t len = __atomic_load_n (&maps[i].len, __ATOMIC_ACQUIRE);
     struct ic_filemap *map;
@@ -67,24 +70,32 @@ on_sigbus (int sig, siginfo_t *info, void *uc)
     if (start == 0 || addr - start >= len)
       continue;
     map = __atomic_load_n (&maps[i].map, __ATOMIC_ACQUIRE);
+    if (!map)
+      break;
     __atomic_store_n (&map->lost, true, __ATOMIC_SEQ_CST);
     if (mmap ((void *) (addr & ~(page_size - 1)), page_size, PROT_READ,
               MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED)
       return;
     break;
   }
-  if ((old_action.sa_flags & SA_SIGINFO) && old_action.sa_sigaction)
-    old_action.sa_sigaction (sig, info, uc);
-  else if (!(old_action.sa_flags & SA_SIGINFO) &&
-           old_action.sa_handler != SIG_DFL &&
-           old_action.sa_handler != SIG_IGN)
-    old_action.sa_handler (sig);
+  if (old_action.sa_handler == SIG_IGN && !fault)
+    return;
+  if (old_action.sa_handler != SIG_DFL && old_action.sa_handler != SIG_IGN) {
+    if (old_action.sa_flags & SA_SIGINFO)
+      old_action.sa_sigaction (sig, info, uc);
+    else
+      old_action.sa_handler (sig);
+  }
   else {
     struct sigaction dfl;
+    int saved = errno;
 
     memset (&dfl, 0, sizeof dfl);
     dfl.sa_handler = SIG_DFL;
     sigaction (SIGBUS, &dfl, NULL);
+    if (!fault)
+      raise (sig);
+    errno = saved;
   }
 }
 

@@ -20,10 +20,10 @@
  * instead of coming up short.  The first map installs a SIGBUS handler
  * that puts a page of zeros in place of a faulting page of any map, marks
  * that map lost and lets the read go on; the reader sees the map lost
- * (ic_filemap_intact()) and reads again with pread, which reports the
- * short file as an error; the lost map is not used again.  A SIGBUS
- * outside every map goes to the handler that was there before, or kills
- * the process as it would have.
+ * (ic_filemap_intact()) and reads again with pread, which reads zeros
+ * past the end; the lost map is not used again.  A SIGBUS outside every
+ * map, or sent by another process, goes to the handler that was there
+ * before, or does what SIG_DFL or SIG_IGN would have done.
  *
  * The pages mapped count in the server's RSS (as RssShmem in
  * /proc/PID/status), like a memory leaf's data: they are the file's

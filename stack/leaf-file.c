@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -40,7 +41,39 @@ struct file {
   bool created;                 /* the leaf made the file (discard) */
   struct ic_filemap *map;       /* NULL: not on tmpfs */
   uint64_t view_reads;          /* atomic */
+  /* A read through the map and a hole punched in its range at once would
+   * decrypt the zeros the punch leaves (neither the old data nor zeros),
+   * and the fault would allocate the punched pages again: punches and
+   * views exclude each other.  Views in progress, and punches waiting or
+   * in progress; a view is not given while a punch waits (pread then), and
+   * a punch waits for the views out to be done.
+   */
+  unsigned int views_out;       /* atomic */
+  unsigned int punches;         /* atomic */
 };
+
+/* Before punching a hole in @f: no view is out or given until
+ * punch_end().
+ */
+static void
+punch_begin (struct file *f)
+{
+  if (!f->map)
+    return;
+  __atomic_add_fetch (&f->punches, 1, __ATOMIC_SEQ_CST);
+  while (__atomic_load_n (&f->views_out, __ATOMIC_SEQ_CST) > 0) {
+    struct timespec ts = { 0, 20000 };
+
+    nanosleep (&ts, NULL);
+  }
+}
+
+static void
+punch_end (struct file *f)
+{
+  if (f->map)
+    __atomic_sub_fetch (&f->punches, 1, __ATOMIC_SEQ_CST);
+}
 
 static int
 file_error (struct ic_leaf *leaf, const char *op, uint64_t len,
@@ -213,10 +246,13 @@ file_zero (struct ic_leaf *leaf, uint64_t len, uint64_t offset,
   struct file *f = (struct file *) leaf;
   int r = -EOPNOTSUPP;
 
-  if (may_trim)
+  if (may_trim) {
+    punch_begin (f);
     r = try_fallocate (f, &f->can_punch,
                        FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, len,
                        offset);
+    punch_end (f);
+  }
   if (r == -EOPNOTSUPP)
     r = try_fallocate (f, &f->can_zero_range,
                        FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, len,
@@ -236,8 +272,10 @@ file_trim (struct ic_leaf *leaf, uint64_t len, uint64_t offset, bool fua)
   struct file *f = (struct file *) leaf;
   int r;
 
+  punch_begin (f);
   r = try_fallocate (f, &f->can_punch,
                      FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, len, offset);
+  punch_end (f);
   /* TRIM is advisory: a file system that cannot punch keeps the data. */
   if (r == -EOPNOTSUPP)
     return 0;
@@ -250,19 +288,28 @@ static const void *
 file_view (struct ic_leaf *leaf, uint64_t len, uint64_t offset)
 {
   struct file *f = (struct file *) leaf;
-  const void *p = ic_filemap_get (f->map, len, offset);
+  const void *p = NULL;
 
+  if (!f->map)
+    return NULL;
+  __atomic_add_fetch (&f->views_out, 1, __ATOMIC_SEQ_CST);
+  if (__atomic_load_n (&f->punches, __ATOMIC_SEQ_CST) == 0)
+    p = ic_filemap_get (f->map, len, offset);
   if (p)
     __atomic_add_fetch (&f->view_reads, 1, __ATOMIC_RELAXED);
+  else
+    __atomic_sub_fetch (&f->views_out, 1, __ATOMIC_SEQ_CST);
   return p;
 }
 
 static bool
-file_view_intact (struct ic_leaf *leaf)
+file_view_done (struct ic_leaf *leaf)
 {
   struct file *f = (struct file *) leaf;
+  bool intact = ic_filemap_intact (f->map);
 
-  return ic_filemap_intact (f->map);
+  __atomic_sub_fetch (&f->views_out, 1, __ATOMIC_SEQ_CST);
+  return intact;
 }
 
 static void
@@ -302,7 +349,7 @@ static const struct ic_leaf_ops file_ops = {
   .type = "file",
   .pread = file_pread,
   .view = file_view,
-  .view_intact = file_view_intact,
+  .view_done = file_view_done,
   .pwrite = file_pwrite,
   .reserve = file_reserve,
   .flush = file_flush,

@@ -177,11 +177,14 @@ read_decrypt (struct ic_leaf *leaf, struct ic_bio *bio,
   if (leaf->ops->view && bio->len >= VIEW_MIN)
     src = leaf->ops->view (leaf, bio->len, bio->offset);
   if (src) {
+    bool intact;
+
     r = path_decrypt (path, &bio->crypt_ctx, bio->buf, src, bio->len);
+    intact = leaf->ops->view_done (leaf);
     /* A fault put zeros in the view while it was read (the file shrank
      * under the server): read again, and pread tells what is there.
      */
-    if (r < 0 || leaf->ops->view_intact (leaf))
+    if (r < 0 || intact)
       return r;
   }
   r = backend_op (leaf, bio, bio->buf);

@@ -66,12 +66,14 @@ struct ic_leaf_ops {
                 uint64_t offset);
   /* Optional: a pointer to the bytes of [@offset, @offset + @len) as
    * the backend holds them, for an encrypted read to decrypt straight
-   * into the client's buffer, or NULL to use pread.  After reading
-   * through it the caller asks view_intact() whether what it read may be
-   * wrong (a fault put zeros in), and then reads again with pread.
+   * into the client's buffer, or NULL to use pread.  Once done reading
+   * through a view it got, the caller calls view_done(), always; false
+   * means what it read may be wrong (a fault put zeros in), and it reads
+   * again with pread.  TRIM and WRITE_ZEROES that punch holes wait for
+   * the views out to be done, and no view is given while one runs.
    */
   const void *(*view) (struct ic_leaf *leaf, uint64_t len, uint64_t offset);
-  bool (*view_intact) (struct ic_leaf *leaf);
+  bool (*view_done) (struct ic_leaf *leaf);
   /* @unit: the data unit size of the data (ic_bio_unit()), 0 if plain.
    * A backend that can fail part-way through a write should do so only
    * between units, never inside one: the file leaf allocates the holes

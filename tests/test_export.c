@@ -809,10 +809,9 @@ START_TEST (test_file_view)
    */
   view = leaf->ops->view (leaf, 1 * MiB, 0);
   ck_assert_ptr_nonnull ((const void *) view);
-  ck_assert (leaf->ops->view_intact (leaf));
   ck_assert_int_eq (ftruncate (fd, 512 * 1024), 0);
   ck_assert_uint_eq (view[768 * 1024 + 5], 0);
-  ck_assert (!leaf->ops->view_intact (leaf));
+  ck_assert (!leaf->ops->view_done (leaf));
   ic_leaf_read_status (leaf, &st);
   ck_assert_str_eq (st.view, "lost");
   ck_assert_uint_eq (st.view_reads, 2);
@@ -834,6 +833,98 @@ START_TEST (test_file_view)
   free (pt);
   free (back);
   free (zero);
+}
+END_TEST
+
+/* A TRIM arriving while a read is decrypted out of the view of the same
+ * range: each data unit read is the old data or zeros (as with pread;
+ * never the decryption of the zeros the punch left, which a read through
+ * the mapping would also allocate pages for), and once both are done the
+ * trimmed range holds no tmpfs pages.  The trim is sent at delays spread
+ * over the time a read takes.
+ */
+struct trim_later {
+  struct ic_export *fe;
+  uint64_t len, offset;
+  long delay_ns;
+};
+
+static void *
+trim_later (void *arg)
+{
+  struct trim_later *t = arg;
+  struct timespec ts = { 0, t->delay_ns };
+
+  nanosleep (&ts, NULL);
+  ck_assert_int_eq (ic_export_trim (t->fe, t->len, t->offset, 0), 0);
+  return NULL;
+}
+
+static double
+now_ns (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+START_TEST (test_file_view_trim_race)
+{
+  char path[] = "/dev/shm/test_export.XXXXXX";
+  int fd = mkstemp (path);
+  const uint64_t len = 16 * MiB;
+  struct ic_device *f;
+  struct ic_export *fe;
+  struct ic_ctx_range range = { .start = 0, .len = len, .key = k1 };
+  uint8_t *pt = pattern (len, 5);
+  uint8_t *back = malloc (len);
+  static const uint8_t zero[4096];
+  unsigned int bad = 0, left = 0;
+  double read_ns;
+  int i;
+
+  ck_assert_int_ge (fd, 0);
+  ck_assert_ptr_nonnull (back);
+  f = ic_leaf_file_new ("f", path, len, false, engine);
+  ck_assert_ptr_nonnull (f);
+  f->fallback_enabled = true;
+  fe = ic_export_new ("fe", f);
+  ck_assert_int_eq (ic_export_set_map (fe, &range, 1), 0);
+  ck_assert_int_eq (ic_export_pwrite (fe, pt, len, 0, 0), 0);
+  read_ns = now_ns ();
+  ck_assert_int_eq (ic_export_pread (fe, back, len, 0), 0);
+  read_ns = now_ns () - read_ns;
+
+  for (i = 0; i < 40; i++) {
+    struct trim_later t = { fe, len / 2, len / 2,
+                            (long) (read_ns * (i % 20) / 20) };
+    pthread_t th;
+    uint64_t off;
+    off_t data;
+
+    ck_assert_int_eq (ic_export_pwrite (fe, pt, len, 0, 0), 0);
+    ck_assert_int_eq (pthread_create (&th, NULL, trim_later, &t), 0);
+    ck_assert_int_eq (ic_export_pread (fe, back, len, 0), 0);
+    ck_assert_int_eq (pthread_join (th, NULL), 0);
+    for (off = 0; off < len; off += 4096)
+      if (memcmp (back + off, pt + off, 4096) != 0 &&
+          memcmp (back + off, zero, 4096) != 0)
+        bad++;
+    data = lseek (fd, len / 2, SEEK_DATA);
+    if (data != -1 && (uint64_t) data < len)
+      left++;
+  }
+  ck_assert_msg (bad == 0, "%u data units read neither as written nor as "
+                 "zeros", bad);
+  ck_assert_msg (left == 0, "%d of 40 trims left pages in the file", left);
+
+  ic_export_free (fe);
+  ic_device_destroy (f);
+  close (fd);
+  unlink (path);
+  free (pt);
+  free (back);
 }
 END_TEST
 
@@ -893,6 +984,59 @@ START_TEST (test_file_view_foreign_fault)
 }
 END_TEST
 
+/* SIGBUS sent by kill() (no fault, si_code <= 0) to a process with a view:
+ * with no handler before, it kills the process as it would have; one
+ * ignored before is still ignored, and a fault still kills.
+ */
+static int
+sent_sigbus (void (*handler) (int), bool then_fault)
+{
+  pid_t pid = fork ();
+  int status;
+
+  ck_assert_int_ne (pid, -1);
+  if (pid == 0) {
+    char path[] = "/dev/shm/test_export.XXXXXX";
+    int fd = mkstemp (path);
+    struct ic_filemap *map;
+    volatile uint8_t *p;
+
+    signal (SIGBUS, handler);
+    if (fd == -1 || ftruncate (fd, 1 * MiB) == -1)
+      _exit (1);
+    map = ic_filemap_new (fd, 1 * MiB);
+    p = mmap (NULL, 1 * MiB, PROT_READ, MAP_SHARED, fd, 0);
+    unlink (path);
+    if (!map || p == MAP_FAILED)
+      _exit (1);
+    kill (getpid (), SIGBUS);
+    if (then_fault) {
+      if (ftruncate (fd, 4096) == -1)
+        _exit (1);
+      (void) p[65536];
+    }
+    _exit (0);
+  }
+  ck_assert_int_eq (waitpid (pid, &status, 0), pid);
+  return status;
+}
+
+START_TEST (test_file_view_sent_sigbus)
+{
+  int status;
+
+  status = sent_sigbus (SIG_DFL, false);
+  ck_assert_msg (WIFSIGNALED (status) && WTERMSIG (status) == SIGBUS,
+                 "kill -BUS: status %#x", status);
+  status = sent_sigbus (SIG_IGN, false);
+  ck_assert_msg (WIFEXITED (status) && WEXITSTATUS (status) == 0,
+                 "kill -BUS, ignored: status %#x", status);
+  status = sent_sigbus (SIG_IGN, true);
+  ck_assert_msg (WIFSIGNALED (status) && WTERMSIG (status) == SIGBUS,
+                 "kill -BUS ignored, then a fault: status %#x", status);
+}
+END_TEST
+
 static Suite *
 export_suite (void)
 {
@@ -915,7 +1059,9 @@ export_suite (void)
   tcase_add_test (tc, test_pieces_fault);
   tcase_add_test (tc, test_pieces_partial);
   tcase_add_test (tc, test_file_view);
+  tcase_add_test (tc, test_file_view_trim_race);
   tcase_add_test (tc, test_file_view_foreign_fault);
+  tcase_add_test (tc, test_file_view_sent_sigbus);
   suite_add_tcase (s, tc);
 
   tc = tcase_create ("fallback");
@@ -927,6 +1073,7 @@ export_suite (void)
   tcase_add_test (tc, test_pieces_fault);
   tcase_add_test (tc, test_pieces_partial);
   tcase_add_test (tc, test_file_view);
+  tcase_add_test (tc, test_file_view_trim_race);
   suite_add_tcase (s, tc);
   return s;
 }
