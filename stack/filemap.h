@@ -23,7 +23,11 @@
  * (ic_filemap_intact()) and reads again with pread, which reads zeros
  * past the end; the lost map is not used again.  A SIGBUS outside every
  * map, or sent by another process, goes to the handler that was there
- * before, or does what SIG_DFL or SIG_IGN would have done.
+ * before, or does what SIG_DFL or SIG_IGN would have done.  A file that
+ * another process truncates and extends again during a read faults in
+ * nothing: that read decrypts the zeros the file then holds, and no one
+ * can tell (documented in inlinecrypt.conf(5)).  Holes the server itself
+ * punches (TRIM, WRITE_ZEROES) wait for the views out (leaf-file.c).
  *
  * The pages mapped count in the server's RSS (as RssShmem in
  * /proc/PID/status), like a memory leaf's data: they are the file's
