@@ -2,10 +2,11 @@
  * so that an encrypted read is decrypted straight out of the file's pages
  * into the client's buffer, instead of being copied into it by pread and
  * decrypted there.  On tmpfs there is no I/O to wait for, and that copy
- * is what a read costs beside the cipher: bench/readpath measured 435 ms
- * of CPU per GiB of 1 MiB reads with pread, 304 through the mapping, on
- * a CPU without VAES (bench/RESULTS.md).  Beyond upstream (Linux's fallback and inline encryption
- * decrypt a bio's pages in place).
+ * is what a read costs beside the cipher: bench/readpath measured 486 ms
+ * of CPU per GiB of 1 MiB reads with pread, 313 through the mapping, on
+ * a CPU without VAES (bench/RESULTS.md, run H).  Beyond upstream
+ * (Linux's fallback and inline encryption decrypt a bio's pages in
+ * place).
  *
  * Only tmpfs, where the data is in memory anyway and a page table entry
  * costs 0.2% of the page it maps; a file on a disk would gain nothing
