@@ -770,6 +770,10 @@ START_TEST (test_file_view)
   ck_assert_ptr_nonnull (zero);
   f = ic_leaf_file_new ("f", path, 4 * MiB, false, engine);
   ck_assert_ptr_nonnull (f);
+  /* The leaf keeps the file open: unlinked now, it is not left in
+   * /dev/shm when a check fails.
+   */
+  unlink (path);
   f->fallback_enabled = true;
   leaf = ic_device_to_leaf (f);
   ic_leaf_read_status (leaf, &st);
@@ -829,7 +833,6 @@ START_TEST (test_file_view)
   ic_export_free (fe);
   ic_device_destroy (f);
   close (fd);
-  unlink (path);
   free (pt);
   free (back);
   free (zero);
@@ -888,6 +891,10 @@ START_TEST (test_file_view_trim_race)
   ck_assert_ptr_nonnull (back);
   f = ic_leaf_file_new ("f", path, len, false, engine);
   ck_assert_ptr_nonnull (f);
+  /* The leaf keeps the file open: unlinked now, it is not left in
+   * /dev/shm when a check fails.
+   */
+  unlink (path);
   f->fallback_enabled = true;
   fe = ic_export_new ("fe", f);
   ck_assert_int_eq (ic_export_set_map (fe, &range, 1), 0);
@@ -922,7 +929,6 @@ START_TEST (test_file_view_trim_race)
   ic_export_free (fe);
   ic_device_destroy (f);
   close (fd);
-  unlink (path);
   free (pt);
   free (back);
 }
