@@ -36,6 +36,14 @@ static uint64_t file_size = 256 * MiB;
 static double seconds = 0.5;
 static int rounds = 5;
 static bool json;
+static char file_path[] = "/dev/shm/readpath.XXXXXX";
+
+/* The file is memory: never left behind, whatever way we exit. */
+static void
+remove_file (void)
+{
+  unlink (file_path);
+}
 
 static double
 thread_cpu (void)
@@ -138,7 +146,6 @@ main (int argc, char **argv)
   static const uint64_t sizes[] = {
     4096, 16384, 65536, 262144, 1048576,
   };
-  char path[] = "/dev/shm/readpath.XXXXXX";
   uint8_t key_bytes[64];
   struct ic_crypto_key *key;
   struct ic_engine *engines[2];
@@ -167,12 +174,13 @@ main (int argc, char **argv)
   }
   if (ic_crypto_init () < 0)
     return 1;
-  fd = mkstemp (path);
+  fd = mkstemp (file_path);
   if (fd == -1) {
     perror ("readpath: /dev/shm");
     return 1;
   }
   close (fd);
+  atexit (remove_file);
   for (i = 0; i < sizeof key_bytes; i++)
     key_bytes[i] = i * 7 + 1;
   key = ic_crypto_key_new ("k", key_bytes, sizeof key_bytes,
@@ -181,8 +189,10 @@ main (int argc, char **argv)
   buf = aligned_alloc (4096, MiB);
   if (!key || !buf)
     return 1;
-  exps[0] = make_export ("pread", path, false, key, &engines[0], &leaves[0]);
-  exps[1] = make_export ("view", path, true, key, &engines[1], &leaves[1]);
+  exps[0] = make_export ("pread", file_path, false, key, &engines[0],
+                         &leaves[0]);
+  exps[1] = make_export ("view", file_path, true, key, &engines[1],
+                         &leaves[1]);
   memset (buf, 0x5a, MiB);
   for (i = 0; i < file_size / MiB; i++)
     if (ic_export_pwrite (exps[0], buf, MiB, i * MiB, 0) < 0) {
@@ -225,7 +235,6 @@ main (int argc, char **argv)
     ic_engine_free (engines[i]);
   }
   ic_crypto_key_free (key);
-  unlink (path);
   free (buf);
   return 0;
 }
