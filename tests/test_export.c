@@ -941,61 +941,14 @@ exit_42 (int sig)
   _exit (42);
 }
 
-/* Fault in a mapping of a file that shrank, outside every view.  Return
- * how the process that does it ends, after installing @handler for
- * SIGBUS (SIG_DFL: none) and making a view of another file.
+/* How a child process ends that installs @handler for SIGBUS (SIG_DFL:
+ * none), makes a view of a file and maps the file a second time, outside
+ * every view; then, if @send, sends itself SIGBUS with kill() (no
+ * fault); then, if @fault, shrinks the file and reads past its end
+ * through the second mapping (a fault outside every view).
  */
 static int
-foreign_fault (void (*handler) (int))
-{
-  pid_t pid = fork ();
-  int status;
-
-  ck_assert_int_ne (pid, -1);
-  if (pid == 0) {
-    char path[] = "/dev/shm/test_export.XXXXXX";
-    int fd = mkstemp (path);
-    struct ic_filemap *map;
-    volatile uint8_t *p;
-
-    signal (SIGBUS, handler);
-    if (fd == -1 || ftruncate (fd, 1 * MiB) == -1)
-      _exit (1);
-    map = ic_filemap_new (fd, 1 * MiB);
-    p = mmap (NULL, 1 * MiB, PROT_READ, MAP_SHARED, fd, 0);
-    unlink (path);
-    if (!map || p == MAP_FAILED || ftruncate (fd, 4096) == -1)
-      _exit (1);
-    (void) p[65536];
-    _exit (0);
-  }
-  ck_assert_int_eq (waitpid (pid, &status, 0), pid);
-  return status;
-}
-
-/* A SIGBUS outside every view is not ours: it goes to the handler there
- * was before the first view, or kills the process as it would have.
- */
-START_TEST (test_file_view_foreign_fault)
-{
-  int status;
-
-  status = foreign_fault (exit_42);
-  ck_assert_msg (WIFEXITED (status) && WEXITSTATUS (status) == 42,
-                 "status %#x", status);
-  /* With no handler before, SIGBUS kills it. */
-  status = foreign_fault (SIG_DFL);
-  ck_assert_msg (!(WIFEXITED (status) && WEXITSTATUS (status) <= 1),
-                 "status %#x", status);
-}
-END_TEST
-
-/* SIGBUS sent by kill() (no fault, si_code <= 0) to a process with a view:
- * with no handler before, it kills the process as it would have; one
- * ignored before is still ignored, and a fault still kills.
- */
-static int
-sent_sigbus (void (*handler) (int), bool then_fault)
+sigbus_child (void (*handler) (int), bool send, bool fault)
 {
   pid_t pid = fork ();
   int status;
@@ -1015,8 +968,9 @@ sent_sigbus (void (*handler) (int), bool then_fault)
     unlink (path);
     if (!map || p == MAP_FAILED)
       _exit (1);
-    kill (getpid (), SIGBUS);
-    if (then_fault) {
+    if (send)
+      kill (getpid (), SIGBUS);
+    if (fault) {
       if (ftruncate (fd, 4096) == -1)
         _exit (1);
       (void) p[65536];
@@ -1027,17 +981,38 @@ sent_sigbus (void (*handler) (int), bool then_fault)
   return status;
 }
 
+/* A SIGBUS outside every view is not ours: it goes to the handler there
+ * was before the first view, or kills the process as it would have.
+ */
+START_TEST (test_file_view_foreign_fault)
+{
+  int status;
+
+  status = sigbus_child (exit_42, false, true);
+  ck_assert_msg (WIFEXITED (status) && WEXITSTATUS (status) == 42,
+                 "status %#x", status);
+  /* With no handler before, SIGBUS kills it. */
+  status = sigbus_child (SIG_DFL, false, true);
+  ck_assert_msg (!(WIFEXITED (status) && WEXITSTATUS (status) <= 1),
+                 "status %#x", status);
+}
+END_TEST
+
+/* SIGBUS sent by kill() (no fault, si_code <= 0) to a process with a view:
+ * with no handler before, it kills the process as it would have; one
+ * ignored before is still ignored, and a fault still kills.
+ */
 START_TEST (test_file_view_sent_sigbus)
 {
   int status;
 
-  status = sent_sigbus (SIG_DFL, false);
+  status = sigbus_child (SIG_DFL, true, false);
   ck_assert_msg (WIFSIGNALED (status) && WTERMSIG (status) == SIGBUS,
                  "kill -BUS: status %#x", status);
-  status = sent_sigbus (SIG_IGN, false);
+  status = sigbus_child (SIG_IGN, true, false);
   ck_assert_msg (WIFEXITED (status) && WEXITSTATUS (status) == 0,
                  "kill -BUS, ignored: status %#x", status);
-  status = sent_sigbus (SIG_IGN, true);
+  status = sigbus_child (SIG_IGN, true, true);
   ck_assert_msg (WIFSIGNALED (status) && WTERMSIG (status) == SIGBUS,
                  "kill -BUS ignored, then a fault: status %#x", status);
 }
