@@ -94,41 +94,67 @@ ic_device_refuse_cut (const char *name, uint64_t offset,
  * see plain I/O, with the data unit size in bio->unit so that they keep
  * each unit whole (upstream splits such bios anywhere).  A device with
  * its own submit_fallback (a leaf) does this itself.
+ *
+ * A write goes down in pieces of IC_BIO_PIECE bytes, each encrypted into
+ * one bounce buffer just before it is submitted, as upstream splits a bio
+ * of more than 256 pages before encrypting it: the bounce memory a write
+ * holds is one piece however large the request, also while it waits at a
+ * suspended device below.  A piece failing after others went through
+ * leaves the write partial, its data units whole.  Every piece carries
+ * the request's FUA: below may be a remote leaf, whose FUA covers only its
+ * own command.  A read is read whole and decrypted in place.
  */
+_Static_assert (IC_BIO_PIECE % IC_CRYPTO_MAX_DATA_UNIT_SIZE == 0,
+                "pieces of an encrypted write are whole data units");
+
 static int
 fallback_bounce (struct ic_device *dev, struct ic_bio *bio)
 {
   struct ic_bio plain = *bio;
+  struct ic_bio rest;
+  struct ic_bio piece;
+  uint64_t most = bio->len < IC_BIO_PIECE ? bio->len : IC_BIO_PIECE;
+  bool done = false;
   void *bounce;
-  int r;
+  int r = 0;
 
   plain.crypt_ctx.key = NULL;
   plain.unit = key_unit (bio);
-  if (bio->op == IC_OP_WRITE) {
-    /* Never encrypt the caller's data in place. */
-    bounce = ic_bounce_get (bio->len);
-    if (!bounce) {
-      ic_error ("%s: fallback: out of memory for a %" PRIu64 "-byte bounce "
-                "buffer", dev->name, bio->len);
-      return -ENOMEM;
-    }
-    r = ic_crypto_fallback_encrypt (&bio->crypt_ctx, bounce, bio->buf,
-                                    bio->len);
-    if (r == 0) {
-      plain.buf = bounce;
-      r = dev->ops->submit (dev, &plain);
-    }
-    ic_bounce_put (bounce, bio->len);
-  }
-  else {
+  if (bio->op != IC_OP_WRITE) {
     r = dev->ops->submit (dev, &plain);
     /* Decrypt only what was read: a failed read is passed up as it is. */
     if (r == 0)
       r = ic_crypto_fallback_decrypt (&bio->crypt_ctx, bio->buf, bio->buf,
                                       bio->len);
+    if (r < 0)
+      ic_bio_part_failed (bio, &plain, false);
+    return r;
   }
-  if (r < 0)
-    ic_bio_part_failed (bio, &plain, false);
+  /* Never encrypt the caller's data in place. */
+  bounce = ic_bounce_get (most);
+  if (!bounce) {
+    ic_error ("%s: fallback: out of memory for a %" PRIu64 "-byte bounce "
+              "buffer", dev->name, most);
+    return -ENOMEM;
+  }
+  rest = *bio;
+  while (rest.len > 0) {
+    ic_bio_split (&rest, rest.len < most ? rest.len : most, &piece);
+    plain.offset = piece.offset;
+    plain.len = piece.len;
+    plain.buf = bounce;
+    plain.partial = false;
+    r = ic_crypto_fallback_encrypt (&piece.crypt_ctx, bounce, piece.buf,
+                                    piece.len);
+    if (r == 0)
+      r = dev->ops->submit (dev, &plain);
+    if (r < 0) {
+      ic_bio_part_failed (bio, &plain, done);
+      break;
+    }
+    done = true;
+  }
+  ic_bounce_put (bounce, most);
   return r;
 }
 

@@ -44,17 +44,10 @@ io_fault (struct ic_leaf *leaf, const struct ic_bio *bio)
   return -EIO;
 }
 
-/* A local backend takes an encrypted write larger than this in pieces of
- * this size, each encrypted into the bounce buffer just before it is
- * written: the piece is still in the CPU's cache when the backend copies
- * it, where a whole 1 MiB bounce buffer next to 1 MiB of data is not.
- * bench/RESULTS.md: 5-8% less server CPU per GiB of 1 MiB writes, in every
- * round of an A/B run; reads in pieces gained nothing (the read brings the
- * data into the cache for the decryption in place anyway), so they stay
- * whole.  Linux's fallback splits bios too, at 256 pages.  A multiple of
- * every data unit size (64 KiB at most), so pieces are whole units.
+/* A local backend takes an encrypted write larger than IC_BIO_PIECE in
+ * pieces of that size (bio.h).
  */
-#define PIECE (256u << 10)
+#define PIECE IC_BIO_PIECE
 
 /* Wait out an injected delay, then take an injected fault of @bio's kind:
  * once per bio, even for one carried out in pieces.

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bounce.h"
 #include "cipher.h"
 #include "engine.h"
 #include "error.h"
@@ -1883,6 +1885,75 @@ START_TEST (test_fallback_cut)
 }
 END_TEST
 
+/* The largest bytes of large bounce buffers in use that a poller saw. */
+struct bounce_poll {
+  bool stop;                    /* atomic */
+  size_t most;
+};
+
+static void *
+bounce_poller (void *arg)
+{
+  struct bounce_poll *p = arg;
+
+  while (!__atomic_load_n (&p->stop, __ATOMIC_ACQUIRE)) {
+    size_t in_use;
+    size_t idle;
+
+    ic_bounce_usage (&in_use, &idle);
+    if (in_use > p->most)
+      p->most = in_use;
+    sched_yield ();
+  }
+  return NULL;
+}
+
+/* A write through a stacked device's fallback goes down in pieces, each
+ * encrypted into one bounce buffer of IC_BIO_PIECE bytes, as upstream
+ * splits a bio before encrypting it: a large write never holds a bounce
+ * buffer of its own size (it used to: 4 MiB here, and a request larger
+ * than the budget waited until it was alone).  The pieces reach the leaf
+ * (slow, so that the poller sees them in flight) with the right DUNs.
+ */
+START_TEST (test_fallback_pieces)
+{
+  const uint64_t len = 4 * MiB;
+  struct bounce_poll poll = { false, 0 };
+  struct ic_device *s;
+  struct ic_device *a;
+  uint8_t *pt = pattern (len, 45);
+  uint8_t *ct = encrypt (kx, pt, len, 17);
+  uint8_t *back;
+  struct ic_bio bio = { .op = IC_OP_WRITE, .flags = IC_BIO_FUA,
+                        .offset = 1 * MiB, .len = len, .buf = pt };
+  pthread_t th;
+
+  a = leaf_plain ("a", 8 * MiB);
+  s = stacked ("s");
+  load_resume (s, "0 16384 linear a 0", 0);
+  ic_leaf_set_io_delay (ic_device_to_leaf (a), 2000);
+  bio.crypt_ctx.key = kx;
+  ic_crypt_dun_set_u64 (bio.crypt_ctx.dun, 17);
+  ck_assert_int_eq (pthread_create (&th, NULL, bounce_poller, &poll), 0);
+  ck_assert_int_eq (ic_device_submit (s, &bio), 0);
+  __atomic_store_n (&poll.stop, true, __ATOMIC_RELEASE);
+  ck_assert_int_eq (pthread_join (th, NULL), 0);
+  ic_leaf_set_io_delay (ic_device_to_leaf (a), 0);
+  ck_assert_msg (poll.most > 0 && poll.most <= IC_BIO_PIECE,
+                 "%zu bytes of bounce buffers in use", poll.most);
+  ck_assert_uint_eq (dev_fallback_requests (s), 1);
+  back = raw (a, len, 1 * MiB);
+  ck_assert_mem_eq (back, ct, len);
+  /* Read back whole through the fallback. */
+  memset (back, 0, len);
+  ck_submit (s, IC_OP_READ, kx, 17, back, len, 1 * MiB);
+  ck_assert_mem_eq (back, pt, len);
+  free (back);
+  free (pt);
+  free (ct);
+}
+END_TEST
+
 /* A memory leaf that runs out of memory part-way through a write fails
  * it before changing anything, and says so: its chunks are allocated
  * first.  The
@@ -2307,6 +2378,9 @@ static const struct partial_case partial_cases[] = {
   { "u", IC_OP_WRITE, false, 1 * MiB, 8 * KiB, true },
   { "u", IC_OP_WRITE, true, 1 * MiB, 8 * KiB, true },
   { "u", IC_OP_WRITE, true, 1 * MiB + 4 * KiB, 4 * KiB, false },
+  /* The fallback's pieces: two go to x whole, the third fails on y. */
+  { "u", IC_OP_WRITE, true, 1 * MiB - 2 * IC_BIO_PIECE, 3 * IC_BIO_PIECE,
+    true },
   { "u", IC_OP_WRITE_ZEROES, false, 1 * MiB, 8 * KiB, true },
   /* A read changes nothing. */
   { "u", IC_OP_READ, false, 1 * MiB, 8 * KiB, false },
@@ -3529,6 +3603,7 @@ table_suite (void)
   CASE ("fallback_cut_whole", test_fallback_cut_whole);
   CASE ("fallback_cut_nested", test_fallback_cut_nested);
   CASE ("fallback_cut_mirror", test_fallback_cut_mirror);
+  CASE ("fallback_pieces", test_fallback_pieces);
   CASE ("memory_leaf_oom", test_memory_leaf_oom);
 
   CASE ("mirror_writes", test_mirror_writes);
