@@ -54,6 +54,15 @@ vaes_crypt (struct ic_aes_xts_ctx *ctx, uint8_t *dst, const uint8_t *src,
 }
 
 static int
+aesni_crypt (struct ic_aes_xts_ctx *ctx, uint8_t *dst, const uint8_t *src,
+             size_t len, unsigned int du, const uint8_t *iv, bool enc)
+{
+  ic_aes_xts_crypt_aesni (enc ? &ctx->data_enc : &ctx->data_dec,
+                          &ctx->tweak_enc, dst, src, len, du, iv, enc);
+  return 0;
+}
+
+static int
 gcry_setkey (struct ic_aes_xts_ctx *ctx, const uint8_t *key)
 {
   gcry_error_t err;
@@ -106,12 +115,15 @@ gcry_crypt (struct ic_aes_xts_ctx *ctx, uint8_t *dst, const uint8_t *src,
 static const struct aes_xts_impl vaes_impl = {
   { "vaes-avx512", ic_aes_xts_vaes_avx512_usable }, vaes_setkey, vaes_crypt,
 };
+static const struct aes_xts_impl aesni_impl = {
+  { "aesni", ic_aes_xts_aesni_usable }, vaes_setkey, aesni_crypt,
+};
 static const struct aes_xts_impl gcry_impl = {
   { "libgcrypt", ic_impl_always }, gcry_setkey, gcry_crypt,
 };
 
 static const struct ic_impl *const impls[] = {
-  &vaes_impl.impl, &gcry_impl.impl,
+  &vaes_impl.impl, &aesni_impl.impl, &gcry_impl.impl,
 };
 static struct ic_impl_choice choice = {
   "aes-xts", impls, sizeof impls / sizeof impls[0], NULL,

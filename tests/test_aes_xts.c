@@ -1,13 +1,15 @@
 /* tests/test_aes_xts.c - unit tests of crypto/aes-xts.c, AES-256-XTS over
- * whole data units, and of its VAES version (crypto/aes-xts-vaes.c).
+ * whole data units, and of its VAES and AES-NI versions
+ * (crypto/aes-xts-vaes.c, crypto/aes-xts-aesni.c).
  *
  * The known answers (IEEE Std 1619 Annex B, Vectors 10 to 14) run through
  * ic_cipher on every implementation in tests/test_cipher.c.  Here every
- * implementation this CPU has ("libgcrypt" always, "vaes-avx512" when
- * usable) is checked against libgcrypt's XTS, one call per data unit, for
+ * implementation this CPU has ("libgcrypt" always, "vaes-avx512" and
+ * "aesni" when usable) is checked against libgcrypt's XTS, one call per data unit, for
  * random keys, IVs and numbers of data units, at data unit sizes of 1 to
- * 4096 blocks (so that runs of 16 blocks, the 1 to 3 blocks after them and
- * batches of 16 data units all end everywhere they can), in both
+ * 4096 blocks (so that runs of 16 blocks, the 1 to 3 blocks after them,
+ * groups of 8 blocks, batches of 16 or 8 data units, and data units that
+ * are or are not whole groups all end everywhere they can), in both
  * directions, in place and out of place, aligned and not.  Buffers are
  * allocated at their exact sizes so that ASan catches a vector load or
  * store past a short run.  Then: the IV as a 128-bit counter (carry from
@@ -34,7 +36,15 @@
 #define ARRAY_SIZE(a) (sizeof (a) / sizeof ((a)[0]))
 
 /* Every implementation, usable here or not. */
-static const char *const impls[] = { "vaes-avx512", "libgcrypt" };
+static const char *const impls[] = { "vaes-avx512", "aesni", "libgcrypt" };
+
+/* The implementation chosen when SIMD is allowed. */
+static const char *
+best_impl (void)
+{
+  return ic_aes_xts_vaes_avx512_usable () ? "vaes-avx512"
+       : ic_aes_xts_aesni_usable () ? "aesni" : "libgcrypt";
+}
 
 /* Data unit sizes: 1 to 5, 7, 15 to 17, 31 to 33 blocks, then blk-crypto's. */
 static const unsigned int du_sizes[] = {
@@ -229,8 +239,7 @@ END_TEST
 /* IC_NO_SIMD=1 selects libgcrypt; otherwise the best usable. */
 START_TEST (test_no_simd_env)
 {
-  const char *best = ic_aes_xts_vaes_avx512_usable () ? "vaes-avx512"
-                                                      : "libgcrypt";
+  const char *best = best_impl ();
 
   ck_assert_int_eq (setenv ("IC_NO_SIMD", "1", 1), 0);
   ic_aes_xts_use_simd (true);
@@ -252,7 +261,7 @@ END_TEST
 START_TEST (test_use_impl)
 {
   bool usable[ARRAY_SIZE (impls)] = {
-    ic_aes_xts_vaes_avx512_usable (), true,
+    ic_aes_xts_vaes_avx512_usable (), ic_aes_xts_aesni_usable (), true,
   };
   size_t i;
 
@@ -286,8 +295,9 @@ START_TEST (test_ctx_keeps_impl)
   uint8_t *a;
   uint8_t *b;
   struct ic_aes_xts_ctx *ctx;
+  const char *simd = best_impl ();
 
-  if (!use_impl ("vaes-avx512"))
+  if (strcmp (simd, "libgcrypt") == 0 || !use_impl (simd))
     return;
   rng_seed (0x6ee9);
   rng_fill (key, sizeof key);
@@ -297,7 +307,7 @@ START_TEST (test_ctx_keeps_impl)
   ctx = new_keyed_ctx (key);
   ck_assert_int_eq (ic_aes_xts_encrypt (ctx, a, src, len, 512, iv), 0);
   ck_assert (use_impl ("libgcrypt"));
-  ck_assert_str_eq (ic_aes_xts_ctx_impl_name (ctx), "vaes-avx512");
+  ck_assert_str_eq (ic_aes_xts_ctx_impl_name (ctx), simd);
   ck_assert_int_eq (ic_aes_xts_encrypt (ctx, b, src, len, 512, iv), 0);
   ck_assert_mem_eq (a, b, len);
   ck_assert_int_eq (ic_aes_xts_setkey (ctx, key), 0);
@@ -306,9 +316,9 @@ START_TEST (test_ctx_keeps_impl)
   ck_assert_int_eq (ic_aes_xts_encrypt (ctx, b, src, len, 512, iv), 0);
   ck_assert_mem_eq (a, b, len);
   /* And back to the vectors, with the libgcrypt handle still open. */
-  ck_assert (use_impl ("vaes-avx512"));
+  ck_assert (use_impl (simd));
   ck_assert_int_eq (ic_aes_xts_setkey (ctx, key), 0);
-  ck_assert_str_eq (ic_aes_xts_ctx_impl_name (ctx), "vaes-avx512");
+  ck_assert_str_eq (ic_aes_xts_ctx_impl_name (ctx), simd);
   ck_assert_int_eq (ic_aes_xts_decrypt (ctx, b, a, len, 512, iv), 0);
   ck_assert_mem_eq (b, src, len);
   ic_aes_xts_use_simd (true);
@@ -490,8 +500,9 @@ main (void)
 {
   if (!crypto_test_init ("test_aes_xts"))
     return EXIT_FAILURE;
-  printf ("test_aes_xts: using %s; vaes-avx512 %s\n", ic_aes_xts_impl_name (),
-          ic_aes_xts_vaes_avx512_usable () ? "usable"
-                                           : "not usable (skipped)");
+  printf ("test_aes_xts: using %s; vaes-avx512 %s; aesni %s\n",
+          ic_aes_xts_impl_name (),
+          ic_aes_xts_vaes_avx512_usable () ? "usable" : "not usable (skipped)",
+          ic_aes_xts_aesni_usable () ? "usable" : "not usable (skipped)");
   return run_suite (aes_xts_suite ());
 }
