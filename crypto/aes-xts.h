@@ -24,11 +24,12 @@
  *                  does for dm-crypt and the fallback on such CPUs.
  *   "aesni"        crypto/aes-xts-aesni.c: AES-NI on 128-bit vectors,
  *                  eight blocks at a time, the tweaks of the next eight
- *                  made during their rounds and the first tweaks of eight
- *                  data units encrypted together.  As fast as libgcrypt's
- *                  AES-NI XTS at 4096-byte data units and 1.25 x at 512 on
- *                  AMD Zen 1 (bench/cipher), where libgcrypt, called once
- *                  per data unit, waits for each unit's first tweak.
+ *                  made during their rounds in general-purpose registers
+ *                  and the first tweaks of eight data units encrypted
+ *                  together.  1.2 x libgcrypt's AES-NI XTS at 4096-byte
+ *                  data units and 1.45 x at 512 on AMD Zen 1
+ *                  (bench/cipher), where libgcrypt, called once per data
+ *                  unit, waits for each unit's first tweak.
  *   "libgcrypt"    libgcrypt's XTS, one call per data unit.  libgcrypt
  *                  1.10 (Debian 12) has AES-NI and VAES-AVX2 code but none
  *                  for AVX-512, and a per-call cost that dominates at
