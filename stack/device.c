@@ -130,6 +130,12 @@ fallback_bounce (struct ic_device *dev, struct ic_bio *bio)
       ic_bio_part_failed (bio, &plain, false);
     return r;
   }
+  /* A boundary of the table that cuts a data unit refuses the write
+   * before its first piece goes down, as it would refuse it whole.
+   */
+  r = ic_stacked_check_cuts (dev, &plain);
+  if (r < 0)
+    return r;
   /* Never encrypt the caller's data in place. */
   bounce = ic_bounce_get (most);
   if (!bounce) {

@@ -371,6 +371,44 @@ ic_table_holds (struct ic_table *t, uint64_t begin, uint64_t len,
   return true;
 }
 
+/* Refuse @bio if a target boundary of @t would cut one of its data units.
+ * Return: 0 or -EINVAL (reported).
+ */
+static int
+check_cuts (struct ic_table *t, struct ic_device *dev,
+            const struct ic_bio *bio)
+{
+  uint64_t end = bio->offset + bio->len;
+  uint64_t pos = bio->offset;
+
+  if (!ic_bio_unit (bio))
+    return 0;
+  for (;;) {
+    struct ic_target *ti = find_target (t, pos);
+
+    pos = ti->begin + ti->len;
+    if (pos >= end)
+      return 0;
+    if (ic_bio_cuts_unit (bio, pos - bio->offset))
+      return ic_device_refuse_cut (dev->name, bio->offset, bio,
+                                   pos - bio->offset);
+  }
+}
+
+int
+ic_stacked_check_cuts (struct ic_device *dev, const struct ic_bio *bio)
+{
+  struct ic_stacked *md = ic_device_to_stacked (dev);
+  struct ic_table *t = md ? get_live (md) : NULL;
+  int r;
+
+  if (!t)
+    return 0;
+  r = check_cuts (t, dev, bio);
+  table_put (t);
+  return r;
+}
+
 static int
 stacked_submit (struct ic_device *dev, struct ic_bio *bio)
 {
@@ -401,22 +439,10 @@ stacked_submit (struct ic_device *dev, struct ic_bio *bio)
   /* No target boundary may cut a data unit: checked for the whole bio
    * before any piece goes down.
    */
-  if (ic_bio_unit (bio)) {
-    uint64_t end = bio->offset + bio->len;
-    uint64_t pos = bio->offset;
-
-    for (;;) {
-      struct ic_target *ti = find_target (t, pos);
-
-      pos = ti->begin + ti->len;
-      if (pos >= end)
-        break;
-      if (ic_bio_cuts_unit (bio, pos - bio->offset)) {
-        table_put (t);
-        return ic_device_refuse_cut (dev->name, bio->offset, bio,
-                                     pos - bio->offset);
-      }
-    }
+  r = check_cuts (t, dev, bio);
+  if (r < 0) {
+    table_put (t);
+    return r;
   }
   /* Split at target boundaries (bio_split keeps the DUN right).  A piece
    * that fails after others went through leaves the request part done,

@@ -218,6 +218,18 @@ struct ic_device *ic_stacked_new (const char *name);
 /* The stacked device of @dev, or NULL if it is not one. */
 struct ic_stacked *ic_device_to_stacked (struct ic_device *dev);
 
+/* Refuse @bio (a READ or WRITE with a data unit, ic_bio_unit()) if a
+ * target boundary of @dev's live table would cut one of its data units in
+ * two, as ic_device_submit() of the whole bio would: for a caller that
+ * sends it down in pieces (a device's fallback), so that such a request
+ * is refused before any piece goes down.  A table resumed meanwhile is
+ * checked again at each piece.
+ *
+ * Return: 0 (also for a device that is not stacked or has no live
+ * table), or -EINVAL (reported).
+ */
+int ic_stacked_check_cuts (struct ic_device *dev, const struct ic_bio *bio);
+
 /* Parse and verify a table for @dev and keep it as the inactive table
  * (dm_table_load + dm_table_complete).  @text holds target lines; blank
  * lines and # comments are skipped.  @options is a mask of IC_TABLE_*.

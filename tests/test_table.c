@@ -1833,6 +1833,10 @@ static const struct cut_case cut_cases[] = {
   { "0 2040 striped 2 12 a 0 b 0", 0, 8 * KiB, 6144 },
   /* The first chunk boundary falls between units, the second cuts one. */
   { "0 2040 striped 2 12 a 0 b 0", 2 * KiB, 16 * KiB, 10240 },
+  /* A boundary past the fallback's first two pieces (IC_BIO_PIECE):
+   * refused before the first piece goes down.
+   */
+  { "0 1025 linear a 0\n1025 1023 linear b 0", 0, 1 * MiB, 524800 },
 };
 
 /* Through the fallback (the leaves have no engine), a data unit cut by a
