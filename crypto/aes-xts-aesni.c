@@ -201,6 +201,9 @@ crypt_unit (const struct ic_aes256_key *rk, uint8_t *dst, const uint8_t *src,
     src += 16;
     dst += 16;
   }
+  ic_memzero_explicit (t, sizeof t);
+  ic_memzero_explicit (nt, sizeof nt);
+  ic_memzero_explicit (&next, sizeof next);
 }
 
 /* First tweaks T_0 = AES_K2(IV) of @n (up to GROUP) data units whose IVs
