@@ -58,14 +58,14 @@ chunk_slot (struct memory *m, uint64_t chunk, bool create)
   for (level = LEVELS - 1; level > 0; level--) {
     void **slot = &node->slot[(chunk >> (level * NODE_SHIFT)) &
                               (NODE_SIZE - 1)];
-    struct node *next = __atomic_load_n (slot, __ATOMIC_ACQUIRE);
+    void *next = __atomic_load_n (slot, __ATOMIC_ACQUIRE);
 
     if (!next) {
-      struct node *fresh;
+      void *fresh;
 
       if (!create)
         return NULL;
-      fresh = calloc (1, sizeof *fresh);
+      fresh = calloc (1, sizeof (struct node));
       if (!fresh)
         return NULL;
       if (__atomic_compare_exchange_n (slot, &next, fresh, false,
@@ -84,7 +84,7 @@ static char *
 chunk_data (struct memory *m, uint64_t chunk, bool create)
 {
   void **slot = chunk_slot (m, chunk, create);
-  char *data;
+  void *data;
 
   if (!slot)
     return NULL;
@@ -92,7 +92,7 @@ chunk_data (struct memory *m, uint64_t chunk, bool create)
   if (data || !create)
     return data;
   {
-    char *fresh = calloc (1, CHUNK_SIZE);
+    void *fresh = calloc (1, CHUNK_SIZE);
 
     if (!fresh)
       return NULL;
