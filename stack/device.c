@@ -130,10 +130,10 @@ fallback_bounce (struct ic_device *dev, struct ic_bio *bio)
       ic_bio_part_failed (bio, &plain, false);
     return r;
   }
-  /* A boundary of the table that cuts a data unit refuses the write
+  /* A boundary that cuts a data unit, here or below, refuses the write
    * before its first piece goes down, as it would refuse it whole.
    */
-  r = ic_stacked_check_cuts (dev, &plain);
+  r = ic_device_check_cuts (dev, &plain);
   if (r < 0)
     return r;
   /* Never encrypt the caller's data in place. */
@@ -178,6 +178,14 @@ fallback_submit (struct ic_device *dev, struct ic_bio *bio)
     COUNT (dev->fallback_bytes, bio->len);
   }
   return r;
+}
+
+int
+ic_device_check_cuts (struct ic_device *dev, const struct ic_bio *bio)
+{
+  if (!ic_bio_unit (bio) || !dev->ops->check_cuts)
+    return 0;
+  return dev->ops->check_cuts (dev, bio);
 }
 
 int

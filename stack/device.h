@@ -43,6 +43,13 @@ struct ic_device_ops {
    * came back.  Leaves have it, to write in pieces (leaf.h).
    */
   int (*submit_fallback) (struct ic_device *dev, struct ic_bio *bio);
+  /* Refuse (-EINVAL, reported) @bio, a READ or WRITE with a data unit
+   * (ic_bio_unit()), if a boundary at this device or below would cut one
+   * of its data units in two: what submitting it would find piece by
+   * piece, found before any piece goes down.  Optional: devices that
+   * never cut a request (leaves) have none.
+   */
+  int (*check_cuts) (struct ic_device *dev, const struct ic_bio *bio);
   /* Free the device.  Optional. */
   void (*destroy) (struct ic_device *dev);
 };
@@ -75,6 +82,11 @@ struct ic_device {
 /* Set the common fields of a new device. */
 void ic_device_init (struct ic_device *dev, const char *name, uint64_t size,
                      const struct ic_device_ops *ops);
+
+/* ops->check_cuts of @dev, if it has one and @bio has a data unit.
+ * Return: 0 or -EINVAL (reported).
+ */
+int ic_device_check_cuts (struct ic_device *dev, const struct ic_bio *bio);
 
 /* Submit @bio to @dev (blk_crypto_submit_bio).  A bio with a context must
  * be data-unit aligned (else -EINVAL, nothing done); if @dev's profile

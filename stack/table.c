@@ -395,16 +395,41 @@ check_cuts (struct ic_table *t, struct ic_device *dev,
   }
 }
 
-int
-ic_stacked_check_cuts (struct ic_device *dev, const struct ic_bio *bio)
+/* check_cuts() of @t, then of every target's piece of @bio and below. */
+static int
+check_cuts_below (struct ic_table *t, struct ic_device *dev,
+                  const struct ic_bio *bio)
 {
-  struct ic_stacked *md = ic_device_to_stacked (dev);
-  struct ic_table *t = md ? get_live (md) : NULL;
+  struct ic_bio rest = *bio;
+  int r = check_cuts (t, dev, bio);
+
+  while (r == 0 && rest.len > 0) {
+    struct ic_target *ti = find_target (t, rest.offset);
+    uint64_t left = ti->begin + ti->len - rest.offset;
+    struct ic_bio piece;
+
+    ic_bio_split (&rest, rest.len < left ? rest.len : left, &piece);
+    piece.offset -= ti->begin;
+    if (ti->type->check_cuts)
+      r = ti->type->check_cuts (ti, &piece);
+  }
+  return r;
+}
+
+/* ic_device_ops.check_cuts: against the live table (not waiting for a
+ * resume: a table resumed meanwhile is checked again as the pieces go
+ * down).
+ */
+static int
+stacked_check_cuts (struct ic_device *dev, const struct ic_bio *bio)
+{
+  struct ic_stacked *md = (struct ic_stacked *) dev;
+  struct ic_table *t = get_live (md);
   int r;
 
   if (!t)
     return 0;
-  r = check_cuts (t, dev, bio);
+  r = check_cuts_below (t, dev, bio);
   table_put (t);
   return r;
 }
@@ -437,9 +462,12 @@ stacked_submit (struct ic_device *dev, struct ic_bio *bio)
     return r;
   }
   /* No target boundary may cut a data unit: checked for the whole bio
-   * before any piece goes down.
+   * before any piece goes down; for a write, all the way down, so that a
+   * device below that would refuse a later piece refuses it before an
+   * earlier one changed anything.
    */
-  r = check_cuts (t, dev, bio);
+  r = bio->op == IC_OP_WRITE ? check_cuts_below (t, dev, bio)
+                             : check_cuts (t, dev, bio);
   if (r < 0) {
     table_put (t);
     return r;
@@ -651,6 +679,7 @@ stacked_destroy (struct ic_device *dev)
 static const struct ic_device_ops stacked_ops = {
   .type = "stacked",
   .submit = stacked_submit,
+  .check_cuts = stacked_check_cuts,
   .destroy = stacked_destroy,
 };
 

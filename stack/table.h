@@ -101,6 +101,13 @@ struct ic_target_type {
    * and clones it submits).  Return: 0 or -errno.
    */
   int (*map) (struct ic_target *ti, struct ic_bio *bio);
+  /* Refuse (-EINVAL, reported) @bio, as map() would receive it, if a
+   * boundary of the target or of a device below it would cut one of its
+   * data units (ic_device_check_cuts() for the children).  Optional:
+   * without it nothing is checked ahead (mirror: a leg that refuses a
+   * write others took is failed, as for any write it cannot take).
+   */
+  int (*check_cuts) (struct ic_target *ti, const struct ic_bio *bio);
   /* Call @fn for each child; stop at the first non-zero result. */
   int (*iterate_devices) (struct ic_target *ti, ic_iterate_devices_fn fn,
                           void *data);
@@ -218,17 +225,6 @@ struct ic_device *ic_stacked_new (const char *name);
 /* The stacked device of @dev, or NULL if it is not one. */
 struct ic_stacked *ic_device_to_stacked (struct ic_device *dev);
 
-/* Refuse @bio (a READ or WRITE with a data unit, ic_bio_unit()) if a
- * target boundary of @dev's live table would cut one of its data units in
- * two, as ic_device_submit() of the whole bio would: for a caller that
- * sends it down in pieces (a device's fallback), so that such a request
- * is refused before any piece goes down.  A table resumed meanwhile is
- * checked again at each piece.
- *
- * Return: 0 (also for a device that is not stacked or has no live
- * table), or -EINVAL (reported).
- */
-int ic_stacked_check_cuts (struct ic_device *dev, const struct ic_bio *bio);
 
 /* Parse and verify a table for @dev and keep it as the inactive table
  * (dm_table_load + dm_table_complete).  @text holds target lines; blank

@@ -66,6 +66,16 @@ linear_map (struct ic_target *ti, struct ic_bio *bio)
 }
 
 static int
+linear_check_cuts (struct ic_target *ti, const struct ic_bio *bio)
+{
+  struct linear *lc = ti->private;
+  struct ic_bio clone = *bio;
+
+  clone.offset += lc->start;
+  return ic_device_check_cuts (lc->dev, &clone);
+}
+
+static int
 linear_iterate_devices (struct ic_target *ti, ic_iterate_devices_fn fn,
                         void *data)
 {
@@ -97,6 +107,7 @@ const struct ic_target_type ic_linear_target = {
   .ctr = linear_ctr,
   .dtr = linear_dtr,
   .map = linear_map,
+  .check_cuts = linear_check_cuts,
   .iterate_devices = linear_iterate_devices,
   .table_args = linear_table_args,
   .holds = linear_holds,

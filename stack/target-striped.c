@@ -144,6 +144,48 @@ check_cuts (struct ic_target *ti, const struct striped *sc,
   return 0;
 }
 
+/* The stripe of the chunk @bio starts in, and the piece of @bio that
+ * goes there (split off @bio), at its offset on the stripe.
+ */
+static const struct stripe *
+next_chunk (const struct striped *sc, struct ic_bio *bio,
+            struct ic_bio *piece)
+{
+  uint64_t chunk_no = bio->offset / sc->chunk;
+  uint64_t in_chunk = bio->offset % sc->chunk;
+  uint64_t n = sc->chunk - in_chunk;
+  const struct stripe *st = &sc->stripes[chunk_no % sc->n];
+
+  ic_bio_split (bio, bio->len < n ? bio->len : n, piece);
+  piece->offset = st->start + (chunk_no / sc->n) * sc->chunk + in_chunk;
+  return st;
+}
+
+/* The chunk boundaries, then each chunk's piece on a stripe that checks
+ * its own (a stacked device; leaves cut nothing).
+ */
+static int
+striped_check_cuts (struct ic_target *ti, const struct ic_bio *bio)
+{
+  const struct striped *sc = ti->private;
+  struct ic_bio rest = *bio;
+  unsigned int i;
+  int r = check_cuts (ti, sc, bio);
+
+  for (i = 0; i < sc->n; i++)
+    if (sc->stripes[i].dev->ops->check_cuts)
+      break;
+  if (i == sc->n)
+    return r;
+  while (r == 0 && rest.len > 0) {
+    struct ic_bio piece;
+    const struct stripe *st = next_chunk (sc, &rest, &piece);
+
+    r = ic_device_check_cuts (st->dev, &piece);
+  }
+  return r;
+}
+
 static int
 striped_map (struct ic_target *ti, struct ic_bio *bio)
 {
@@ -172,14 +214,9 @@ striped_map (struct ic_target *ti, struct ic_bio *bio)
    * fails after others went through leaves the request part done.
    */
   while (r == 0 && bio->len > 0) {
-    uint64_t chunk_no = bio->offset / sc->chunk;
-    uint64_t in_chunk = bio->offset % sc->chunk;
-    uint64_t n = sc->chunk - in_chunk;
-    struct stripe *st = &sc->stripes[chunk_no % sc->n];
     struct ic_bio piece;
+    const struct stripe *st = next_chunk (sc, bio, &piece);
 
-    ic_bio_split (bio, bio->len < n ? bio->len : n, &piece);
-    piece.offset = st->start + (chunk_no / sc->n) * sc->chunk + in_chunk;
     r = ic_device_submit (st->dev, &piece);
     if (r < 0)
       ic_bio_part_failed (bio, &piece, done);
@@ -240,6 +277,7 @@ const struct ic_target_type ic_striped_target = {
   .ctr = striped_ctr,
   .dtr = striped_dtr,
   .map = striped_map,
+  .check_cuts = striped_check_cuts,
   .iterate_devices = striped_iterate_devices,
   .table_args = striped_table_args,
   .holds = striped_holds,
