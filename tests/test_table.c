@@ -1935,6 +1935,42 @@ START_TEST (test_cut_below)
 }
 END_TEST
 
+/* The same one level down a stripe: st stripes over a leaf r and a
+ * stacked device t whose table cuts a unit 4608 bytes in.  A write's
+ * first chunk goes to r, its second to t, refused before r is written.
+ */
+START_TEST (test_cut_below_stripe)
+{
+  struct ic_device *(*leaf) (const char *, uint64_t) =
+    _i ? leaf_full : leaf_plain;
+  uint8_t *pt = pattern (64 * KiB, 62);
+  uint8_t *zeros = calloc (1, 64 * KiB);
+  struct ic_bio bio = { .op = IC_OP_WRITE, .offset = 0, .len = 64 * KiB,
+                        .buf = pt };
+  struct ic_device *r;
+  struct ic_device *st;
+  uint8_t *rr;
+
+  ck_assert_ptr_nonnull (zeros);
+  r = leaf ("r", 1 * MiB);
+  leaf ("p", 1 * MiB);
+  leaf ("q", 1 * MiB);
+  load_resume (stacked ("t"), "0 9 linear p 0\n9 2039 linear q 0", 0);
+  st = stacked ("st");
+  load_resume (st, "0 2048 striped 2 64 r 0 t 0", 0);
+  bio.crypt_ctx.key = kx;
+  ic_crypt_dun_set_u64 (bio.crypt_ctx.dun, 5);
+  ck_assert_int_eq (ic_device_submit (st, &bio), -EINVAL);
+  assert_error ("t: write: 32768 bytes at 0: a boundary 4608 bytes in");
+  ck_assert (!bio.partial);
+  rr = raw (r, 64 * KiB, 0);
+  ck_assert_mem_eq (rr, zeros, 64 * KiB);
+  free (rr);
+  free (zeros);
+  free (pt);
+}
+END_TEST
+
 /* The largest bytes of large bounce buffers in use that a poller saw. */
 struct bounce_poll {
   bool stop;                    /* atomic */
@@ -3656,6 +3692,7 @@ table_suite (void)
   tc = tcase_create ("cut_below");
   tcase_add_checked_fixture (tc, setup, teardown);
   tcase_add_loop_test (tc, test_cut_below, 0, 2);
+  tcase_add_loop_test (tc, test_cut_below_stripe, 0, 2);
   suite_add_tcase (s, tc);
   CASE ("fallback_pieces", test_fallback_pieces);
   CASE ("memory_leaf_oom", test_memory_leaf_oom);
