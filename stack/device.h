@@ -38,9 +38,10 @@ struct ic_device_ops {
   int (*submit) (struct ic_device *dev, struct ic_bio *bio);
   /* Carry out a READ or WRITE whose context the profile does not support,
    * en/decrypting it with the fallback (ic_crypto_fallback_encrypt()).
-   * Optional: without it ic_device_submit() encrypts a write whole into
-   * a bounce buffer and submits it plain, and decrypts a read once it
-   * came back.  Leaves have it, to write in pieces (leaf.h).
+   * Optional: without it ic_device_submit() encrypts a write a piece of
+   * IC_BIO_PIECE bytes at a time into a bounce buffer and submits each
+   * plain, and decrypts a read once it came back whole.  Leaves have it,
+   * to en/decrypt at the backend (leaf.h).
    */
   int (*submit_fallback) (struct ic_device *dev, struct ic_bio *bio);
   /* Refuse (-EINVAL, reported) @bio, a READ or WRITE with a data unit

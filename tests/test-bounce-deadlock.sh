@@ -3,7 +3,7 @@
 # on one mirror, whose legs' engine takes k1 (AES-256-XTS) natively and
 # shares its one keyslot with a third export on a leaf of its own (k3);
 # k2 (SM4-XTS) goes through the mirror device's fallback:
-#  1. 16 MiB writes of k2 hold the whole budget while the mirror makes
+#  1. 16 MiB writes of k2 hold bounce buffers while the mirror makes
 #     them wait for the overlapping writes of k1 in flight, which need a
 #     bounce buffer at the leaves;
 #  2. those writes of k1 wait for the keyslot, which writes of k3 hold
@@ -11,6 +11,10 @@
 # Before the fix no write completed again after a second or two; here
 # writes must keep completing on every export.  (Concurrent writes to one
 # export never overlap: only the mirror orders overlapping writes.)
+# Since the fallback writes in 256 KiB pieces, two writes of k2 no longer
+# hold the whole budget, so this checks the waits through the keyslot
+# and the mirror; test_bounce's test_nowait checks that a get in a
+# mirror's registered write never waits for the budget.
 source ./functions.sh
 set -e -x
 

@@ -270,6 +270,62 @@ START_TEST (test_nested)
 }
 END_TEST
 
+/* Between ic_bounce_nowait_begin() and _end(), a get never waits for
+ * the budget, even when other threads hold all of it: a mirror's write
+ * registered for overlapping ones to wait on takes its bounce buffers so
+ * (test-bounce-deadlock.sh has the cycle this breaks).  After _end(), a
+ * get waits again.
+ */
+static atomic_bool nowait_done;
+static atomic_bool nowait_mode;
+
+static void *
+nowait_worker (void *arg)
+{
+  uint8_t *p;
+
+  (void) arg;
+  if (atomic_load (&nowait_mode))
+    ic_bounce_nowait_begin ();
+  p = ic_bounce_get (256 * 1024);
+  if (atomic_load (&nowait_mode))
+    ic_bounce_nowait_end ();
+  ck_assert_ptr_nonnull (p);
+  p[0] = 1;
+  atomic_store (&nowait_done, true);
+  ic_bounce_put (p, 256 * 1024);
+  return NULL;
+}
+
+START_TEST (test_nowait)
+{
+  uint8_t *all = ic_bounce_get (IC_BOUNCE_BUDGET);
+  pthread_t t;
+  unsigned int i;
+
+  ck_assert_ptr_nonnull (all);
+  /* nowait: served at once, beyond the budget. */
+  atomic_store (&nowait_mode, true);
+  atomic_store (&nowait_done, false);
+  ck_assert_int_eq (pthread_create (&t, NULL, nowait_worker, NULL), 0);
+  for (i = 0; i < 500 && !atomic_load (&nowait_done); i++)
+    sleep_ms (10);
+  ck_assert_msg (atomic_load (&nowait_done), "a nowait get waited");
+  ck_assert_int_eq (pthread_join (t, NULL), 0);
+  /* Otherwise it waits until the budget has room. */
+  atomic_store (&nowait_mode, false);
+  atomic_store (&nowait_done, false);
+  ck_assert_int_eq (pthread_create (&t, NULL, nowait_worker, NULL), 0);
+  sleep_ms (100);
+  ck_assert (!atomic_load (&nowait_done));
+  ic_bounce_put (all, IC_BOUNCE_BUDGET);
+  for (i = 0; i < 500 && !atomic_load (&nowait_done); i++)
+    sleep_ms (10);
+  ck_assert (atomic_load (&nowait_done));
+  ck_assert_int_eq (pthread_join (t, NULL), 0);
+}
+END_TEST
+
 static Suite *
 bounce_suite (void)
 {
@@ -284,6 +340,7 @@ bounce_suite (void)
   tcase_add_test (tc, test_larger_than_budget);
   tcase_add_test (tc, test_no_starvation);
   tcase_add_test (tc, test_nested);
+  tcase_add_test (tc, test_nowait);
   suite_add_tcase (s, tc);
   return s;
 }
